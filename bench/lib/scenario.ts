@@ -1,0 +1,104 @@
+// A scenario measures one situation on each target in turn (the baseline, then the service) and
+// compares the two; this file holds what they share.
+import type { Options } from "./args.ts";
+import type { LatencySummary } from "./histogram.ts";
+import { ratios, type Measurement, type Metric, type ScenarioResult, type TargetResult } from "./results.ts";
+import { startTarget, type Target } from "./targets.ts";
+
+export interface Scenario<P extends Record<string, unknown>> {
+  name: string;
+  description: string;
+  metrics: Metric[];
+  /** Keys of the few metrics the report's overview table shows. */
+  summary: string[];
+  params(opts: Options): P;
+  nodes(params: P): number;
+  /** True = nodes relay through Redis. */
+  redis(params: P): boolean;
+  measure(target: Target, params: P, runTag: string): Promise<Measurement>;
+}
+
+/** Scenarios differ in their parameters; the registry only needs the common surface. */
+export type AnyScenario = Scenario<any>;
+
+export const latencyMetrics = (prefix: string, what: string): Metric[] => [
+  { key: `${prefix}p50_ms`, label: `${what} p50`, unit: "ms", better: "lower" },
+  { key: `${prefix}p90_ms`, label: `${what} p90`, unit: "ms", better: "lower" },
+  { key: `${prefix}p99_ms`, label: `${what} p99`, unit: "ms", better: "lower" },
+  { key: `${prefix}p999_ms`, label: `${what} p99.9`, unit: "ms", better: "lower" },
+  { key: `${prefix}max_ms`, label: `${what} max`, unit: "ms", better: "lower" },
+];
+
+/** Copies a latency summary into the headline under `prefix` (see latencyMetrics). */
+export function headlineLatency(m: Measurement, label: string, prefix = ""): void {
+  const l: LatencySummary | undefined = m.latency[label];
+  if (!l) return;
+  Object.assign(m.headline, {
+    [`${prefix}p50_ms`]: l.p50,
+    [`${prefix}p90_ms`]: l.p90,
+    [`${prefix}p99_ms`]: l.p99,
+    [`${prefix}p999_ms`]: l.p999,
+    [`${prefix}max_ms`]: l.max,
+  });
+}
+
+export const pick = (value: number | undefined, fallback: number) => value ?? fallback;
+
+export async function runScenario(
+  s: AnyScenario,
+  opts: Options,
+  runTag: string,
+  log: (line: string) => void,
+): Promise<ScenarioResult> {
+  const params = s.params(opts);
+  const result: ScenarioResult = {
+    scenario: s.name,
+    description: s.description,
+    params: { ...params, workers: opts.workers },
+    metrics: s.metrics,
+    summary: s.summary,
+    startedAt: new Date().toISOString(),
+    finishedAt: "",
+    targets: {},
+    ratio: {},
+  };
+  for (const kind of opts.targets) {
+    // Per target and scenario: database names, Redis keys and group names never collide,
+    // neither with each other nor with anyone else's run on the same servers.
+    const tag = `${runTag}${kind[0]}${s.name.replace(/[^a-z]/g, "").slice(0, 4)}`;
+    log(`${s.name}: ${kind} …`);
+    let target: Target | undefined;
+    let res: TargetResult;
+    try {
+      target = await startTarget(kind, {
+        nodes: s.nodes(params),
+        redisUrl: s.redis(params) ? opts.redisUrl : undefined,
+        pgAdminUrl: opts.pgAdminUrl,
+        runTag: tag,
+      });
+      res = { ok: true, ...(await s.measure(target, params, tag)), nodes: [] };
+    } catch (err) {
+      res = { ok: false, error: err instanceof Error ? err.message : String(err), nodes: [] };
+    }
+    if (target) {
+      const endings = await target.stop();
+      res.nodes = target.nodes.map((n, i) => ({ ending: endings[i] ?? "", logLines: n.logLines, log: n.log.slice(-10) }));
+      const logged = target.nodes.reduce((a, n) => a + n.logLines - n.startupLogLines, 0);
+      if (logged > 0) (res.notes ??= []).push(`nodes printed ${logged} log lines at LOG_LEVEL=warn after start-up (see nodes[].log)`);
+      for (const e of endings) if (!/exited 0 /.test(e)) (res.notes ??= []).push(`node ${e}`);
+    }
+    result.targets[kind] = res;
+    log(res.ok ? `${s.name}: ${kind}: ${summaryLine(s, res)}` : `${s.name}: ${kind}: FAILED: ${res.error}`);
+    for (const note of res.notes ?? []) log(`  note: ${note}`);
+  }
+  result.ratio = ratios(s.metrics, result.targets);
+  result.finishedAt = new Date().toISOString();
+  return result;
+}
+
+function summaryLine(s: AnyScenario, r: TargetResult): string {
+  return s.metrics
+    .filter((m) => r.headline?.[m.key] !== undefined)
+    .map((m) => `${m.label} ${r.headline![m.key]}${m.unit === "%" ? "%" : m.unit ? ` ${m.unit}` : ""}`)
+    .join(", ");
+}

@@ -1,0 +1,9 @@
+import type { AnyScenario } from "../lib/scenario.ts";
+import { connections } from "./connections.ts";
+import { create } from "./create.ts";
+import { crossNode } from "./cross-node.ts";
+import { soak } from "./soak.ts";
+import { typing } from "./typing.ts";
+
+/** In the order the default suite runs them: quick ones first, the long soak last. */
+export const scenarios: AnyScenario[] = [typing, create, crossNode, connections, soak];

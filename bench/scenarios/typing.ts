@@ -1,0 +1,38 @@
+// Typing fan-out on one node: the cheapest broadcast the service does (no storage), so it shows
+// the per-event cost of the gateway and bus alone.
+import { headlineLatency, latencyMetrics, pick, type Scenario } from "../lib/scenario.ts";
+import { groupName, runTraffic } from "../lib/traffic.ts";
+import { runShape, trafficMetrics } from "./common.ts";
+
+type Params = ReturnType<typeof runShape> & { groups: number; subscribers: number; publishers: number; rate: number };
+
+export const typing: Scenario<Params> = {
+  name: "typing",
+  description: "typing fan-out on one node: G groups x S subscribers, P publishers per group at a total rate",
+  metrics: [...latencyMetrics("", "delivery"), ...trafficMetrics],
+  summary: ["p99_ms", "delivered_per_s", "server_cpu_s_per_1k"],
+  params: (opts) => ({
+    groups: pick(opts.sizes.groups, 20),
+    subscribers: pick(opts.sizes.subscribers, 50),
+    publishers: pick(opts.sizes.publishers, 1),
+    rate: pick(opts.sizes.rate, 400),
+    ...runShape(opts, 20),
+  }),
+  nodes: () => 1,
+  redis: () => false,
+  async measure(target, p, runTag) {
+    const groups = Array.from({ length: p.groups }, (_, g) => groupName(runTag, "typing", g));
+    const m = await runTraffic(
+      target,
+      {
+        ...p,
+        publishers: [{ op: "typing", perGroup: p.publishers, rate: p.rate, inflight: 0 }],
+        subscriberNodes: [0],
+        publisherNodes: [0],
+      },
+      groups,
+    );
+    headlineLatency(m, "typing delivery");
+    return m;
+  },
+};

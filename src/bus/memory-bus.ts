@@ -1,0 +1,28 @@
+// The in-process bus: one node, no network. Delivery is synchronous inside publish().
+import type { BusHandler, EventBus } from "./bus.ts";
+
+export class MemoryBus implements EventBus {
+  private readonly groups = new Set<string>();
+
+  constructor(private readonly onPayload: BusHandler) {}
+
+  async publish(group: string, payload: string): Promise<void> {
+    if (this.groups.has(group)) this.onPayload(group, payload);
+  }
+
+  async subscribe(group: string): Promise<void> {
+    this.groups.add(group);
+  }
+
+  async unsubscribe(group: string): Promise<void> {
+    this.groups.delete(group);
+  }
+
+  isUp(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.groups.clear();
+  }
+}

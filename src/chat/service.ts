@@ -1,0 +1,229 @@
+// The chat's seven operations as plain async functions over a store and a bus. Nothing here
+// knows about sockets or uWebSockets.js: the gateway hands in a session and a validated frame
+// and sends back what it is given.
+//
+// Stored operations commit first, then publish, then acknowledge: an acknowledged event is
+// durable, and an event other clients see is durable too.
+import type { EventBus } from "../bus/bus.ts";
+import { GroupMemberships } from "../bus/memberships.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { ChatError, type ClientFrame, type GroupEvent, type MessageView } from "../protocol/index.ts";
+import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
+import { serialize } from "./events.ts";
+import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
+import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
+import { decodeFile } from "./files.ts";
+import { actingUser, type Session } from "./identity.ts";
+import { toMessageView } from "./message-view.ts";
+
+export interface Limits {
+  maxBodyChars: number;
+  maxFileBytes: number;
+}
+
+/** What the sender is told on success: the ack's fields, or a history answer. */
+export type Outcome =
+  | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string }
+  | { kind: "history"; messages: MessageView[]; has_more: boolean };
+
+export interface ServiceDeps {
+  store: ChatStore;
+  bus: EventBus;
+  limits: Limits;
+  metrics: Metrics;
+  /** Hands a group's events, in seq order, to the local sockets. */
+  deliver: Deliver;
+  delivery: { gapWaitMs: number; retryWindowMs: number };
+  storeGuard: StoreGuardOptions;
+  onStoreHealth?: (up: boolean, err?: unknown) => void;
+  /** Told when a publish fails after the event was committed (the event is not lost: it is stored). */
+  onPublishError?: (err: Error, group: string) => void;
+  onDeliveryError?: (err: unknown, group: string) => void;
+}
+
+const REPLAY_PAGE = 500;
+
+/** A logged event in the shape a live client would have received it, message in its current state. */
+function liveShape(e: LoggedEvent): GroupEvent {
+  if (e.operation === "delete") return { operation: "delete", seq: e.seq, message_id: e.message.id, user: e.userId };
+  return { operation: e.operation, seq: e.seq, message: toMessageView(e.message) };
+}
+
+export class ChatService {
+  readonly memberships: GroupMemberships;
+  private readonly sequencer: Sequencer;
+  /** Per followed group: resolves once the node hears its events and knows where its seq stands. */
+  private readonly following = new Map<string, Promise<void>>();
+  private readonly guard: StoreGuard;
+
+  constructor(private readonly deps: ServiceDeps) {
+    this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
+    this.memberships = new GroupMemberships(deps.bus);
+    this.sequencer = new Sequencer(deps.deliver, (g, after, until) => this.eventsAfter(g, after, until), {
+      gapWaitMs: deps.delivery.gapWaitMs,
+      maxHeld: 10_000,
+      retryMs: 500,
+    }, deps.onDeliveryError);
+  }
+
+  /** A socket joins a group: resolves once this node hears the group's events in order. */
+  join(group: string): Promise<void> {
+    const first = !this.memberships.has(group);
+    const subscribed = this.memberships.join(group);
+    if (first) {
+      const token = this.sequencer.prepare(group);
+      // The baseline is read after the subscription is in place: anything newer arrives on the bus.
+      this.following.set(group, subscribed.then(() => this.deps.store.lastSeq(group)).then((seq) => this.sequencer.start(group, token, seq)));
+    }
+    return this.following.get(group)!;
+  }
+
+  leave(group: string): void {
+    this.memberships.leave(group);
+    if (!this.memberships.has(group)) {
+      this.sequencer.stop(group);
+      this.following.delete(group);
+    }
+  }
+
+  /** A payload from the bus. */
+  receive(group: string, payload: Payload): void {
+    this.sequencer.accept(group, payload);
+  }
+
+  /** After the bus reconnected: deliver whatever was stored while this node could not hear it. */
+  async catchUp(): Promise<void> {
+    await Promise.all(this.sequencer.groupNames().map((g) => this.sequencer.catchUp(g)));
+  }
+
+  /** The seq of the group's newest stored event. */
+  lastSeq(group: string): Promise<number> {
+    return this.deps.store.lastSeq(group);
+  }
+
+  /** How far this node has handed the group's events to its sockets (0 before any). */
+  delivered(group: string): number {
+    return this.sequencer.delivered(group) ?? 0;
+  }
+
+  /** Stored events with after < seq <= until, serialised in their live shapes with current message state, page by page. */
+  async *replay(group: string, after: number, until: number): AsyncGenerator<{ seq: number; payload: string }[]> {
+    while (after < until) {
+      const page = await this.eventsAfter(group, after, until, REPLAY_PAGE);
+      if (page.length > 0) yield page;
+      if (page.length < REPLAY_PAGE) return;
+      after = page[page.length - 1]!.seq;
+    }
+  }
+
+  private async eventsAfter(group: string, after: number, until?: number, limit = 10_000) {
+    const events = await this.deps.store.eventsSince({ group, after, until, limit });
+    return events.map((e) => ({ seq: e.seq, payload: serialize(liveShape(e)) }));
+  }
+
+  /** With a request_id, a retry of the same create stores nothing new and answers the original ack. */
+  async create(s: Session, f: ClientFrame<"create">, requestId?: string): Promise<Outcome> {
+    return this.storeMessage(s, f, null, requestId);
+  }
+
+  async reply(s: Session, f: ClientFrame<"reply">, requestId?: string): Promise<Outcome> {
+    return this.storeMessage(s, f, f.message_id, requestId);
+  }
+
+  async update(s: Session, f: ClientFrame<"update">): Promise<Outcome> {
+    const user = actingUser(s, f.user);
+    this.checkBody(f.body);
+    const attachment = f.file === undefined ? undefined : f.file === null ? null : this.file(f.file);
+    const w = await this.timed("update", () =>
+      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment }),
+    );
+    this.publish(s.group, { operation: "update", seq: w.seq, message: toMessageView(w.message) });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  async delete(s: Session, f: ClientFrame<"delete">): Promise<Outcome> {
+    const user = actingUser(s, f.user);
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id }));
+    this.publish(s.group, { operation: "delete", seq: w.seq, message_id: w.message.id, user });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  async seen(s: Session, f: ClientFrame<"seen">): Promise<Outcome> {
+    const user = actingUser(s, f.user);
+    const r = await this.timed("seen", () => this.deps.store.markSeen({ group: s.group, user, messageId: f.message_id }));
+    const seenAt = r.seenAt.toISOString();
+    if (r.first) this.publish(s.group, { operation: "seen", message_id: f.message_id, user, seen_at: seenAt });
+    return { kind: "ack", message_id: f.message_id, seen_at: seenAt };
+  }
+
+  async typing(s: Session, f: ClientFrame<"typing">): Promise<Outcome> {
+    const user = actingUser(s, f.user);
+    // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
+    // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
+    if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
+    await this.publishNow(s.group, { operation: "typing", user, typing_status: f.typing_status });
+    return { kind: "ack" };
+  }
+
+  async history(s: Session, f: ClientFrame<"history">): Promise<Outcome> {
+    const page = await this.timed("history", () => this.deps.store.history({ group: s.group, before: f.before, limit: f.limit }));
+    return { kind: "history", messages: page.messages.map(toMessageView), has_more: page.hasMore };
+  }
+
+  /** An attachment's bytes and metadata, or null (the caller checks who may read its group). */
+  attachment(id: string) {
+    return this.deps.store.getAttachment(id);
+  }
+
+  private async storeMessage(s: Session, f: ClientFrame<"create">, replyTo: string | null, requestId: string | undefined): Promise<Outcome> {
+    const user = actingUser(s, f.user);
+    this.checkBody(f.body);
+    if (f.type === "text" && f.body === "") throw new ChatError("bad_request", "a text message needs a non-empty body");
+    if (f.type !== "text" && !f.file) throw new ChatError("bad_request", `a ${f.type} message needs a file`);
+    const attachment: NewAttachment | null = f.file ? this.file(f.file) : null;
+    const operation = replyTo === null ? "create" : "reply";
+    const w = await this.timed(operation, () =>
+      this.deps.store.createMessage({
+        group: s.group,
+        user,
+        type: f.type,
+        body: f.body,
+        attachment,
+        replyTo,
+        retryKey: requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs },
+      }),
+    );
+    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, message: toMessageView(w.message) });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  private checkBody(body: string): void {
+    if (body.length > this.deps.limits.maxBodyChars) {
+      throw new ChatError("too_large", `body is longer than ${this.deps.limits.maxBodyChars} characters`);
+    }
+  }
+
+  private file(input: NonNullable<ClientFrame<"create">["file"]>): NewAttachment {
+    return decodeFile(input, this.deps.limits.maxFileBytes);
+  }
+
+  private async timed<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    const end = this.deps.metrics.storeDuration.startTimer({ operation });
+    try {
+      return await this.guard.run(run);
+    } finally {
+      end();
+    }
+  }
+
+  private publishNow(group: string, event: GroupEvent): Promise<void> {
+    this.deps.metrics.eventsPublished.inc({ operation: event.operation });
+    const end = this.deps.metrics.busPublishDuration.startTimer();
+    return this.deps.bus.publish(group, serialize(event)).finally(end);
+  }
+
+  /** After a commit: the event is durable, so the ack does not wait for the bus. */
+  private publish(group: string, event: GroupEvent): void {
+    this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
+  }
+}

@@ -1,0 +1,78 @@
+// Keeps a failing database from turning into silence. Every store call gets a deadline; a call
+// that times out or loses its connection opens the circuit, and while it is open stored
+// operations answer `unavailable` at once instead of queueing behind a dead connection (and
+// running late when it comes back). A background ping closes the circuit when the database
+// answers again.
+import { withDeadline } from "../deadline.ts";
+import { ChatError } from "../protocol/index.ts";
+
+const UNAVAILABLE_CODES = ["P1001", "P1002", "P1008", "P1017", "P2024", "P2028", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P03", "08000", "08003", "08006", "08001", "25P03"];
+// Prisma's driver-adapter error kinds that mean the database could not be reached or answered.
+const UNAVAILABLE_KINDS = ["ConnectionClosed", "DatabaseNotReachable", "SocketTimeout", "TooManyConnections", "TransactionAlreadyClosed"];
+const UNAVAILABLE_TEXT = /ECONNREFUSED|ECONNRESET|connection (?:terminated|refused|timeout)|Connection terminated|timeout exceeded when trying to connect|Can't reach database|server (?:has )?closed the connection|Query read timeout|Transaction already closed|Unable to start a transaction/i;
+
+/** Database errors that mean "try again later", not "bug". */
+export function isUnavailable(err: unknown, depth = 0): boolean {
+  if (depth > 5 || typeof err !== "object" || err === null) return false;
+  const e = err as { code?: unknown; kind?: unknown; message?: unknown; cause?: unknown; meta?: { driverAdapterError?: unknown } };
+  if (typeof e.code === "string" && UNAVAILABLE_CODES.includes(e.code)) return true;
+  if (typeof e.kind === "string" && UNAVAILABLE_KINDS.includes(e.kind)) return true;
+  if (typeof e.message === "string" && UNAVAILABLE_TEXT.test(e.message)) return true;
+  return isUnavailable(e.cause, depth + 1) || isUnavailable(e.meta?.driverAdapterError, depth + 1);
+}
+
+class DeadlineExceeded extends Error {}
+
+export interface StoreGuardOptions {
+  /** The longest a store call may take before the client is told `unavailable`. */
+  deadlineMs: number;
+  /** How often the database is pinged while the circuit is open. */
+  probeMs: number;
+}
+
+export class StoreGuard {
+  private open = false;
+
+  constructor(
+    private readonly ping: () => Promise<void>,
+    private readonly opts: StoreGuardOptions,
+    private readonly onChange: (up: boolean, err?: unknown) => void = () => {},
+  ) {}
+
+  get up(): boolean {
+    return !this.open;
+  }
+
+  async run<T>(call: () => Promise<T>): Promise<T> {
+    if (this.open) throw new ChatError("unavailable", "storage is unavailable, try again");
+    try {
+      return await this.bounded(call(), this.opts.deadlineMs);
+    } catch (err) {
+      if (err instanceof DeadlineExceeded || isUnavailable(err)) {
+        this.trip(err);
+        throw new ChatError("unavailable", "storage is unavailable, try again");
+      }
+      throw err;
+    }
+  }
+
+  private bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+    return withDeadline(p, ms, () => new DeadlineExceeded(`store call exceeded ${ms} ms`));
+  }
+
+  private trip(err: unknown): void {
+    if (this.open) return;
+    this.open = true;
+    this.onChange(false, err);
+    const probe = () => {
+      this.bounded(this.ping(), Math.max(this.opts.probeMs, 1_000)).then(
+        () => {
+          this.open = false;
+          this.onChange(true);
+        },
+        () => setTimeout(probe, this.opts.probeMs).unref(),
+      );
+    };
+    setTimeout(probe, this.opts.probeMs).unref();
+  }
+}

@@ -1,0 +1,33 @@
+// The chatroom client SDK, for browsers and Node. Types come from the server's own protocol
+// schemas (src/protocol), re-exported here so an application imports everything from one place.
+export { ChatClient, connectChat, socketUrl } from "./chat-client.ts";
+export type {
+  Answer,
+  ChatClientEvents,
+  ChatClientOptions,
+  ConnectionState,
+  HistoryPage,
+  MessageType,
+  RequestInput,
+  StateChange,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./chat-client.ts";
+export { ChatRequestError, type ClientErrorCode } from "./errors.ts";
+export { attachmentPath, fileFromBlob, type NamedFile } from "./files.ts";
+export type { BackoffOptions } from "./backoff.ts";
+export type { TypingOptions } from "./typing.ts";
+export type {
+  AckEvent,
+  DeleteEvent,
+  ErrorCode,
+  ErrorEvent,
+  FileInput,
+  GroupEvent,
+  HistoryEvent,
+  MessageEvent,
+  MessageView,
+  Operation,
+  SeenEvent,
+  TypingEvent,
+} from "../protocol/index.ts";

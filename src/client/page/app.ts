@@ -1,0 +1,362 @@
+// The chat page: a small UI over the client SDK. Everything a user typed reaches the DOM as
+// text (textContent, input values), never as HTML; attachment links and images point only at
+// `/files/<id>`, built from the attachment id.
+import * as v from "valibot";
+import { UserId } from "../../protocol/index.ts";
+import { attachmentPath, ChatClient, fileFromBlob, type MessageView, type StateChange } from "../index.ts";
+
+const $ = <T extends HTMLElement>(selector: string): T => {
+  const el = document.querySelector<T>(selector);
+  if (!el) throw new Error(`the page has no ${selector}`);
+  return el;
+};
+
+const joinForm = $<HTMLFormElement>("#join");
+const chatSection = $<HTMLElement>("#chat");
+const roomLabel = $<HTMLElement>("#room");
+const stateBadge = $<HTMLElement>("#state");
+const leaveButton = $<HTMLButtonElement>("#leave");
+const scroller = $<HTMLElement>("#scroller");
+const olderButton = $<HTMLButtonElement>("#older");
+const list = $<HTMLOListElement>("#messages");
+const outbox = $<HTMLOListElement>("#outbox");
+const typingLine = $<HTMLElement>("#typing");
+const replying = $<HTMLElement>("#replying");
+const replyingTo = $<HTMLElement>("#replying-to");
+const composer = $<HTMLFormElement>("#composer");
+const textInput = $<HTMLInputElement>("#text");
+const fileInput = $<HTMLInputElement>("#file");
+const fileName = $<HTMLElement>("#file-name");
+const notice = $<HTMLElement>("#notice");
+
+const RASTER = /^image\/(?:png|jpeg|gif|webp|avif|bmp)$/;
+
+let chat: ChatClient | null = null;
+let token: string | undefined;
+let me: string | undefined;
+let editing: string | null = null;
+let replyTarget: string | null = null;
+/** Each row and what it last showed, so a change re-renders only the rows it touched. */
+const rows = new Map<string, { li: HTMLLIElement; shown: MessageView | null; extra: string }>();
+const seenSent = new Set<string>();
+const toMark: string[] = [];
+
+// ---- small DOM helpers --------------------------------------------------------------------
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: { className?: string; text?: string } = {}, ...children: Node[]): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (props.className) node.className = props.className;
+  if (props.text !== undefined) node.textContent = props.text;
+  node.append(...children);
+  return node;
+}
+
+let noticeTimer: ReturnType<typeof setTimeout> | undefined;
+function showNotice(text: string): void {
+  notice.textContent = text;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (notice.textContent = ""), 6000);
+}
+
+const time = (iso: string) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const size = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 / 1024).toFixed(1)} MB`);
+const nearBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+
+// ---- rendering ----------------------------------------------------------------------------
+
+function summary(id: string): string {
+  const m = chat?.message(id);
+  if (!m) return "an earlier message";
+  if (m.deleted) return `${m.user}: (deleted)`;
+  return `${m.user}: ${m.body || m.attachment?.name || ""}`;
+}
+
+function fill(li: HTMLLIElement, m: MessageView, seenBy: string[]): void {
+  li.className = [m.user === me ? "mine" : "", m.deleted ? "deleted" : ""].join(" ").trim();
+  li.dataset.id = m.id;
+  li.dataset.user = m.user;
+  const meta = el("div", { className: "meta" }, el("span", { className: "author", text: m.user }), el("time", { text: time(m.created) }));
+  if (m.updated && !m.deleted) meta.append(el("span", { className: "edited", text: "edited" }));
+  const parts: Node[] = [meta];
+  if (m.reply_to) parts.push(el("div", { className: "quote", text: `↪ ${summary(m.reply_to)}` }));
+  parts.push(el("div", { className: "body", text: m.deleted ? "message deleted" : (m.body ?? "") }));
+  const path = m.deleted ? null : attachmentPath(m, token);
+  if (path && m.attachment) {
+    const link = el("a");
+    link.href = path;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    if (m.type === "image" && RASTER.test(m.attachment.content_type)) {
+      const img = el("img");
+      img.src = path;
+      img.alt = m.attachment.name;
+      link.append(img);
+    } else {
+      link.className = "file";
+      link.textContent = `${m.attachment.name} (${size(m.attachment.size)})`;
+    }
+    parts.push(el("div", { className: "attachment" }, link));
+  }
+  if (m.user === me && seenBy.length > 0 && !m.deleted) parts.push(el("div", { className: "seen", text: `seen by ${seenBy.join(", ")}` }));
+  if (!m.deleted) {
+    const actions = el("div", { className: "actions" });
+    const action = (name: string) => {
+      const b = el("button", { text: name });
+      b.type = "button";
+      b.dataset.action = name;
+      actions.append(b);
+    };
+    action("reply");
+    if (m.user === me) {
+      action("edit");
+      action("delete");
+    }
+    parts.push(actions);
+  }
+  li.replaceChildren(...parts);
+}
+
+function render(): void {
+  if (!chat) return;
+  const stick = nearBottom();
+  const keep = new Set<string>();
+  let previous: Element | null = null;
+  for (const m of chat.messages) {
+    keep.add(m.id);
+    let row = rows.get(m.id);
+    if (!row) rows.set(m.id, (row = { li: el("li"), shown: null, extra: "" }));
+    const seenBy = [...chat.seenBy(m.id).keys()].filter((u) => u !== m.user);
+    // Besides the message itself, a row shows who saw it and the message it replies to.
+    const extra = `${seenBy.join(",")}\n${m.reply_to ? summary(m.reply_to) : ""}`;
+    if (editing !== m.id && (row.shown !== m || row.extra !== extra)) {
+      fill(row.li, m, seenBy);
+      row.shown = m;
+      row.extra = extra;
+    }
+    const expected: Element | null = previous ? previous.nextElementSibling : list.firstElementChild;
+    if (expected !== row.li) list.insertBefore(row.li, expected);
+    previous = row.li;
+  }
+  for (const [id, row] of rows) {
+    if (!keep.has(id)) {
+      row.li.remove();
+      rows.delete(id);
+    }
+  }
+  olderButton.hidden = !chat.hasMore;
+  if (stick) scroller.scrollTop = scroller.scrollHeight;
+  markSeen();
+}
+
+function renderState(change?: StateChange): void {
+  const state = chat?.state ?? "closed";
+  stateBadge.dataset.state = state;
+  const unsent = outbox.childElementCount > 0 ? ` · ${outbox.childElementCount} unsent` : "";
+  const text: Record<string, string> = {
+    idle: "not connected",
+    connecting: "connecting…",
+    syncing: "catching up…",
+    live: "● live",
+    reconnecting: change?.delayMs !== undefined ? `offline · retrying in ${Math.ceil(change.delayMs / 1000)} s` : "offline",
+    closed: "disconnected",
+  };
+  stateBadge.textContent = (text[state] ?? state) + unsent;
+}
+
+function renderTypers(users: string[]): void {
+  typingLine.textContent =
+    users.length === 0 ? "" : users.length === 1 ? `${users[0]} is typing…` : users.length <= 3 ? `${users.join(", ")} are typing…` : `${users.length} people are typing…`;
+}
+
+/** Marks messages of others as seen, once each, while the page is visible. */
+function markSeen(): void {
+  if (!chat || document.visibilityState !== "visible") return;
+  for (const id of toMark.splice(0)) {
+    if (seenSent.has(id)) continue;
+    const m = chat.message(id);
+    if (!m || m.deleted || m.user === me) continue;
+    seenSent.add(id);
+    chat.seen(id).catch(() => seenSent.delete(id));
+  }
+}
+
+// ---- joining and leaving ------------------------------------------------------------------
+
+function join(group: string, user: string, jwt: string | undefined): void {
+  token = jwt;
+  const name = v.safeParse(UserId, user);
+  if (!jwt && !name.success) return showNotice(name.issues[0].message);
+  try {
+    chat = new ChatClient({ group, ...(jwt ? { token: jwt } : { user }) });
+  } catch (err) {
+    showNotice((err as Error).message);
+    return;
+  }
+  me = chat.user ?? user;
+  try {
+    localStorage.setItem("chatroom", JSON.stringify({ group, user }));
+  } catch {
+    // storage disabled: nothing to remember
+  }
+  chat.on("state", (change) => renderState(change));
+  chat.on("change", () => {
+    render();
+    renderState();
+  });
+  chat.on("typers", renderTypers);
+  chat.on("error", (err) => showNotice(err.message));
+  const mark = (m: MessageView) => toMark.push(m.id);
+  chat.on("created", mark);
+  chat.on("replied", mark);
+  chat.on("history", (page, reset) => {
+    // Arriving in a room: the newest message of others stands for the ones before it.
+    const newest = [...page.messages].reverse().find((m) => m.user !== me && !m.deleted);
+    if (reset && newest) toMark.push(newest.id);
+  });
+  roomLabel.textContent = `#${group} as ${me}`;
+  joinForm.hidden = true;
+  chatSection.hidden = false;
+  leaveButton.hidden = false;
+  renderState();
+  void chat.connect().catch(() => {});
+  textInput.focus();
+}
+
+function leave(): void {
+  chat?.close();
+  chat = null;
+  for (const row of rows.values()) row.li.remove();
+  rows.clear();
+  outbox.replaceChildren();
+  seenSent.clear();
+  setReply(null);
+  renderTypers([]);
+  renderState();
+  roomLabel.textContent = "";
+  chatSection.hidden = true;
+  leaveButton.hidden = true;
+  joinForm.hidden = false;
+}
+
+joinForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const data = new FormData(joinForm);
+  join(String(data.get("group")).trim(), String(data.get("user")).trim(), String(data.get("token") ?? "").trim() || undefined);
+});
+leaveButton.addEventListener("click", leave);
+
+// ---- composing ----------------------------------------------------------------------------
+
+function setReply(id: string | null): void {
+  replyTarget = id;
+  replying.hidden = id === null;
+  replyingTo.textContent = id === null ? "" : `Replying to ${summary(id)}`;
+  if (id !== null) textInput.focus();
+}
+
+$<HTMLButtonElement>("#cancel-reply").addEventListener("click", () => setReply(null));
+textInput.addEventListener("input", () => {
+  if (textInput.value) chat?.typing();
+  else chat?.stopTyping();
+});
+fileInput.addEventListener("change", () => (fileName.textContent = fileInput.files?.[0]?.name ?? ""));
+
+composer.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!chat) return;
+  const client = chat;
+  const body = textInput.value.trim();
+  const file = fileInput.files?.[0];
+  if (!body && !file) return;
+  const target = replyTarget;
+  textInput.value = "";
+  fileInput.value = "";
+  fileName.textContent = "";
+  setReply(null);
+  // Shown at once, greyed until the server acknowledges it (it may wait offline in the outbox).
+  const pending = el("li", {}, el("div", { className: "meta", text: "sending…" }), el("div", { className: "body", text: body || file?.name || "" }));
+  outbox.append(pending);
+  scroller.scrollTop = scroller.scrollHeight;
+  renderState();
+  void (async () => {
+    try {
+      const attachment = file ? await fileFromBlob(file) : undefined;
+      const opts = attachment ? { file: attachment } : {};
+      await (target ? client.reply(target, body, opts) : client.send(body, opts));
+      pending.remove();
+    } catch (err) {
+      pending.classList.add("failed");
+      pending.querySelector(".meta")!.textContent = `not sent: ${(err as Error).message}`;
+      showNotice((err as Error).message);
+    }
+    renderState();
+  })();
+});
+
+// ---- message actions ----------------------------------------------------------------------
+
+function startEdit(li: HTMLLIElement, m: MessageView): void {
+  editing = m.id;
+  const input = el("input", { className: "edit-input" });
+  input.value = m.body ?? "";
+  input.setAttribute("aria-label", "edit message");
+  const finish = () => {
+    editing = null;
+    const row = rows.get(m.id);
+    if (row) row.shown = null; // show its current state again
+    render();
+  };
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") return finish();
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    const body = input.value.trim();
+    if (!body || body === m.body) return finish();
+    input.disabled = true;
+    chat!.edit(m.id, body).then(finish, (err: Error) => {
+      input.disabled = false;
+      showNotice(err.message);
+    });
+  });
+  li.querySelector(".body")!.replaceWith(input);
+  input.focus();
+}
+
+list.addEventListener("click", (ev) => {
+  const button = (ev.target as HTMLElement).closest<HTMLButtonElement>("button[data-action]");
+  const li = button?.closest<HTMLLIElement>("li[data-id]");
+  if (!chat || !button || !li) return;
+  const m = chat.message(li.dataset.id!);
+  if (!m || m.deleted) return;
+  if (button.dataset.action === "reply") setReply(m.id);
+  else if (button.dataset.action === "edit") startEdit(li, m);
+  else if (button.dataset.action === "delete") chat.delete(m.id).catch((err: Error) => showNotice(err.message));
+});
+
+olderButton.addEventListener("click", () => {
+  if (!chat) return;
+  const before = scroller.scrollHeight;
+  chat.loadOlder().then(
+    () => (scroller.scrollTop += scroller.scrollHeight - before),
+    (err: Error) => showNotice(err.message),
+  );
+});
+
+document.addEventListener("visibilitychange", markSeen);
+
+// ---- start --------------------------------------------------------------------------------
+
+{
+  let saved: { group?: string; user?: string } = {};
+  try {
+    saved = JSON.parse(localStorage.getItem("chatroom") ?? "{}") as typeof saved;
+  } catch {
+    // nothing remembered
+  }
+  const query = new URLSearchParams(location.search);
+  const group = joinForm.elements.namedItem("group") as HTMLInputElement;
+  const user = joinForm.elements.namedItem("user") as HTMLInputElement;
+  group.value = query.get("group") ?? saved.group ?? "lobby";
+  user.value = query.get("user") ?? saved.user ?? `guest-${Math.random().toString(36).slice(2, 6)}`;
+  if (query.has("group") && query.has("user")) join(group.value, user.value, undefined);
+}

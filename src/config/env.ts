@@ -1,0 +1,148 @@
+// The node's whole configuration: one valibot schema over the environment. Every variable the
+// service reads is named here and nowhere else (k8s manifests and docs are checked against it).
+import { createPublicKey } from "node:crypto";
+import * as v from "valibot";
+
+const intVar = (def: number, min: number, max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^\d+$/, "must be a whole number"),
+      v.toNumber(),
+      v.integer(),
+      v.minValue(min, `must be at least ${min}`),
+      v.maxValue(max, `must be at most ${max}`),
+    ),
+    String(def),
+  );
+
+const url = (schemes: readonly string[]) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.nonEmpty("must not be empty"),
+      v.check((s) => {
+        try {
+          return schemes.includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      }, `must be a URL starting with ${schemes.map((s) => `${s}//`).join(" or ")}`),
+    ),
+  );
+
+/** PEM from an environment variable, where newlines are often written as `\n`. */
+export const pemText = (s: string) => s.trim().replace(/\\n/g, "\n");
+
+const publicKeyPem = v.optional(
+  v.pipe(
+    v.string(),
+    v.transform(pemText),
+    v.check((pem) => {
+      try {
+        return ["rsa", "ec", "ed25519"].includes(createPublicKey(pem).asymmetricKeyType ?? "");
+      } catch {
+        return false;
+      }
+    }, "must be a PEM public key (RSA, EC P-256/384/521 or Ed25519)"),
+  ),
+);
+
+/** A comma-separated list of browser origins (`https://chat.example.com`), exactly as browsers send them. */
+const originList = v.optional(
+  v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((o) => o.trim().replace(/\/$/, "")).filter((o) => o !== "")),
+    v.check((list) => list.length > 0, "must list at least one origin"),
+    v.check(
+      (list) =>
+        list.every((o) => {
+          try {
+            return new URL(o).origin === o;
+          } catch {
+            return false;
+          }
+        }),
+      "must be comma-separated origins like https://chat.example.com (scheme, host, optional port; no path)",
+    ),
+  ),
+);
+
+export const EnvSchema = v.object({
+  PORT: intVar(8000, 0, 65535),
+  HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty")), "0.0.0.0"),
+  DATABASE_URL: url(["postgres:", "postgresql:"]),
+  DATA_DIR: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty")), "./data"),
+  REDIS_URL: url(["redis:", "rediss:"]),
+  MAX_BODY_CHARS: intVar(4000, 1, 1_000_000),
+  MAX_FILE_BYTES: intVar(5 * 1024 * 1024, 1, 1024 * 1024 * 1024),
+  MAX_FRAME_BYTES: intVar(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  MAX_PENDING_FRAMES: intVar(256, 1, 100_000),
+  MAX_FRAMES_PER_SECOND: intVar(500, 1, 1_000_000),
+  MAX_FRAMES_BURST: intVar(1000, 1, 1_000_000),
+  MAX_USER_FRAMES_PER_SECOND: intVar(1000, 1, 1_000_000),
+  MAX_SOCKETS_PER_USER: intVar(20, 1, 1_000_000),
+  MAX_GROUPS_PER_NODE: intVar(10_000, 1, 10_000_000),
+  IDLE_TIMEOUT_S: intVar(120, 8, 960),
+  MAX_BACKPRESSURE_BYTES: intVar(16 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+  JWT_SECRET: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
+  JWT_PUBLIC_KEY: publicKeyPem,
+  JWT_JWKS_URL: url(["https:", "http:"]),
+  JWT_ISSUER: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty"))),
+  JWT_AUDIENCE: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty"))),
+  JWT_CLOCK_TOLERANCE_S: intVar(30, 0, 3600),
+  ALLOWED_ORIGINS: originList,
+  ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
+  WRITE_SHARDS: intVar(2, 1, 64),
+  STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
+  RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
+  DRAIN_DELAY_MS: intVar(0, 0, 600_000),
+  SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
+  NODE_ENV: v.optional(v.string(), "development"),
+});
+
+export type Config = v.InferOutput<typeof EnvSchema>;
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; a bad value throws one line naming the variable and what is wrong. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Treat empty strings as unset, as shells and manifests often export VAR= for "no value".
+  const present = Object.fromEntries(
+    Object.keys(EnvSchema.entries)
+      .map((k) => [k, env[k]] as const)
+      .filter(([, val]) => val !== undefined && val !== ""),
+  );
+  const result = v.safeParse(EnvSchema, present);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const name = issue.path?.map((p) => String(p.key)).join(".") ?? "environment";
+  const got = /SECRET/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
+  throw new ConfigError(`invalid configuration: ${name} ${issue.message} (got ${got})`);
+}
+
+/** JWT mode: at least one key is configured, and every connection must carry a valid token. */
+export const jwtConfigured = (c: Config): boolean => Boolean(c.JWT_SECRET || c.JWT_PUBLIC_KEY || c.JWT_JWKS_URL);
+
+/**
+ * Rules across variables, checked at start before anything listens (not by loadConfig, which
+ * `npm run migrate` shares). Throws one line naming what to fix.
+ */
+export function checkStartup(c: Config): void {
+  if (c.JWT_PUBLIC_KEY && c.JWT_JWKS_URL) {
+    throw new ConfigError("invalid configuration: set JWT_PUBLIC_KEY or JWT_JWKS_URL, not both (a JWKS already carries every current key)");
+  }
+  if (!jwtConfigured(c)) {
+    const orphan = c.JWT_ISSUER ? "JWT_ISSUER" : c.JWT_AUDIENCE ? "JWT_AUDIENCE" : null;
+    if (orphan) throw new ConfigError(`invalid configuration: ${orphan} is set but no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is, so no token would be checked`);
+    if (c.NODE_ENV === "production") {
+      throw new ConfigError("refusing to start: NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (without one, anyone can connect as any user)");
+    }
+  }
+  if (c.NODE_ENV === "production" && c.JWT_SECRET !== undefined && Buffer.byteLength(c.JWT_SECRET) < 32) {
+    throw new ConfigError("refusing to start: JWT_SECRET must be at least 32 bytes with NODE_ENV=production (HS256 needs a 256-bit key)");
+  }
+}

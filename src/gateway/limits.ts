@@ -1,0 +1,131 @@
+// The limits the gateway enforces around the dispatcher, as small checks: the browser origin,
+// groups per node and sockets per user (before the upgrade joins the group), frames per second
+// per socket and per user (token buckets, before a frame is parsed), and the closes that uWS
+// makes by itself for a limit (frame size, idle time). Every hit is counted in
+// chat_limit_hits_total{limit}; the gateway answers with the contract's codes.
+import { performance } from "node:perf_hooks";
+import * as v from "valibot";
+import type { Metrics } from "../metrics/metrics.ts";
+import { RequestId, type ErrorCode, type LimitName } from "../protocol/index.ts";
+import { TokenBucket } from "./rate-limit.ts";
+
+export interface LimitOptions {
+  framesPerSecond: number;
+  framesBurst: number;
+  /** Per user on this node, over all their sockets; the burst is twice the rate. */
+  userFramesPerSecond: number;
+  maxSocketsPerUser: number;
+  maxGroupsPerNode: number;
+  /** Browser origins allowed to open a WebSocket; null allows any. */
+  allowedOrigins: readonly string[] | null;
+}
+
+interface UserQuota {
+  sockets: number;
+  bucket: TokenBucket;
+}
+
+/** One socket's share: its own bucket and, when the connection has a user, that user's. */
+export interface SocketQuota {
+  readonly user: string | null;
+  readonly bucket: TokenBucket;
+  readonly userQuota: UserQuota | null;
+}
+
+export type Admission =
+  | { ok: true; quota: SocketQuota }
+  | { ok: false; status: 429 | 503; message: string };
+
+/** What the node's groups look like to admission (the service's memberships). */
+export interface GroupCount {
+  readonly size: number;
+  has(group: string): boolean;
+}
+
+/** Closes uWS makes by itself, by the reason it gives the close handler. */
+const UWS_CLOSES: Record<string, LimitName> = {
+  "Received too big message": "frame_size",
+  "WebSocket timed out from inactivity": "idle_timeout",
+};
+
+export class ConnectionLimits {
+  private readonly users = new Map<string, UserQuota>();
+
+  constructor(
+    private readonly opts: LimitOptions,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** With ALLOWED_ORIGINS set, a browser (which always sends Origin) must come from a listed one. */
+  originAllowed(origin: string): boolean {
+    return this.opts.allowedOrigins === null || origin === "" || this.opts.allowedOrigins.includes(origin);
+  }
+
+  /**
+   * Right before the upgrade joins its group: refuses a new group past MAX_GROUPS_PER_NODE (503)
+   * and a user past MAX_SOCKETS_PER_USER (429); otherwise takes the socket's slot, which
+   * `release` gives back.
+   */
+  admit(user: string | null, group: string, groups: GroupCount): Admission {
+    if (!groups.has(group) && groups.size >= this.opts.maxGroupsPerNode) {
+      return this.refuse(503, "unavailable", "groups_per_node", `this node already serves ${this.opts.maxGroupsPerNode} groups; retry later`);
+    }
+    let userQuota: UserQuota | null = null;
+    if (user !== null) {
+      userQuota = this.users.get(user) ?? null;
+      if (userQuota && userQuota.sockets >= this.opts.maxSocketsPerUser) {
+        return this.refuse(429, "rate_limited", "sockets_per_user", `at most ${this.opts.maxSocketsPerUser} connections per user`);
+      }
+      if (!userQuota) {
+        const rate = this.opts.userFramesPerSecond;
+        userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * 2) };
+        this.users.set(user, userQuota);
+      }
+      userQuota.sockets++;
+    }
+    return { ok: true, quota: { user, userQuota, bucket: new TokenBucket(this.opts.framesPerSecond, this.opts.framesBurst) } };
+  }
+
+  /** The socket is gone (or its upgrade failed after admission): gives its slot back. */
+  release(q: SocketQuota): void {
+    if (q.user === null || q.userQuota === null) return;
+    if (--q.userQuota.sockets <= 0 && this.users.get(q.user) === q.userQuota) this.users.delete(q.user);
+  }
+
+  /** A frame arrived: the rate limit it breaks, or null (then a token of each bucket is taken). */
+  frame(q: SocketQuota): LimitName | null {
+    const now = performance.now();
+    if (!q.bucket.take(now)) return this.hit("socket_rate");
+    if (q.userQuota && !q.userQuota.bucket.take(now)) return this.hit("user_rate");
+    return null;
+  }
+
+  /** Counts a close uWS made for a limit (too big a frame, no traffic within IDLE_TIMEOUT_S). */
+  closed(code: number, reason: ArrayBuffer): void {
+    if (code !== 1006 || reason.byteLength === 0) return;
+    const limit = UWS_CLOSES[Buffer.from(reason).toString("latin1")];
+    if (limit) this.hit(limit);
+  }
+
+  hit(limit: LimitName): LimitName {
+    this.metrics.limitHits.inc({ limit });
+    return limit;
+  }
+
+  private refuse(status: 429 | 503, code: ErrorCode, limit: LimitName, message: string): Admission {
+    this.hit(limit);
+    this.metrics.errors.inc({ code });
+    return { ok: false, status, message };
+  }
+}
+
+/** The request_id of a text frame turned away before the dispatcher, so its error can echo it. */
+export function requestIdOf(data: ArrayBuffer): string | undefined {
+  try {
+    const raw: unknown = JSON.parse(Buffer.from(data).toString("utf8"));
+    const rid = typeof raw === "object" && raw !== null ? (raw as { request_id?: unknown }).request_id : undefined;
+    return v.is(RequestId, rid) ? rid : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,107 @@
+// The node's Prometheus metrics, on a registry of its own so several nodes can live in one
+// process (tests) without sharing counters.
+import client from "prom-client";
+import { ERROR_CODES, LIMITS, OPERATIONS } from "../protocol/index.ts";
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Operation label for frames: known operations only, so hostile input cannot grow the label set. */
+export const operationLabel = (op: unknown): string =>
+  typeof op === "string" && (OPERATIONS as string[]).includes(op) ? op : "invalid";
+
+/** Live readings taken at scrape time; wired once the store and bus exist. */
+export interface Probes {
+  databaseUp: () => Promise<boolean>;
+  busUp: () => boolean;
+  busChannels: () => number;
+}
+
+export function createMetrics() {
+  const registry = new client.Registry();
+  const probes: Probes = { databaseUp: async () => false, busUp: () => false, busChannels: () => 0 };
+  client.collectDefaultMetrics({ register: registry });
+  const m = {
+    registry,
+    /** Replaces the live readings behind the up/channel gauges. */
+    setProbes(p: Probes) {
+      Object.assign(probes, p);
+    },
+    connections: new client.Gauge({ name: "chat_connections", help: "Open WebSocket connections on this node", registers: [registry] }),
+    groups: new client.Gauge({ name: "chat_groups", help: "Groups with at least one socket on this node", registers: [registry] }),
+    framesReceived: new client.Counter({
+      name: "chat_frames_received_total",
+      help: "Client frames received, by operation (invalid when missing or unknown)",
+      labelNames: ["operation"],
+      registers: [registry],
+    }),
+    eventsPublished: new client.Counter({
+      name: "chat_events_published_total",
+      help: "Group events this node published to the bus, by operation",
+      labelNames: ["operation"],
+      registers: [registry],
+    }),
+    errors: new client.Counter({
+      name: "chat_errors_total",
+      help: "Error frames sent, and WebSocket upgrades refused by a limit (429 rate_limited, 503 unavailable), by code",
+      labelNames: ["code"],
+      registers: [registry],
+    }),
+    limitHits: new client.Counter({
+      name: "chat_limit_hits_total",
+      help: "Times a configured limit refused a frame or an upgrade, or closed a socket, by limit",
+      labelNames: ["limit"],
+      registers: [registry],
+    }),
+    authFailures: new client.Counter({
+      name: "chat_auth_failures_total",
+      help: "Requests (WebSocket upgrades and HTTP) refused by identity: 401 bad or missing token, 403 not allowed, by status",
+      labelNames: ["status"],
+      registers: [registry],
+    }),
+    storeDuration: new client.Histogram({
+      name: "chat_store_duration_seconds",
+      help: "Time spent in the store per operation",
+      labelNames: ["operation"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    busPublishDuration: new client.Histogram({
+      name: "chat_bus_publish_duration_seconds",
+      help: "Time for the bus to accept a published event",
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    }),
+    busChannels: new client.Gauge({
+      name: "chat_bus_channels",
+      help: "Bus channels (Redis: chat:<group>) this node is subscribed to",
+      registers: [registry],
+      collect() {
+        this.set(probes.busChannels());
+      },
+    }),
+    dbUp: new client.Gauge({
+      name: "chat_db_up",
+      help: "1 when the database answered a ping at scrape time",
+      registers: [registry],
+      async collect() {
+        this.set((await probes.databaseUp()) ? 1 : 0);
+      },
+    }),
+    redisUp: new client.Gauge({
+      name: "chat_redis_up",
+      help: "1 when the event bus is connected (always 1 for the in-process bus)",
+      registers: [registry],
+      collect() {
+        this.set(probes.busUp() ? 1 : 0);
+      },
+    }),
+    ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
+    draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
+  };
+  // Zero series for every label value up front: dashboards and alerts see 0, not "no data".
+  for (const op of [...OPERATIONS, "invalid"]) m.framesReceived.inc({ operation: op }, 0);
+  for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
+  for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
+  for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
+  return m;
+}

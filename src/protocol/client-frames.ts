@@ -1,0 +1,58 @@
+// Every frame a client may send, as valibot schemas: the validation, the TypeScript types and
+// the protocol docs all come from here. Limits that come from configuration (body length, file
+// size) are enforced by the service, which answers them with `too_large` rather than
+// `bad_request`.
+import * as v from "valibot";
+import { ContentType, EntityId, FileName, noNul, RequestId, UserId } from "./names.ts";
+
+export const MESSAGE_TYPES = ["text", "file", "image"] as const;
+
+/** `file`: the seed's bare base64 string, or a named, typed object with base64 `data`. */
+export const FileInput = v.union(
+  [
+    v.string(),
+    v.object({ name: FileName, content_type: ContentType, data: v.string("file.data must be a base64 string") }),
+  ],
+  "file must be a base64 string or {name, content_type, data}",
+);
+export type FileInput = v.InferOutput<typeof FileInput>;
+
+const messageType = v.picklist(MESSAGE_TYPES, `type must be one of ${MESSAGE_TYPES.join(", ")}`);
+const body = v.pipe(v.string("body must be a string"), noNul("body"));
+const messageId = EntityId;
+const user = v.optional(UserId);
+
+export const ClientFrames = {
+  create: v.object({ user, type: messageType, body: v.optional(body, ""), file: v.nullish(FileInput) }),
+  update: v.object({ user, message_id: messageId, body, file: v.nullish(FileInput) }),
+  delete: v.object({ user, message_id: messageId }),
+  reply: v.object({ user, message_id: messageId, type: messageType, body: v.optional(body, ""), file: v.nullish(FileInput) }),
+  seen: v.object({ user, message_id: messageId }),
+  typing: v.object({
+    user,
+    typing_status: v.pipe(v.string("typing_status must be a string"), v.regex(/^[a-z_]{1,32}$/, "typing_status must match ^[a-z_]{1,32}$")),
+  }),
+  history: v.object({
+    before: v.optional(EntityId),
+    limit: v.optional(
+      v.pipe(v.number("limit must be a number"), v.integer("limit must be a whole number"), v.minValue(1, "limit must be 1 to 100"), v.maxValue(100, "limit must be 1 to 100")),
+      50,
+    ),
+  }),
+} as const;
+
+export type Operation = keyof typeof ClientFrames;
+export const OPERATIONS = Object.keys(ClientFrames) as Operation[];
+export type ClientFrame<Op extends Operation> = v.InferOutput<(typeof ClientFrames)[Op]>;
+
+/** What every frame shares, checked before the operation's own schema. */
+export const Envelope = {
+  request_id: v.optional(RequestId),
+  operation: v.pipe(
+    v.unknown(),
+    v.check((x) => typeof x === "string" && x.length > 0, "operation must be a non-empty string"),
+    v.string(),
+  ),
+} as const;
+
+export const isOperation = (op: string): op is Operation => Object.hasOwn(ClientFrames, op);

@@ -1,0 +1,19 @@
+// The limits a client can run into, by name: the `limit` label of chat_limit_hits_total and the
+// tag a ChatError carries when a limit caused it. Each is set in src/config/env.ts.
+export const LIMITS = [
+  "frame_size", //        MAX_FRAME_BYTES: the socket is closed (uWS drops it)
+  "body_length", //       MAX_BODY_CHARS: too_large
+  "file_size", //         MAX_FILE_BYTES: too_large
+  "socket_rate", //       MAX_FRAMES_PER_SECOND / MAX_FRAMES_BURST: rate_limited
+  "user_rate", //         MAX_USER_FRAMES_PER_SECOND: rate_limited
+  "pending_frames", //    MAX_PENDING_FRAMES: rate_limited
+  "sockets_per_user", //  MAX_SOCKETS_PER_USER: HTTP 429 at the upgrade
+  "groups_per_node", //   MAX_GROUPS_PER_NODE: HTTP 503 at the upgrade
+  "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
+  "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+] as const;
+
+export type LimitName = (typeof LIMITS)[number];
+
+/** WebSocket close codes the server uses besides the standard ones (1001 on shutdown). */
+export const CLOSE_SLOW_CONSUMER = 4008;

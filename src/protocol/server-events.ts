@@ -1,0 +1,64 @@
+// Every frame the server sends. The service builds these objects and serialises each once; the
+// schemas give the types, and tests validate what they receive against them.
+import * as v from "valibot";
+import { ERROR_CODES } from "./errors.ts";
+import { MESSAGE_TYPES } from "./client-frames.ts";
+
+export const AttachmentView = v.object({
+  id: v.string(),
+  name: v.string(),
+  content_type: v.string(),
+  size: v.number(),
+});
+
+export const MessageView = v.strictObject({
+  id: v.string(),
+  user: v.string(),
+  body: v.nullable(v.string()),
+  type: v.picklist(MESSAGE_TYPES),
+  file: v.nullable(v.string()),
+  attachment: v.nullable(AttachmentView),
+  reply_to: v.nullable(v.string()),
+  created: v.string(),
+  updated: v.nullable(v.string()),
+  deleted: v.boolean(),
+});
+export type MessageView = v.InferOutput<typeof MessageView>;
+
+const seq = v.pipe(v.number(), v.integer(), v.minValue(1));
+const requestId = v.optional(v.string());
+
+export const MessageEvent = v.strictObject({
+  operation: v.picklist(["create", "update", "reply"]),
+  seq,
+  message: MessageView,
+});
+export const DeleteEvent = v.strictObject({ operation: v.literal("delete"), seq, message_id: v.string(), user: v.string() });
+export const SeenEvent = v.strictObject({ operation: v.literal("seen"), message_id: v.string(), user: v.string(), seen_at: v.string() });
+export const TypingEvent = v.strictObject({ operation: v.literal("typing"), user: v.string(), typing_status: v.string() });
+export const AckEvent = v.strictObject({
+  operation: v.literal("ack"),
+  request_id: v.string(),
+  message_id: v.optional(v.string()),
+  seq: v.optional(seq),
+  seen_at: v.optional(v.string()),
+});
+export const ErrorEvent = v.strictObject({ operation: v.literal("error"), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
+export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
+export const HistoryEvent = v.strictObject({ operation: v.literal("history"), request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
+
+/** Events broadcast to a whole group. */
+export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent]);
+/** Anything a socket may receive. */
+export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent]);
+
+export type MessageEvent = v.InferOutput<typeof MessageEvent>;
+export type DeleteEvent = v.InferOutput<typeof DeleteEvent>;
+export type SeenEvent = v.InferOutput<typeof SeenEvent>;
+export type TypingEvent = v.InferOutput<typeof TypingEvent>;
+export type AckEvent = v.InferOutput<typeof AckEvent>;
+export type ErrorEvent = v.InferOutput<typeof ErrorEvent>;
+export type HistoryEvent = v.InferOutput<typeof HistoryEvent>;
+export type ResumedEvent = v.InferOutput<typeof ResumedEvent>;
+export type GroupEvent = v.InferOutput<typeof GroupEvent>;
+export type ServerEvent = v.InferOutput<typeof ServerEvent>;

@@ -1,0 +1,126 @@
+// Wires one node from its configuration: store, bus, service, gateway. main.ts runs it as a
+// process; tests start several in one process.
+import type { EventBus } from "./bus/bus.ts";
+import { MemoryBus } from "./bus/memory-bus.ts";
+import { RedisBus } from "./bus/redis-bus.ts";
+import { Dispatcher } from "./chat/dispatch.ts";
+import { ChatService } from "./chat/service.ts";
+import { checkStartup, type Config } from "./config/env.ts";
+import { Gateway } from "./gateway/gateway.ts";
+import { identityFromConfig } from "./gateway/identity.ts";
+import type { Logger } from "./log.ts";
+import { createMetrics } from "./metrics/metrics.ts";
+import { withDeadline } from "./deadline.ts";
+import { openDatabase } from "./store/database.ts";
+
+export interface ChatNode {
+  port: number;
+  gateway: Gateway;
+  service: ChatService;
+  /** Readiness false, drain delay, stop listening, finish in-flight frames, close sockets, close store and bus. */
+  shutdown(): Promise<void>;
+}
+
+export async function startNode(config: Config, log: Logger): Promise<ChatNode> {
+  checkStartup(config);
+  const metrics = createMetrics();
+  const identity = identityFromConfig(config, metrics);
+  if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
+  else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
+
+  // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
+  let service: ChatService | undefined;
+  let gateway: Gateway | undefined;
+  const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
+  let bus: EventBus;
+  if (config.REDIS_URL) {
+    let lastError = "";
+    const redis = new RedisBus(config.REDIS_URL, receive, {
+      onError: (err) => {
+        // ioredis retries forever; log each distinct failure once instead of every retry.
+        if (err.message !== lastError) log.warn({ err: err.message }, "redis error");
+        lastError = err.message;
+      },
+      onResubscribed: () => {
+        lastError = "";
+        log.info({}, "redis reconnected; catching up on missed events");
+        service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
+      },
+    });
+    try {
+      await redis.ready();
+    } catch (err) {
+      await redis.close();
+      await db.store.close();
+      throw new Error(`Redis at REDIS_URL is not reachable: ${(err as Error).message}`);
+    }
+    bus = redis;
+  } else {
+    bus = new MemoryBus(receive);
+  }
+
+  service = new ChatService({
+    store: db.store,
+    bus,
+    limits: { maxBodyChars: config.MAX_BODY_CHARS, maxFileBytes: config.MAX_FILE_BYTES },
+    metrics,
+    deliver: (group, payload, seq) => gateway?.deliver(group, payload, seq),
+    delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
+    storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
+    onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
+    onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
+    onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+  });
+  const dispatcher = new Dispatcher(service, metrics, log);
+
+  const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
+  metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size });
+
+  let draining = false;
+  const readiness = async () => {
+    const database = await databaseUp();
+    const checks = { database, bus: bus.isUp(), draining };
+    const ready = database && checks.bus && !draining;
+    metrics.ready.set(ready ? 1 : 0);
+    return { ready, checks };
+  };
+
+  gateway = new Gateway(
+    { service, dispatcher, metrics, identity: identity.provider, readiness, log },
+    {
+      maxFrameBytes: config.MAX_FRAME_BYTES,
+      maxPendingFrames: config.MAX_PENDING_FRAMES,
+      idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
+      maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
+      joinTimeoutMs: 5_000,
+      limits: {
+        framesPerSecond: config.MAX_FRAMES_PER_SECOND,
+        framesBurst: config.MAX_FRAMES_BURST,
+        userFramesPerSecond: config.MAX_USER_FRAMES_PER_SECOND,
+        maxSocketsPerUser: config.MAX_SOCKETS_PER_USER,
+        maxGroupsPerNode: config.MAX_GROUPS_PER_NODE,
+        allowedOrigins: config.ALLOWED_ORIGINS ?? null,
+      },
+    },
+  );
+  const port = await gateway.listen(config.HOST, config.PORT);
+  log.info({ port, host: config.HOST, bus: config.REDIS_URL ? "redis" : "memory" }, "listening");
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      draining = true;
+      metrics.draining.set(1);
+      metrics.ready.set(0);
+      log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
+      if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
+      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await bus.close();
+      await db.store.close();
+      log.info({}, "stopped");
+    })());
+
+  return { port, gateway, service, shutdown };
+}

@@ -1,0 +1,69 @@
+// Opens the configured database: PostgreSQL when DATABASE_URL is set, else embedded PGlite under
+// DATA_DIR. Migrations are applied before the Prisma client is handed out.
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaPGlite } from "pglite-prisma-adapter";
+import { PrismaClient } from "./generated/client.ts";
+import { applyMigrations, readMigrations, type SqlSession } from "./migrate.ts";
+import { PrismaChatStore } from "./prisma-store.ts";
+
+export interface DatabaseOptions {
+  databaseUrl?: string | undefined;
+  dataDir: string;
+  poolSize?: number;
+  /** A write that waited this long behind others is refused unrun (see OrderedBatcher). */
+  writeTimeoutMs?: number;
+  /** Ordered write queues, each committing one batch at a time (see PrismaChatStore). */
+  writeShards?: number;
+}
+
+export interface Database {
+  store: PrismaChatStore;
+  prisma: PrismaClient;
+  kind: "postgresql" | "pglite";
+  migrationsApplied: string[];
+}
+
+/** Applies pending migrations to the PostgreSQL at `url` on one dedicated connection. */
+export async function migratePostgres(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const session: SqlSession = { query: (sql, params) => client.query(sql, params) as never, exec: (sql) => client.query(sql) };
+    return await applyMigrations(session, await readMigrations());
+  } finally {
+    await client.end();
+  }
+}
+
+const batching = (opts: DatabaseOptions) => ({ shards: opts.writeShards ?? 2, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000 });
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  if (opts.databaseUrl) {
+    const migrationsApplied = await migratePostgres(opts.databaseUrl);
+    const adapter = new PrismaPg({
+      connectionString: opts.databaseUrl,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: 5_000,
+      // A silent network (no RST, no answer) must end in `unavailable`, not in frames that hang
+      // and then run much later: give up on a query after 10 s, and notice dead peers.
+      query_timeout: 10_000,
+      keepAlive: true,
+      // A node cut off mid-transaction must not hold its groups' row locks for long: the server
+      // aborts a transaction left idle this long, releasing the locks for the other nodes.
+      idle_in_transaction_session_timeout: 15_000,
+    });
+    const prisma = new PrismaClient({ adapter });
+    return { store: new PrismaChatStore(prisma, undefined, batching(opts)), prisma, kind: "postgresql", migrationsApplied };
+  }
+  const dir = path.resolve(opts.dataDir, "pglite");
+  await mkdir(dir, { recursive: true });
+  const lite = await PGlite.create(dir);
+  const session: SqlSession = { query: (sql, params) => lite.query(sql, params) as never, exec: (sql) => lite.exec(sql) };
+  const migrationsApplied = await applyMigrations(session, await readMigrations());
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
+  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts)), prisma, kind: "pglite", migrationsApplied };
+}

@@ -1,0 +1,90 @@
+// Connection health: a socket that cannot keep up is closed with 4008 (slow consumer) once more
+// than MAX_BACKPRESSURE_BYTES wait for it, instead of the node buffering without bound or
+// silently skipping its events; the other sockets get every event. An idle socket is pinged and
+// closed when it does not answer; one that answers pings stays.
+import net from "node:net";
+import t from "tap";
+import { connect, type ChatClient, type Frame } from "../helpers/client.ts";
+import { startInProcess } from "../helpers/node.ts";
+import { eventually, metric, within } from "../helpers/probe.ts";
+import { freshDatabase } from "../helpers/services.ts";
+import { CLOSE_SLOW_CONSUMER } from "../../src/protocol/index.ts";
+
+const MiB = 1024 * 1024;
+const db = await freshDatabase(t);
+const node = await startInProcess(t, {
+  DATABASE_URL: db,
+  MAX_BACKPRESSURE_BYTES: String(MiB),
+  MAX_BODY_CHARS: "50000",
+  MAX_PENDING_FRAMES: "1000",
+  IDLE_TIMEOUT_S: "8",
+});
+const hits = async (limit: string) => (await metric(node.port, `chat_limit_hits_total{limit="${limit}"}`)) ?? -1;
+const socketOf = (c: ChatClient) => (c.ws as unknown as { _socket: net.Socket })._socket;
+const creates = (frames: Frame[]) => frames.flatMap((f) => (f.operation === "create" ? [f.seq] : []));
+
+/** Whether `seqs` counts up by one from its first element. */
+const contiguous = (seqs: number[]) => seqs.every((s, i) => i === 0 || s === seqs[i - 1]! + 1);
+
+t.test("a subscriber that stops reading is closed with 4008; everyone else gets every event", async (t) => {
+  const slow = await connect(t, node.port, "slow", { user: "slow" });
+  const reader = await connect(t, node.port, "slow", { user: "reader" });
+  const writer = await connect(t, node.port, "slow", { user: "writer" });
+  socketOf(slow).pause(); // the client stops reading: its kernel buffers fill, then the node's
+
+  // 400 events of ~50 kB: far more than the kernel buffers (a few MiB) plus the 1 MiB limit.
+  const N = 400;
+  const body = "x".repeat(50_000);
+  for (let i = 0; i < N; i++) writer.send({ operation: "create", type: "text", body, request_id: `w${i}` });
+  const acked = (async () => {
+    for (let i = 0; i < N; i++) await writer.next((f) => f.operation === "ack" && f.request_id === `w${i}`, 60_000);
+  })();
+  t.ok(await eventually(async () => (await hits("slow_consumer")) === 1, 60_000), "the slow socket is closed as a slow consumer");
+  socketOf(slow).resume();
+  const closed = await within(slow.closed, 10_000, "the slow socket's close");
+  t.equal(closed.code, CLOSE_SLOW_CONSUMER, "with close code 4008 after what was already buffered");
+  t.match(closed.reason, /slow consumer/);
+  const got = creates(slow.received);
+  t.ok(got.length < N && contiguous(got), `it got a gap-free prefix (${got.length} of ${N}); it resumes with ?since=${got.at(-1)}`);
+
+  await acked;
+  for (const [name, c] of [["reader", reader], ["writer", writer]] as const) {
+    const seqs: number[] = [];
+    while (seqs.length < N) {
+      const f = await c.next((f) => f.operation === "create", 30_000);
+      if (f.operation === "create") seqs.push(f.seq);
+    }
+    t.ok(contiguous(seqs), `${name} got all ${N} events, in order with no gap`);
+  }
+  t.equal(await metric(node.port, "chat_connections"), 2, "the node let go of the slow socket");
+});
+
+t.test("a client that floods its own socket with answers it does not read is closed too", async (t) => {
+  const c = await connect(t, node.port, "slow", { user: "greedy" });
+  socketOf(c).pause();
+  // Each history answer is 100 messages of ~50 kB: 5 MB.
+  for (let i = 0; i < 8; i++) c.send({ operation: "history", limit: 100, request_id: `h${i}` });
+  t.ok(await eventually(async () => (await hits("slow_consumer")) === 2, 30_000), "closed as a slow consumer");
+  socketOf(c).resume();
+  t.equal((await within(c.closed, 10_000, "close")).code, CLOSE_SLOW_CONSUMER);
+});
+
+t.test("an idle socket that does not answer pings is closed; one that does stays", async (t) => {
+  const alive = await connect(t, node.port, "idle", { user: "alive" });
+  const raw = net.connect(node.port, "127.0.0.1");
+  t.teardown(() => void raw.destroy());
+  raw.write(
+    "GET /ws/chat/idle/?user=mute HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  let received = "";
+  raw.on("data", (d: Buffer) => (received += d.toString("latin1")));
+  const started = Date.now();
+  await within(new Promise((r) => raw.once("close", r)), 20_000, "the mute socket's close");
+  t.match(received, /^HTTP\/1\.1 101/, "it was upgraded");
+  t.match(received, /\x89\x00/, "and pinged before being closed");
+  t.ok(Date.now() - started <= 16_000, `closed after ${Date.now() - started} ms (IDLE_TIMEOUT_S=8)`);
+  t.ok(await eventually(async () => (await hits("idle_timeout")) === 1), "counted as idle_timeout");
+  await new Promise((r) => setTimeout(r, 4_000));
+  t.match(await alive.request({ operation: "typing", typing_status: "typing" }), { operation: "ack" }, "the socket that answers pings is still open");
+});
