@@ -41,7 +41,10 @@ async function connect(plan: Plan): Promise<void> {
   };
   const outcome = plan.idle
     ? await openAll(plan.subscribers, plan.connectConcurrency, handshake, openIdleSocket, (socket, spec) => {
-        track(socket, () => socket.destroy());
+        // A reset, not a FIN: closing first would leave each client port in TIME_WAIT for a
+        // minute, and ports bound to a source address cannot be reused from TIME_WAIT, so the
+        // next run's connects would crawl while the kernel hunts for free ports.
+        track(socket, () => socket.resetAndDestroy());
         countSubscriber(spec);
       })
     : await openAll([...plan.subscribers, ...plan.publishers], plan.connectConcurrency, handshake, openSocket, (ws, spec, index) => {

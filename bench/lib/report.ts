@@ -9,6 +9,7 @@ import { ratios, readRuns, type Metric, type RunResult, type ScenarioResult, typ
 import { barChart, formatNumber, lineChart, type Series } from "./svg.ts";
 import { TARGET_KINDS } from "./targets.ts";
 import { scenarios } from "../scenarios/index.ts";
+import type { Search } from "../scenarios/saturation.ts";
 
 interface Latest {
   run: RunResult;
@@ -96,6 +97,16 @@ function chartsFor(r: ScenarioResult): Record<string, string> {
       unit: "per second",
       log: rates.length > 1,
     });
+  }
+  const searches = targets.flatMap(([kind, t]) =>
+    ((t.details?.searches ?? []) as Search[]).map((x, i) => ({
+      name: `${kind}: ${x.topology}`,
+      points: x.steps.filter((st) => st.pass).sort((a, b) => a.deliveredPerS - b.deliveredPerS).map((st) => [st.deliveredPerS, st.p99] as [number, number]),
+      color: SHADES[kind]?.[i],
+    })),
+  );
+  if (searches.length > 0) {
+    out["p99-by-rate"] = lineChart({ title: `${r.scenario}: delivery p99 of each passing step`, xLabel: "delivered events/s", xName: "delivered/s", unit: "ms", series: searches });
   }
   if (targets.some(([, t]) => (t.intervals?.length ?? 0) > 0)) {
     const over = (f: (p: NonNullable<TargetResult["intervals"]>[number]) => number) =>

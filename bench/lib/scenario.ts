@@ -15,7 +15,14 @@ export interface Scenario<P extends Record<string, unknown>> {
   nodes(params: P): number;
   /** True = nodes relay through Redis. */
   redis(params: P): boolean;
-  measure(target: Target, params: P, runTag: string): Promise<Measurement>;
+  measure(target: Target, params: P, runTag: string, ctx: MeasureContext): Promise<Measurement>;
+}
+
+/** What a scenario may need beyond its own target: a second topology to compare with, progress lines. */
+export interface MeasureContext {
+  /** Starts another target of the same kind (stopped by the caller of `startTarget`'s `stop`). */
+  startTarget(opts: { nodes: number; redis: boolean; tag: string }): Promise<Target>;
+  log(line: string): void;
 }
 
 /** Scenarios differ in their parameters; the registry only needs the common surface. */
@@ -76,7 +83,12 @@ export async function runScenario(
         pgAdminUrl: opts.pgAdminUrl,
         runTag: tag,
       });
-      res = { ok: true, ...(await s.measure(target, params, tag)), nodes: [] };
+      const ctx: MeasureContext = {
+        startTarget: (o) =>
+          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}` }),
+        log: (line) => log(`${s.name}: ${kind}: ${line}`),
+      };
+      res = { ok: true, ...(await s.measure(target, params, tag, ctx)), nodes: [] };
     } catch (err) {
       res = { ok: false, error: err instanceof Error ? err.message : String(err), nodes: [] };
     }

@@ -24,6 +24,8 @@ export interface LineSeries {
 export interface LineChart {
   title: string;
   xLabel: string;
+  /** How a point's x reads in its tooltip (default "t"). */
+  xName?: string;
   unit: string;
   series: LineSeries[];
 }
@@ -157,7 +159,7 @@ export function lineChart(c: LineChart): string {
     const color = colorOf(ser, i);
     const points = ser.points.map(([px, py]) => `${num(x(px))},${num(s.y(py))}`).join(" ");
     const dots = ser.points.map(([px, py]) =>
-      el("circle", { cx: x(px), cy: s.y(py), r: 2.5, fill: color }, el("title", {}, esc(`${ser.name} t=${px}: ${py} ${c.unit}`))),
+      el("circle", { cx: x(px), cy: s.y(py), r: 2.5, fill: color }, el("title", {}, esc(`${ser.name} ${c.xName ?? "t"}=${px}: ${py} ${c.unit}`))),
     );
     return el("polyline", { points, fill: "none", stroke: color, "stroke-width": 2 }) + dots.join("");
   });

@@ -1,5 +1,5 @@
-// Many idle sockets on one node: how fast they connect and what each one costs in memory, the
-// figure that decides how many users a node can hold.
+// Many idle sockets on one node or several: how fast they connect and what each one costs in
+// memory, the figure that decides how many users a node can hold.
 import { nowUs, sleep } from "../lib/clock.ts";
 import { mergeHistograms, summarize } from "../lib/histogram.ts";
 import type { ConnectReport, Plan } from "../lib/ipc.ts";
@@ -12,6 +12,7 @@ import { WorkerPool } from "../lib/workers.ts";
 
 type Params = {
   connections: number;
+  nodes: number;
   groups: number;
   concurrency: number;
   sourceAddresses: number;
@@ -22,10 +23,15 @@ type Params = {
 /** Lets the server's allocator and GC settle before RSS is read. */
 const SETTLE_MS = 2000;
 const STAGES = 5;
+/**
+ * Sockets one process may hold here: the hard limit is 20,000 open files, and a server or client
+ * worker needs some for itself. More sockets take more nodes and more client workers.
+ */
+export const SOCKETS_PER_PROCESS = 19_500;
 
 export const connections: Scenario<Params> = {
   name: "connections",
-  description: "N idle sockets on one node: connect rate, handshake latency, server RSS per connection",
+  description: "N idle sockets over one or more nodes (--nodes, through Redis when > 1): connect rate, handshake latency, server RSS per connection",
   metrics: [
     { key: "connected", label: "connected", unit: "", better: "higher" },
     { key: "connects_per_s", label: "connect rate", unit: "/s", better: "higher" },
@@ -37,19 +43,30 @@ export const connections: Scenario<Params> = {
     { key: "generator_cpu_max_pct", label: "busiest client worker CPU while connecting", unit: "%", better: "lower" },
   ],
   summary: ["connects_per_s", "p99_ms", "rss_per_conn_kb"],
-  params: (opts) => ({
-    connections: pick(opts.sizes.connections, 10_000),
-    groups: pick(opts.sizes.groups, 100),
-    concurrency: pick(opts.sizes.concurrency, 100),
-    // Each source address has its own ~28k ephemeral ports towards one server port.
-    sourceAddresses: Math.min(254, pick(opts.sizes["source-addresses"], 8)),
-    duration: pick(opts.sizes.duration, 10),
-    workers: opts.workers,
-  }),
-  nodes: () => 1,
-  redis: () => false,
+  params: (opts) => {
+    const connections = pick(opts.sizes.connections, 10_000);
+    return {
+      connections,
+      nodes: Math.max(1, pick(opts.sizes.nodes, 1)),
+      groups: pick(opts.sizes.groups, 100),
+      concurrency: pick(opts.sizes.concurrency, 100),
+      // Each source address has its own ~28k ephemeral ports towards one server port.
+      sourceAddresses: Math.min(254, pick(opts.sizes["source-addresses"], 8)),
+      duration: pick(opts.sizes.duration, 10),
+      // Enough client workers that none runs out of file descriptors.
+      workers: Math.max(opts.workers, Math.ceil(connections / SOCKETS_PER_PROCESS)),
+    };
+  },
+  nodes: (p) => p.nodes,
+  redis: (p) => p.nodes > 1,
   async measure(target, p, runTag): Promise<Measurement> {
-    const node = target.nodes[0]!;
+    // Over the limit, connects fail one handshake timeout at a time: refuse up front instead.
+    if (p.connections / p.nodes > SOCKETS_PER_PROCESS) {
+      throw new Error(`${p.connections} sockets over ${p.nodes} node(s) is more than ${SOCKETS_PER_PROCESS} per process (open-file limit 20,000): add --nodes`);
+    }
+    const nodes = target.nodes;
+    const rssOf = () => nodes.reduce((a, n) => a + rssKb(n.pid), 0);
+    const cpuOf = () => nodes.reduce((a, n) => a + cpuSeconds(n.pid), 0);
     const plans: Plan[] = Array.from({ length: p.workers }, () => ({
       subscribers: [],
       publishers: [],
@@ -60,7 +77,7 @@ export const connections: Scenario<Params> = {
     for (let i = 0; i < p.connections; i++) {
       const g = i % p.groups;
       plans[i % p.workers]!.subscribers.push({
-        url: `${node.wsBase}/ws/chat/${groupName(runTag, "conn", g)}/?user=i${i}`,
+        url: `${nodes[i % nodes.length]!.wsBase}/ws/chat/${groupName(runTag, "conn", g)}/?user=i${i}`,
         group: g,
         localAddress: p.sourceAddresses > 0 ? `127.0.0.${1 + (i % p.sourceAddresses)}` : undefined,
       });
@@ -72,21 +89,30 @@ export const connections: Scenario<Params> = {
       // RSS is read after each of several connect stages and the cost per socket taken as the
       // median stage's growth: a single before/after pair is at the mercy of when V8 last
       // collected garbage (a collection can free more than a stage's sockets take).
-      const rssPoints: [number, number][] = [[0, rssKb(node.pid)]];
+      const rssPoints: [number, number][] = [[0, rssOf()]];
       const reports: ConnectReport[] = [];
       let connectSeconds = 0;
       let serverCpuS = 0;
+      const stages: { seconds: number; serverCpuS: number; p99Ms: number; failed: number }[] = [];
       for (let stage = 0; stage < STAGES; stage++) {
         const staged = plans.map((plan) => ({ ...plan, subscribers: plan.subscribers.filter((_, i) => i % STAGES === stage) }));
-        const cpu0 = cpuSeconds(node.pid);
+        const cpu0 = cpuOf();
         const stageReports = (await pool.askEach(staged.map((plan) => ({ type: "connect", plan })), "connected", 600_000)).map(
           (r) => r.report,
         );
-        serverCpuS += cpuSeconds(node.pid) - cpu0;
-        connectSeconds += (Math.max(...stageReports.map((r) => r.lastOpenUs)) - Math.min(...stageReports.map((r) => r.firstAttemptUs))) / 1e6;
+        const cpu = cpuOf() - cpu0;
+        const seconds = (Math.max(...stageReports.map((r) => r.lastOpenUs)) - Math.min(...stageReports.map((r) => r.firstAttemptUs))) / 1e6;
+        serverCpuS += cpu;
+        connectSeconds += seconds;
+        stages.push({
+          seconds: round(seconds, 3),
+          serverCpuS: round(cpu, 3),
+          p99Ms: summarize(mergeHistograms(stageReports.map((r) => r.handshake))).p99,
+          failed: stageReports.reduce((a, r) => a + r.failed, 0),
+        });
         reports.push(...stageReports);
         await sleep(SETTLE_MS / 2);
-        rssPoints.push([reports.reduce((a, r) => a + r.connected, 0), rssKb(node.pid)]);
+        rssPoints.push([reports.reduce((a, r) => a + r.connected, 0), rssOf()]);
       }
       const connected = rssPoints.at(-1)![0];
       const failed = reports.reduce((a, r) => a + r.failed, 0);
@@ -98,7 +124,7 @@ export const connections: Scenario<Params> = {
       const holdFrom = nowUs();
       await sleep(p.duration * 1000);
       const open = (await pool.askAll({ type: "progress" }, "progress")).reduce((a, r) => a + r.open, 0);
-      const rssAfterHold = rssKb(node.pid);
+      const rssAfterHold = rssOf();
 
       const notes: string[] = [];
       if (failed > 0) notes.push(`${failed} of ${p.connections} connects failed, e.g. ${reports.flatMap((r) => r.errorSamples)[0]}`);
@@ -127,6 +153,7 @@ export const connections: Scenario<Params> = {
           failed,
           connectSeconds: round(connectSeconds, 3),
           rssKbBySockets: rssPoints,
+          stages,
           rssAfterHoldKb: rssAfterHold,
           holdSeconds: round((nowUs() - holdFrom) / 1e6, 1),
           open,
