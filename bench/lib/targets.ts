@@ -121,7 +121,10 @@ async function startBaseline(opts: TargetOptions): Promise<ServerNode> {
 
 async function launch(entry: string, env: NodeJS.ProcessEnv): Promise<ServerNode> {
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+  // BENCH_CPU_PROF_DIR=dir: every node writes a V8 CPU profile there when it exits (open it in
+  // Chrome DevTools or speedscope) — how the hot paths in bench/performance-log.md were found.
+  const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF_DIR)}`] : [];
+  const child = spawn(process.execPath, [...profile, "--import", "tsx", entry], {
     cwd: repoRoot,
     env: { ...env, PORT: String(port), HOST },
     stdio: ["ignore", "pipe", "pipe"],
