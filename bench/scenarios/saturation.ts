@@ -146,7 +146,12 @@ async function step(target: Target, p: Params, names: string[], rate: number, su
 }
 
 /** Grows the rate until a step fails, then narrows the gap between the last pass and that failure. */
-async function search(topology: string, p: Params, ctx: MeasureContext, run: (rate: number) => Promise<Step>): Promise<Search> {
+export async function search(
+  topology: string,
+  p: Pick<Params, "rate">,
+  ctx: Pick<MeasureContext, "log">,
+  run: (rate: number) => Promise<Step>,
+): Promise<Search> {
   const steps: Step[] = [];
   const tryRate = async (rate: number) => {
     const s = await run(Math.round(rate));
