@@ -35,6 +35,7 @@ import {
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { Emitter } from "./emitter.ts";
 import { ChatRequestError } from "./errors.ts";
+import { Timeline } from "./timeline.ts";
 import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
 
 /** The part of the WebSocket API the SDK uses: the browser's and `ws`'s both fit. */
@@ -158,15 +159,8 @@ interface Pending {
   retryTimer?: ReturnType<typeof setTimeout>;
 }
 
-interface Stored {
-  message: MessageView;
-  /** The store version of the last event applied to it; 0 for a message from history. */
-  version: number;
-}
-
 const OPEN = 1;
 const CLOSE_GAP = 4000;
-const REMEMBERED_DELETES = 10_000;
 const decoder = new TextDecoder();
 
 function randomPrefix(): string {
@@ -223,13 +217,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   private readonly idPrefix = randomPrefix();
   private counter = 0;
 
-  private store = new Map<string, Stored>();
-  private order: string[] = [];
-  private ordered: MessageView[] | null = null;
-  private version = 0;
-  private more = false;
-  private readonly seenByMessage = new Map<string, Map<string, string>>();
-  private readonly deletedIds = new Set<string>();
+  private readonly timeline = new Timeline();
   private me: string | undefined;
 
   private readonly typingSender: TypingSender;
@@ -279,21 +267,21 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** The messages known so far, oldest first, in their current state (tombstones included). */
   get messages(): readonly MessageView[] {
-    return (this.ordered ??= this.order.map((id) => this.store.get(id)!.message));
+    return this.timeline.messages;
   }
 
   message(id: string): MessageView | undefined {
-    return this.store.get(id)?.message;
+    return this.timeline.message(id);
   }
 
   /** Whether older messages exist before the first of `messages`. */
   get hasMore(): boolean {
-    return this.more;
+    return this.timeline.hasMore;
   }
 
   /** Who has seen a message (seen since this client connected), user to `seen_at`. */
   seenBy(messageId: string): ReadonlyMap<string, string> {
-    return this.seenByMessage.get(messageId) ?? new Map();
+    return this.timeline.seenBy(messageId);
   }
 
   /** Others typing now. */
@@ -494,27 +482,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       if (e.seq !== this.seq + 1) return this.drop(sock, CLOSE_GAP, `gap: expected seq ${this.seq + 1}, got ${e.seq}`, true);
     }
     this.seq = e.seq;
-    const version = ++this.version;
     if (e.operation === "delete") {
-      this.deletedIds.add(e.message_id);
-      if (this.deletedIds.size > REMEMBERED_DELETES) this.deletedIds.delete(this.deletedIds.values().next().value!);
-      const known = this.store.get(e.message_id);
-      let tombstone: MessageView | undefined;
-      if (known) {
-        tombstone = { ...known.message, body: null, file: null, attachment: null, deleted: true };
-        this.store.set(e.message_id, { message: tombstone, version });
-        this.ordered = null;
-      }
-      this.emit("deleted", e, tombstone);
+      this.emit("deleted", e, this.timeline.deleted(e.message_id));
     } else {
       const m = e.message;
-      const known = this.store.has(m.id);
-      // An edit of a message older than what was loaded has no place in the list.
-      if (known || e.operation !== "update") {
-        this.store.set(m.id, { message: m, version });
-        if (!known) this.order.push(m.id);
-        this.ordered = null;
-      }
+      this.timeline.stored(m, e.operation === "update");
       if (e.operation !== "update") this.typersTracker.stopped(m.user);
       this.emit(e.operation === "create" ? "created" : e.operation === "reply" ? "replied" : "updated", m, e);
     }
@@ -523,10 +495,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   private seenEvent(e: SeenEvent): void {
-    let users = this.seenByMessage.get(e.message_id);
-    if (!users) this.seenByMessage.set(e.message_id, (users = new Map()));
-    if (users.has(e.user)) return;
-    users.set(e.user, e.seen_at);
+    if (!this.timeline.seen(e)) return;
     this.emit("seen", e);
     this.emit("change");
   }
@@ -569,7 +538,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       }, backoffDelay(p.attempts - 1, this.opts.backoff));
       return;
     }
-    if (e.code === "not_found" && p.op === "delete" && p.attempts > 1 && p.target !== undefined && this.deletedIds.has(p.target)) {
+    if (e.code === "not_found" && p.op === "delete" && p.attempts > 1 && p.target !== undefined && this.timeline.wasDeleted(p.target)) {
       // A retried delete whose first attempt went through before the connection dropped.
       this.settle(p);
       p.resolve({ operation: "ack", request_id: p.requestId, message_id: p.target });
@@ -621,7 +590,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     p.sent = true;
     p.attempts++;
-    p.sentVersion = this.version;
+    p.sentVersion = this.timeline.version;
     clearTimeout(p.answerTimer);
     p.answerTimer = setTimeout(() => this.fail(p, new ChatRequestError("timeout", `no answer to ${p.op} within ${this.opts.timeoutMs} ms`, p.requestId)), this.opts.timeoutMs);
   }
@@ -697,15 +666,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** Loads the page before the oldest known message into `messages`. */
   async loadOlder(limit = this.opts.historyLimit || 50): Promise<HistoryPage> {
-    const before = this.order[0];
+    const before = this.timeline.oldestId;
     if (before === undefined) return this.loadLatest(limit);
     const { promise } = this.enqueue("history", { before, limit });
     const h = (await promise) as HistoryEvent;
-    const older = h.messages.filter((m) => !this.store.has(m.id));
-    for (const m of older) this.store.set(m.id, { message: m, version: 0 });
-    this.order = [...older.map((m) => m.id), ...this.order];
-    this.ordered = null;
-    this.more = h.has_more;
+    this.timeline.older(h.messages, h.has_more);
     const page = { messages: h.messages, hasMore: h.has_more };
     this.emit("history", page, false);
     this.emit("change");
@@ -722,30 +687,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       if (err instanceof ChatRequestError && err.code !== "closed") this.emit("error", err);
       throw err;
     }
-    // What an event changed after the request went out is newer than the page (the page was
-    // read after the request arrived, but an event may have been delivered before its answer).
-    const since = pending!.sentVersion;
-    const fresh = (id: string) => {
-      const s = this.store.get(id);
-      return s && s.version > since ? s : undefined;
-    };
-    const store = new Map<string, Stored>();
-    const order: string[] = [];
-    for (const m of h.messages) {
-      store.set(m.id, fresh(m.id) ?? { message: m, version: 0 });
-      order.push(m.id);
-    }
-    for (const id of this.order) {
-      const s = fresh(id);
-      if (s && !store.has(id)) {
-        store.set(id, s);
-        order.push(id);
-      }
-    }
-    this.store = store;
-    this.order = order;
-    this.ordered = null;
-    this.more = h.has_more;
+    this.timeline.latest(h.messages, h.has_more, pending!.sentVersion);
     const page = { messages: h.messages, hasMore: h.has_more };
     this.emit("history", page, true);
     this.emit("change");
