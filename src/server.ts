@@ -11,6 +11,7 @@ import { identityFromConfig } from "./gateway/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
+import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
 
 export interface ChatNode {
@@ -94,6 +95,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       maxPendingFrames: config.MAX_PENDING_FRAMES,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
+      maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
       joinTimeoutMs: 5_000,
       limits: {
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,

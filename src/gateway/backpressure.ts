@@ -2,8 +2,9 @@
 // MAX_BACKPRESSURE_BYTES is closed with 4008 ("slow consumer") rather than growing without bound
 // or, uWS's default, silently skipping events for it. The gateway checks a group's sockets after
 // every event it hands to them and a socket after every answer it sends it, so a socket is
-// closed before uWS would have to skip anything. uWS's own limit, twice this one and set to
-// close the socket, is the backstop for sends made elsewhere (a resume's replay paces itself).
+// closed before uWS would have to skip anything. uWS's own limit (twice this one plus the largest
+// answer, so that the 4008 close frame still fits after one big answer) is set to close the
+// socket: the backstop for sends made elsewhere (a resume's replay paces itself).
 export interface Buffered {
   getBufferedAmount(): number;
 }

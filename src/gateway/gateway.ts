@@ -23,6 +23,8 @@ export interface GatewayOptions {
   maxPendingFrames: number;
   idleTimeoutSeconds: number;
   maxBackpressureBytes: number;
+  /** An upper bound on the largest frame the node sends one socket (a full history page). */
+  maxAnswerBytes: number;
   /** How long an upgrade may wait for the node to subscribe to the group's channel. */
   joinTimeoutMs: number;
   limits: LimitOptions;
@@ -90,8 +92,11 @@ export class Gateway {
       maxPayloadLength: opts.maxFrameBytes,
       idleTimeout: opts.idleTimeoutSeconds,
       sendPingsAutomatically: true,
-      // The backstop (see backpressure.ts): past twice our limit uWS closes rather than skips.
-      maxBackpressure: opts.maxBackpressureBytes * 2,
+      // The backstop (see backpressure.ts): past it uWS closes rather than skips. It leaves room
+      // above our limit for the largest answer, because uWS drops any send, the 4008 close frame
+      // included, once the buffer is over it: one big answer to a paused client used to push the
+      // buffer past a backstop of 2 x our limit, and the client saw 1006 instead of 4008.
+      maxBackpressure: opts.maxBackpressureBytes * 2 + opts.maxAnswerBytes,
       closeOnBackpressureLimit: 1,
       compression: uws.DISABLED,
       upgrade: (res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t) => this.upgrade(res, req, ctx),

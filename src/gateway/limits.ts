@@ -12,7 +12,7 @@ import { TokenBucket } from "./rate-limit.ts";
 export interface LimitOptions {
   framesPerSecond: number;
   framesBurst: number;
-  /** Per user on this node, over all their sockets; the burst is twice the rate. */
+  /** Per user on this node, over all their sockets; the burst is USER_BURST_SECONDS of it. */
   userFramesPerSecond: number;
   maxSocketsPerUser: number;
   maxGroupsPerNode: number;
@@ -48,6 +48,10 @@ const UWS_CLOSES: Record<string, LimitName> = {
   "WebSocket timed out from inactivity": "idle_timeout",
 };
 
+/** A user's bucket holds this many seconds of their rate: a burst, and the time to refill it. */
+const USER_BURST_SECONDS = 2;
+const USER_BUCKET_REFILL_MS = USER_BURST_SECONDS * 1000;
+
 export class ConnectionLimits {
   private readonly users = new Map<string, UserQuota>();
 
@@ -78,7 +82,7 @@ export class ConnectionLimits {
       }
       if (!userQuota) {
         const rate = this.opts.userFramesPerSecond;
-        userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * 2) };
+        userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * USER_BURST_SECONDS) };
         this.users.set(user, userQuota);
       }
       userQuota.sockets++;
@@ -86,10 +90,17 @@ export class ConnectionLimits {
     return { ok: true, quota: { user, userQuota, bucket: new TokenBucket(this.opts.framesPerSecond, this.opts.framesBurst) } };
   }
 
-  /** The socket is gone (or its upgrade failed after admission): gives its slot back. */
+  /**
+   * The socket is gone (or its upgrade failed after admission): gives its slot back. A user's
+   * bucket outlives their last socket until it would have refilled anyway (burst ÷ rate = 2 s):
+   * dropping it at once would hand a fresh burst to anyone who reconnects to spend it again.
+   */
   release(q: SocketQuota): void {
-    if (q.user === null || q.userQuota === null) return;
-    if (--q.userQuota.sockets <= 0 && this.users.get(q.user) === q.userQuota) this.users.delete(q.user);
+    const { user, userQuota } = q;
+    if (user === null || userQuota === null || --userQuota.sockets > 0) return;
+    setTimeout(() => {
+      if (userQuota.sockets <= 0 && this.users.get(user) === userQuota) this.users.delete(user);
+    }, USER_BUCKET_REFILL_MS).unref();
   }
 
   /** A frame arrived: the rate limit it breaks, or null (then a token of each bucket is taken). */

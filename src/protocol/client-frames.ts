@@ -6,6 +6,8 @@ import * as v from "valibot";
 import { ContentType, EntityId, FileName, noNul, RequestId, UserId } from "./names.ts";
 
 export const MESSAGE_TYPES = ["text", "file", "image"] as const;
+/** The most messages one history page may hold (WebSocket frame and HTTP query alike). */
+export const HISTORY_MAX_LIMIT = 100;
 
 /** `file`: the seed's bare base64 string, or a named, typed object with base64 `data`. */
 export const FileInput = v.union(
@@ -35,7 +37,7 @@ export const ClientFrames = {
   history: v.object({
     before: v.optional(EntityId),
     limit: v.optional(
-      v.pipe(v.number("limit must be a number"), v.integer("limit must be a whole number"), v.minValue(1, "limit must be 1 to 100"), v.maxValue(100, "limit must be 1 to 100")),
+      v.pipe(v.number("limit must be a number"), v.integer("limit must be a whole number"), v.minValue(1, `limit must be 1 to ${HISTORY_MAX_LIMIT}`), v.maxValue(HISTORY_MAX_LIMIT, `limit must be 1 to ${HISTORY_MAX_LIMIT}`)),
       50,
     ),
   }),

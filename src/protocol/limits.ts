@@ -1,5 +1,7 @@
 // The limits a client can run into, by name: the `limit` label of chat_limit_hits_total and the
 // tag a ChatError carries when a limit caused it. Each is set in src/config/env.ts.
+import { HISTORY_MAX_LIMIT } from "./client-frames.ts";
+
 export const LIMITS = [
   "frame_size", //        MAX_FRAME_BYTES: the socket is closed (uWS drops it)
   "body_length", //       MAX_BODY_CHARS: too_large
@@ -17,3 +19,14 @@ export type LimitName = (typeof LIMITS)[number];
 
 /** WebSocket close codes the server uses besides the standard ones (1001 on shutdown). */
 export const CLOSE_SLOW_CONSUMER = 4008;
+
+/** Room for a message's fields other than its body (ids, user, file name and type, times). */
+const MESSAGE_FIELDS_BYTES = 8 * 1024;
+
+/**
+ * An upper bound on the largest frame the server sends: a full history page, every body at its
+ * longest and every character at its longest once JSON-escaped (`\u001f` is 6 bytes).
+ */
+export function maxHistoryPageBytes(maxBodyChars: number): number {
+  return HISTORY_MAX_LIMIT * (maxBodyChars * 6 + MESSAGE_FIELDS_BYTES);
+}

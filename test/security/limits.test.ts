@@ -88,6 +88,23 @@ t.test("frames per second per user, over all the user's sockets on the node", as
   t.match(await other.request({ operation: "typing", typing_status: "typing" }), { operation: "ack" }, "another user is not affected");
 });
 
+t.test("reconnecting does not refill a user's bucket: it outlives their last socket until it would have refilled", async (t) => {
+  // Two sockets, because one socket's own burst (10) is below the user's (16).
+  const [a, b] = await Promise.all([connect(t, node.port, "lim-again", { user: "w" }), connect(t, node.port, "lim-again", { user: "w" })]);
+  const spent = await Promise.all([burst(a, 8, "a"), burst(b, 8, "b")]);
+  t.equal(count(spent.flat(), "ack"), 16, "the user's burst of 16 passes");
+  await Promise.all([a.close(), b.close()]);
+  const again = await connect(t, node.port, "lim-again", { user: "w" });
+  const answers = await burst(again, 10, "c");
+  // A fresh bucket would accept all 10; what came back meanwhile at 8/s is a few at most.
+  t.ok(count(answers, "ack") <= 4, `a new socket right away gets no fresh user burst (${count(answers, "ack")} of 10 accepted)`);
+  t.ok(answers.filter((f) => f.operation === "error").every((f) => f.operation === "error" && /this user/.test(f.message)), "refused as this user's limit");
+  await again.close();
+  await new Promise((r) => setTimeout(r, 2_300)); // past the refill time, the user starts afresh
+  const later = await connect(t, node.port, "lim-again", { user: "w" });
+  t.equal(count(await burst(later, 10, "d"), "ack"), 10, "after 2 s the bucket is full again");
+});
+
 t.test("sockets per user: the next upgrade is refused with 429", async (t) => {
   const first = await connect(t, node.port, "lim-sock", { user: "s" });
   await connect(t, node.port, "lim-sock-2", { user: "s" });

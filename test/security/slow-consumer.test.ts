@@ -59,11 +59,23 @@ t.test("a subscriber that stops reading is closed with 4008; everyone else gets 
   t.equal(await metric(node.port, "chat_connections"), 2, "the node let go of the slow socket");
 });
 
-t.test("a client that floods its own socket with answers it does not read is closed too", async (t) => {
-  const c = await connect(t, node.port, "slow", { user: "greedy" });
+t.test("a client that floods its own socket with answers it does not read is closed too, with 4008", async (t) => {
+  // Bodies of control characters, which JSON escapes to 6 bytes each: a history page of 100 is
+  // 30 MB, more than the kernel buffers take, so one answer leaves ~20 MB queued in uWS. The
+  // 4008 close frame must still fit under uWS's own limit, or uWS drops it and the client
+  // sees 1006.
+  const writer = await connect(t, node.port, "flood", { user: "writer" });
+  const body = "\u0001".repeat(50_000);
+  // One at a time: the writer hears its own 300 kB events, and this node closes at 1 MiB queued.
+  for (let i = 0; i < 100; i++) {
+    writer.send({ operation: "create", type: "text", body, request_id: `f${i}` });
+    await writer.next((f) => f.operation === "ack" && f.request_id === `f${i}`, 60_000);
+  }
+  await writer.close();
+
+  const c = await connect(t, node.port, "flood", { user: "greedy" });
   socketOf(c).pause();
-  // Each history answer is 100 messages of ~50 kB: 5 MB.
-  for (let i = 0; i < 8; i++) c.send({ operation: "history", limit: 100, request_id: `h${i}` });
+  for (let i = 0; i < 4; i++) c.send({ operation: "history", limit: 100, request_id: `h${i}` });
   t.ok(await eventually(async () => (await hits("slow_consumer")) === 2, 30_000), "closed as a slow consumer");
   socketOf(c).resume();
   t.equal((await within(c.closed, 10_000, "close")).code, CLOSE_SLOW_CONSUMER);
