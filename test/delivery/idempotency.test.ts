@@ -36,9 +36,10 @@ t.test("a retried create answers the original ack and stores nothing, on any nod
 t.test("concurrent retries racing on two nodes store once", async (t) => {
   const a1 = await connect(t, n1.port, group, { user: "bob" });
   const a2 = await connect(t, n2.port, group, { user: "bob" });
+  const target = await firstMessageId();
   const acks = await Promise.all(
-    Array.from({ length: 10 }, (_, i) => (i % 2 ? a1 : a2)).map(async (c) => {
-      c.send({ operation: "reply", type: "text", body: "raced", request_id: "race", message_id: await firstMessageId() });
+    Array.from({ length: 10 }, (_, i) => (i % 2 ? a1 : a2)).map((c) => {
+      c.send({ operation: "reply", type: "text", body: "raced", request_id: "race", message_id: target });
       return c.next((f) => f.operation === "ack" || f.operation === "error");
     }),
   );
