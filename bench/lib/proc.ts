@@ -25,6 +25,12 @@ export function rssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** CPU seconds of several processes together (a target's nodes). */
+export const totalCpuSeconds = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
+
+/** RSS of several processes together, in kB. */
+export const totalRssKb = (pids: readonly number[]) => pids.reduce((a, pid) => a + rssKb(pid), 0);
+
 export interface MachineCpu {
   busy: number;
   total: number;

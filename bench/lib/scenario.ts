@@ -20,7 +20,7 @@ export interface Scenario<P extends Record<string, unknown>> {
 
 /** What a scenario may need beyond its own target: a second topology to compare with, progress lines. */
 export interface MeasureContext {
-  /** Starts another target of the same kind (stopped by the caller of `startTarget`'s `stop`). */
+  /** Starts another target of the same kind; the scenario stops it (its `stop`) when done with it. */
   startTarget(opts: { nodes: number; redis: boolean; tag: string }): Promise<Target>;
   log(line: string): void;
 }

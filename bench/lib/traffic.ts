@@ -5,7 +5,7 @@ import { nowUs, sleep } from "./clock.ts";
 import type { Op } from "./frames.ts";
 import { mergeHistograms, summarize, type LatencySummary } from "./histogram.ts";
 import type { Counts, IntervalReport, Plan, PublisherSpec, SocketSpec, Window, WorkerReport } from "./ipc.ts";
-import { busyShare, cpuSeconds, machineCpu, rssKb, type MachineCpu } from "./proc.ts";
+import { busyShare, cpuSeconds, machineCpu, totalCpuSeconds, totalRssKb, type MachineCpu } from "./proc.ts";
 import { round, type IntervalPoint, type Measurement } from "./results.ts";
 import type { Target } from "./targets.ts";
 import { WorkerPool } from "./workers.ts";
@@ -100,13 +100,8 @@ interface Snapshot {
 
 async function snapshot(target: Target): Promise<Snapshot> {
   const atUs = nowUs();
-  let cpuS = 0;
-  let rss = 0;
-  for (const node of target.nodes) {
-    cpuS += cpuSeconds(node.pid);
-    rss += rssKb(node.pid);
-  }
-  const snap: Snapshot = { atUs, cpuS, rssKb: rss, machine: machineCpu() };
+  const pids = target.nodes.map((n) => n.pid);
+  const snap: Snapshot = { atUs, cpuS: totalCpuSeconds(pids), rssKb: totalRssKb(pids), machine: machineCpu() };
   if (target.database) {
     snap.db = new Map();
     for (const pid of await target.database.backendPids()) {

@@ -3,7 +3,7 @@
 import { nowUs, sleep } from "../lib/clock.ts";
 import { mergeHistograms, summarize } from "../lib/histogram.ts";
 import type { ConnectReport, Plan } from "../lib/ipc.ts";
-import { cpuSeconds, rssKb } from "../lib/proc.ts";
+import { totalCpuSeconds, totalRssKb } from "../lib/proc.ts";
 import { round, type Measurement } from "../lib/results.ts";
 import { latencyMetrics, pick, type Scenario } from "../lib/scenario.ts";
 import { median } from "../lib/stats.ts";
@@ -65,8 +65,9 @@ export const connections: Scenario<Params> = {
       throw new Error(`${p.connections} sockets over ${p.nodes} node(s) is more than ${SOCKETS_PER_PROCESS} per process (open-file limit 20,000): add --nodes`);
     }
     const nodes = target.nodes;
-    const rssOf = () => nodes.reduce((a, n) => a + rssKb(n.pid), 0);
-    const cpuOf = () => nodes.reduce((a, n) => a + cpuSeconds(n.pid), 0);
+    const pids = nodes.map((n) => n.pid);
+    const rssOf = () => totalRssKb(pids);
+    const cpuOf = () => totalCpuSeconds(pids);
     const plans: Plan[] = Array.from({ length: p.workers }, () => ({
       subscribers: [],
       publishers: [],

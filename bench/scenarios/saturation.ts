@@ -41,6 +41,7 @@ export interface Step {
   p99: number;
   lossPct: number;
   serverCpuPct: number;
+  serverCpuSPer1k: number;
   generatorCpuMaxPct: number;
   sendLagP99: number;
   pass: boolean;
@@ -97,7 +98,7 @@ export const saturation: Scenario<Params> = {
     if (oneNode.best) {
       headline.one_node_max_per_s = oneNode.best.deliveredPerS;
       headline.one_node_p99_ms = oneNode.best.p99;
-      headline.one_node_cpu_s_per_1k = round(oneNode.best.serverCpuPct / 100 / (oneNode.best.deliveredPerS / 1000), 5);
+      headline.one_node_cpu_s_per_1k = oneNode.best.serverCpuSPer1k;
       headline.generator_cpu_max_pct = oneNode.best.generatorCpuMaxPct;
     }
     if (crossNode.best) {
@@ -131,6 +132,7 @@ async function step(target: Target, p: Params, names: string[], rate: number, su
     p99: l?.p99 ?? 0,
     lossPct: m.headline.loss_pct ?? 0,
     serverCpuPct: m.headline.server_cpu_pct ?? 0,
+    serverCpuSPer1k: m.headline.server_cpu_s_per_1k ?? 0,
     generatorCpuMaxPct: m.headline.generator_cpu_max_pct ?? 0,
     sendLagP99: d.sendLagMs.p99,
     pass: false,

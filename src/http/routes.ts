@@ -2,7 +2,7 @@
 import * as v from "valibot";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { ChatError, EntityId, HISTORY_MAX_LIMIT } from "../protocol/index.ts";
+import { ChatError, EntityId, HISTORY_MAX_LIMIT, HistoryLimit } from "../protocol/index.ts";
 import { refusalCode, type IdentityProvider, type IdentityResult } from "../gateway/identity.ts";
 import { groupParam } from "../gateway/params.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../gateway/uws.ts";
@@ -21,7 +21,7 @@ export interface HttpDeps {
 export const HistoryQuery = v.object({
   before: v.optional(EntityId),
   limit: v.optional(
-    v.pipe(v.string(), v.regex(/^\d{1,3}$/, "limit must be 1 to 100"), v.toNumber(), v.minValue(1, `limit must be 1 to ${HISTORY_MAX_LIMIT}`), v.maxValue(HISTORY_MAX_LIMIT, `limit must be 1 to ${HISTORY_MAX_LIMIT}`)),
+    v.pipe(v.string(), v.regex(/^\d{1,3}$/, `limit must be 1 to ${HISTORY_MAX_LIMIT}`), v.toNumber(), HistoryLimit),
     "50",
   ),
 });

@@ -8,6 +8,14 @@ import { ContentType, EntityId, FileName, noNul, RequestId, UserId } from "./nam
 export const MESSAGE_TYPES = ["text", "file", "image"] as const;
 /** The most messages one history page may hold (WebSocket frame and HTTP query alike). */
 export const HISTORY_MAX_LIMIT = 100;
+const historyLimitMessage = `limit must be 1 to ${HISTORY_MAX_LIMIT}`;
+/** A history page's size, as a number; the HTTP query parses its string into this. */
+export const HistoryLimit = v.pipe(
+  v.number("limit must be a number"),
+  v.integer("limit must be a whole number"),
+  v.minValue(1, historyLimitMessage),
+  v.maxValue(HISTORY_MAX_LIMIT, historyLimitMessage),
+);
 
 /** `file`: the seed's bare base64 string, or a named, typed object with base64 `data`. */
 export const FileInput = v.union(
@@ -37,7 +45,7 @@ export const ClientFrames = {
   history: v.object({
     before: v.optional(EntityId),
     limit: v.optional(
-      v.pipe(v.number("limit must be a number"), v.integer("limit must be a whole number"), v.minValue(1, `limit must be 1 to ${HISTORY_MAX_LIMIT}`), v.maxValue(HISTORY_MAX_LIMIT, `limit must be 1 to ${HISTORY_MAX_LIMIT}`)),
+      HistoryLimit,
       50,
     ),
   }),

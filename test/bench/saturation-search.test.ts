@@ -17,6 +17,7 @@ function server(limit: number) {
       p99: pass ? 10 : 80,
       lossPct: 0,
       serverCpuPct: 50,
+      serverCpuSPer1k: 0.001,
       generatorCpuMaxPct: 40,
       sendLagP99: 1,
       pass,
