@@ -99,9 +99,14 @@ export function renderConfig(cfg: HaproxyConfig): string {
     // No maxconn: HAProxy derives it from the file descriptor limit it finds.
     `  stats socket ${cfg.adminSocket} mode 600 level admin`,
     "  stats timeout 30s",
+    // One line per finished session with HAProxy's termination flags (kept in `output`, not
+    // printed): what tells a proxy-side close from a node-side one when a socket ends badly.
+    "  log stdout format raw local0",
     "",
     "defaults",
     "  mode http",
+    "  log global",
+    "  option httplog",
     "  timeout connect 2s",
     "  timeout client 60s",
     "  timeout server 60s",

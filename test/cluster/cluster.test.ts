@@ -26,7 +26,7 @@ type Ack = { operation: "ack"; request_id: string; message_id: string; seq: numb
 class LbClient {
   readonly events: { seq: number; id: string; body: string; conn: number }[] = [];
   readonly answers = new Map<string, Json[]>();
-  readonly conns: { replica: string; since: number; closed?: { code: number; reason: string } }[] = [];
+  readonly conns: { replica: string; since: number; closed?: { code: number; reason: string }; error?: string }[] = [];
   readonly violations: string[] = [];
   /** Errors without a request_id: every frame this client sends carries one, so each is a contract breach. */
   readonly bareErrors: string[] = [];
@@ -87,6 +87,8 @@ class LbClient {
       ws.once("open", () => {
         this.conns.push({ replica, since });
         this.ws = ws;
+        // A socket error (a reset, say) is what turns a close into 1006: keep it for the report.
+        ws.on("error", (err) => (this.conns[conn]!.error ??= `${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`));
         ws.on("close", (code, reason) => {
           this.conns[conn]!.closed = { code, reason: reason.toString() };
           this.wake();
@@ -291,7 +293,8 @@ t.test("clients chat across replicas while one is drained with SIGTERM and anoth
   for (const [c, i] of victimConn) {
     await c.until(() => c.conns[i]!.closed !== undefined, 10_000);
     const closed = c.conns[i]!.closed;
-    t.equal(closed?.code, 1001, `${c.user}'s socket on ${victim} was closed with 1001 (${closed ? `${closed.code} ${closed.reason}` : "still open"})`);
+    if (closed?.code !== 1001) t.comment(cluster.haproxyOutput.filter((l) => l.includes(victim) && l.includes("/ws/")).join("\n"));
+    t.equal(closed?.code, 1001, `${c.user}'s socket on ${victim} was closed with 1001 (${closed ? `${closed.code} ${closed.reason}` : "still open"}${c.conns[i]!.error ? `; socket error: ${c.conns[i]!.error}` : ""})`);
     t.ok(c.conns.length > i + 1, `${c.user} reconnected (through ${c.conns.slice(i + 1).map((x) => `${x.replica} since=${x.since}`).join(", ")})`);
   }
   const reconnectedTo = onVictim.map((c) => c.replica);
