@@ -121,9 +121,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       draining = true;
       metrics.draining.set(1);
       metrics.ready.set(0);
-      log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
+      log.info({ drainDelayMs: config.DRAIN_DELAY_MS, drainSpreadMs: config.DRAIN_SPREAD_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
-      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2, config.DRAIN_SPREAD_MS);
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

@@ -113,6 +113,7 @@ export const EnvSchema = v.object({
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
+  DRAIN_SPREAD_MS: intVar(5_000, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),

@@ -15,6 +15,7 @@ import { withDeadline } from "../deadline.ts";
 import { parseSince, replay } from "./resume.ts";
 import { groupParam } from "./params.ts";
 import { SlowConsumers } from "./backpressure.ts";
+import { pacedClose } from "./drain.ts";
 import { ConnectionLimits, requestIdOf, type LimitOptions, type SocketQuota } from "./limits.ts";
 import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "./uws.ts";
 
@@ -138,12 +139,20 @@ export class Gateway {
   }
 
   /**
-   * Shutdown: stop listening, refuse new frames, let frames already being handled finish (their
-   * acks still go out), then close every socket with 1001.
+   * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (each
+   * once it has no frame in flight; the others keep being served meanwhile); then refuse new
+   * frames, let frames already being handled finish (their acks still go out), and close every
+   * socket left with 1001.
    */
-  async shutdown(inflightTimeoutMs: number): Promise<void> {
+  async shutdown(inflightTimeoutMs: number, spreadMs = 0): Promise<void> {
     if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    await pacedClose(() => [...this.sockets], spreadMs, (ws) => {
+      const d = ws.getUserData();
+      if (d.closed || d.pending > 0) return false;
+      ws.end(CLOSE_GOING_AWAY, "server shutting down");
+      return true;
+    }, (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"));
     this.closing = true;
     if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
