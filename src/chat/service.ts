@@ -151,7 +151,7 @@ export class ChatService {
   /** Moderation (server API): deletes any author's message; the delete event names `by`. */
   async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
     const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
-    this.publish(input.group, { operation: "delete", seq: w.seq, message_id: w.message.id, user: input.by });
+    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
