@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { OrderedBatcher } from "./batcher.ts";
+import { addToOutbox } from "./outbox.ts";
 import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, StoredMessage, Written } from "./store.ts";
 
@@ -61,12 +62,14 @@ export class PrismaChatStore implements ChatStore {
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
     batching: { shards: number; maxBatch: number; maxWaitMs: number },
+    /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
+    private readonly outbox = false,
   ) {
     this.writers = Array.from(
       { length: batching.shards },
       () =>
         new OrderedBatcher<NewMessage, Created>(
-          (items) => this.prisma.$transaction((tx) => writeCreateBatch(tx, items), { maxWait: 10_000, timeout: 15_000 }),
+          (items) => this.prisma.$transaction((tx) => writeCreateBatch(tx, items, this.outbox), { maxWait: 10_000, timeout: 15_000 }),
           batching.maxBatch,
           MAX_BATCH_BYTES,
           (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
@@ -130,6 +133,7 @@ export class PrismaChatStore implements ChatStore {
         select: messageSelect,
       });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
       return { seq, message: toStored(row) };
     }));
   }
@@ -151,6 +155,7 @@ export class PrismaChatStore implements ChatStore {
       });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
       return { seq, message: toStored(row) };
     }));
   }
@@ -187,9 +192,9 @@ export class PrismaChatStore implements ChatStore {
       where: { groupName: input.group, seq: { gt: input.after, ...(input.until !== undefined ? { lte: input.until } : {}) } },
       orderBy: { seq: "asc" },
       take: input.limit,
-      select: { seq: true, operation: true, userId: true, message: { select: messageSelect } },
+      select: { seq: true, operation: true, userId: true, createdAt: true, message: { select: messageSelect } },
     });
-    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message) }));
+    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message), committedAt: r.createdAt }));
   }
 
   async lastSeq(group: string): Promise<number> {
