@@ -44,6 +44,8 @@ export class WebhookDispatcher {
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Aborts the POSTs under way on shutdown (their events stay in the outbox for the next claimer). */
+  private readonly stopping = new AbortController();
 
   constructor(
     readonly outbox: WebhookOutbox,
@@ -115,6 +117,7 @@ export class WebhookDispatcher {
       if (!this.running || performance.now() + this.opts.timeoutMs + 1_000 > leaseEnds) break;
       const event = events.get(row.seq);
       const error = event ? await this.post(group, event) : `event ${row.seq} of ${group} is not in the event log`;
+      if (this.stopping.signal.aborted) break; // not the receiver's fault: no attempt counted
       if (error === null) {
         done.push(row.seq);
         continue;
@@ -146,7 +149,7 @@ export class WebhookDispatcher {
         },
         body,
         redirect: "manual",
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.stopping.signal]),
       });
       await res.body?.cancel().catch(() => {});
       if (res.status < 200 || res.status > 299) return `HTTP ${res.status}`;
@@ -161,9 +164,10 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Stops claiming, lets deliveries under way finish (each bounded by the timeout), and frees this node's leases. */
+  /** Stops claiming, aborts the POSTs under way, and frees this node's leases (their events go to the next claimer). */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await Promise.allSettled([...this.inflight.values()]);
