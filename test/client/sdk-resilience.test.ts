@@ -83,7 +83,7 @@ const node = await startInProcess(t, { DATABASE_URL: db });
 const base = `http://127.0.0.1:${node.port}`;
 
 const view = (id: string) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false });
-const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, message: view(`m${seq}`) });
+const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`) });
 
 t.test("a gap that persists makes the client back off, not reconnect in a tight loop", async (t) => {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
@@ -94,7 +94,7 @@ t.test("a gap that persists makes the client back off, not reconnect in a tight 
   server.on("connection", (ws, req) => {
     connections++;
     const since = Number(new URL(req.url!, "http://x").searchParams.get("since") ?? 0);
-    ws.send(JSON.stringify({ operation: "resumed", seq: since }));
+    ws.send(JSON.stringify({ operation: "resumed", group: "g", seq: since }));
     ws.send(createEvent(since + 2));
   });
   const port = (server.address() as { port: number }).port;
@@ -201,7 +201,7 @@ t.test("a 4001 close makes the client fetch a fresh token and resume with since"
       setTimeout(() => ws.close(4001, "token expired"), 50);
     } else {
       for (const s of [3, 4]) ws.send(createEvent(s));
-      ws.send(JSON.stringify({ operation: "resumed", seq: 4 }));
+      ws.send(JSON.stringify({ operation: "resumed", group: "g", seq: 4 }));
     }
   });
   const port = (server.address() as { port: number }).port;
