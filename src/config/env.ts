@@ -114,6 +114,14 @@ export const EnvSchema = v.object({
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  SERVER_API_KEYS: v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) => s.split(",").map((k) => k.trim()).filter((k) => k !== "")),
+      v.check((keys) => keys.length > 0, "must list at least one key"),
+      v.check((keys) => keys.every((k) => k.length >= 16 && /^[\x21-\x7e]+$/.test(k)), "each key must be at least 16 printable ASCII characters without spaces"),
+    ),
+  ),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });
@@ -134,7 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (result.success) return result.output;
   const issue = result.issues[0];
   const name = issue.path?.map((p) => String(p.key)).join(".") ?? "environment";
-  const got = /SECRET|PASSWORD/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
+  const got = /SECRET|PASSWORD|KEYS/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
   throw new ConfigError(`invalid configuration: ${name} ${issue.message} (got ${got})`);
 }
 

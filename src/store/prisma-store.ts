@@ -226,7 +226,7 @@ export class PrismaChatStore implements ChatStore {
       const seq = await this.nextSeq(tx, input.group);
       await this.checkRetry(tx, input.group, input.user, input.retryKey);
       const current = await this.liveMessage(tx, input.group, input.messageId);
-      if (current.userId !== input.user) throw new ChatError("forbidden", "only the author may delete a message");
+      if (!input.anyAuthor && current.userId !== input.user) throw new ChatError("forbidden", "only the author may delete a message");
       const row = await tx.message.update({
         where: { id: input.messageId },
         data: {

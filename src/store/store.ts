@@ -87,7 +87,8 @@ export interface ChatStore {
     attachment: NewAttachment | null | undefined;
     retryKey?: RetryKey;
   }): Promise<Written & { duplicate: boolean }>;
-  deleteMessage(input: { group: string; user: string; messageId: string; retryKey?: RetryKey }): Promise<Written & { duplicate: boolean }>;
+  /** Only the author may delete, unless `anyAuthor` (moderation): then `user` is recorded as who deleted it. */
+  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean; retryKey?: RetryKey }): Promise<Written & { duplicate: boolean }>;
   /** Idempotent per (message, user): `first` is false when the receipt already existed. */
   markSeen(input: { group: string; user: string; messageId: string }): Promise<{ seenAt: Date; first: boolean }>;
   /** The `limit` messages before `before` (exclusive; all when absent), oldest first. */
