@@ -14,6 +14,11 @@ import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
+import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
+import { registerServerApi } from "./http/server-api/routes.ts";
+import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -29,13 +34,15 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
-  const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
+  let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
+  const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
@@ -78,6 +85,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
     onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
@@ -112,7 +120,34 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
+  control = new ControlChannel(
+    bus,
+    (c) => {
+      const n = gateway?.disconnectUser(c.user, CLOSE_DISCONNECTED, "disconnected by the server") ?? 0;
+      log.info({ user: c.user, sockets: n }, "disconnected a user on request of the server API");
+    },
+    (payload) => log.warn({ payload: payload.slice(0, 200) }, "ignored a malformed control command"),
+  );
+  await control.start();
+  if (config.SERVER_API_KEYS) {
+    const apiMetrics = serverApiMetrics(metrics.registry);
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
+      keys: config.SERVER_API_KEYS,
+      maxBodyBytes: config.MAX_FRAME_BYTES,
+      onError: (err, route) => log.error({ err, route }, "server API request failed"),
+      count: (route, status, limit) => {
+        apiMetrics.requests.inc({ route, status: String(status) });
+        if (limit) metrics.limitHits.inc({ limit });
+      },
+    });
+    log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
+  }
   const port = await gateway.listen(config.HOST, config.PORT);
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -124,6 +159,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS, drainSpreadMs: config.DRAIN_SPREAD_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2, config.DRAIN_SPREAD_MS);
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");
