@@ -60,7 +60,10 @@ export class SwarmClient {
       if (m) this.seqs.push(Number(m[1]));
     });
     ws.on("error", () => {});
+    let opened = false;
+    ws.once("open", () => (opened = true));
     ws.on("close", (code) => {
+      if (!opened) return; // a refused attempt: its caller retries
       this.closes.push({ code, at: Date.now() });
       if (this.ended || this.ws !== ws || !this.swarm.opts.reconnectOn.includes(code)) return;
       const delay = this.swarm.opts.reconnectDelayMs?.() ?? 0;
@@ -102,6 +105,8 @@ export class SwarmClient {
 export class Swarm {
   readonly clients: SwarmClient[] = [];
   failedReconnects = 0;
+  /** Refused or failed first connects (retried). */
+  failedConnects = 0;
 
   constructor(
     t: Test,
@@ -114,7 +119,21 @@ export class Swarm {
   async open(n: number, groups: string[], prefix: string, parallel = 200): Promise<SwarmClient[]> {
     const made = Array.from({ length: n }, (_, i) => new SwarmClient(`${prefix}${i}`, groups[i % groups.length]!, this));
     this.clients.push(...made);
-    for (let i = 0; i < made.length; i += parallel) await Promise.all(made.slice(i, i + parallel).map((c) => c.connect()));
+    // A node busy with thousands of upgrades may turn one away (503 when its bus subscribe is
+    // slow): like any client, try again, a bounded number of times.
+    const first = async (c: SwarmClient) => {
+      for (let i = 0; ; i++) {
+        try {
+          return await c.connect();
+        } catch (err) {
+          c.conns = 0;
+          if (i >= 9) throw err;
+          this.failedConnects++;
+          await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+        }
+      }
+    };
+    for (let i = 0; i < made.length; i += parallel) await Promise.all(made.slice(i, i + parallel).map(first));
     return made;
   }
 

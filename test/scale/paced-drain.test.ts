@@ -83,7 +83,7 @@ t.test("SIGTERM of one of 3 nodes holding 3,000 sockets: the others' connect rat
   t.ok(progress.every((p) => p.closed <= PACE_PER_S), `A never closed more than ${PACE_PER_S} in a second`);
   const closeTimes = swarm.clients.map((cl) => cl.closes[0]?.at ?? 0).sort((x, y) => x - y);
   t.comment(`closes: first ${closeTimes[0]! - signalAt} ms, last ${closeTimes[closeTimes.length - 1]! - signalAt} ms, peak ${peakRate(closeTimes)}/s`);
-  t.comment(`paced drain of ${SOCKETS}: first reconnect ${times[0]! - signalAt} ms after SIGTERM, last ${times[times.length - 1]! - signalAt} ms; peak ${peak}/s (bound ${BOUND_PER_S}/s); exit ${exitMs} ms; failed reconnect attempts ${swarm.failedReconnects}`);
+  t.comment(`paced drain of ${SOCKETS}: first reconnect ${times[0]! - signalAt} ms after SIGTERM, last ${times[times.length - 1]! - signalAt} ms; peak ${peak}/s (bound ${BOUND_PER_S}/s); exit ${exitMs} ms; failed connects ${swarm.failedConnects}, failed reconnect attempts ${swarm.failedReconnects}`);
 
   await Promise.all(senders.map((s) => s.until(() => s.conns >= 2 && s.open, 15_000)));
   await sleep(500);
