@@ -13,6 +13,9 @@ import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import type { Presence, PresenceChange } from "./presence/presence.ts";
+import { MemoryPresence } from "./presence/memory-presence.ts";
+import { RedisPresence } from "./presence/redis-presence.ts";
 
 export interface ChatNode {
   port: number;
@@ -62,6 +65,41 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus = new MemoryBus(receive);
   }
 
+  // Presence transitions become join/leave events published by the service (which exists below).
+  const presenceChanged = (c: PresenceChange) => service?.presenceChanged(c);
+  const presenceOpts = { graceMs: config.PRESENCE_GRACE_MS, ttlMs: config.PRESENCE_TTL_S * 1000 };
+  let presence: Presence;
+  if (config.REDIS_URL) {
+    let lastError = "";
+    const redisPresence = new RedisPresence(config.REDIS_URL, presenceOpts, presenceChanged, {
+      onLeaseRenewed: () => metrics.presenceLeaseRenewals.inc(),
+      onLeaseExpired: (node, users) => {
+        metrics.presenceLeaseExpiries.inc();
+        log.info({ node, users }, "presence: reaped a node whose lease ran out");
+      },
+      onResync: (reason) => {
+        metrics.presenceResyncs.inc({ reason });
+        log.info({ reason }, "presence: re-registering this node's share");
+      },
+      onError: (err) => {
+        if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
+        lastError = err.message;
+      },
+    });
+    try {
+      await redisPresence.start();
+    } catch (err) {
+      await redisPresence.stop();
+      await bus.close();
+      await db.store.close();
+      throw new Error(`Redis at REDIS_URL is not reachable for presence: ${(err as Error).message}`);
+    }
+    log.info({ node: redisPresence.id, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS }, "presence lease held");
+    presence = redisPresence;
+  } else {
+    presence = new MemoryPresence(presenceOpts, presenceChanged);
+  }
+
   service = new ChatService({
     store: db.store,
     bus,
@@ -73,11 +111,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
     onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    presence,
+    presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
   const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
-  metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size });
+  metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size, presenceHeld: () => presence.held });
 
   let draining = false;
   const readiness = async () => {
@@ -119,6 +159,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

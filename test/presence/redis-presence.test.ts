@@ -1,8 +1,8 @@
 // The Redis presence keeps the seam's promises (the shared suite, several nodes on one private
 // redis-server), and its own: leases, reaping, rebuild after a Redis restart.
-import t from "tap";
+import t, { type Test } from "tap";
 import { RedisPresence } from "../../src/presence/redis-presence.ts";
-import type { PresenceChange } from "../../src/presence/presence.ts";
+import type { PresenceChange, PresenceHooks } from "../../src/presence/presence.ts";
 import { eventually, uniqueGroup } from "../helpers/probe.ts";
 import { privateRedis } from "../helpers/redis-server.ts";
 import { GRACE_MS, presenceSuite } from "./presence-suite.ts";
@@ -10,7 +10,7 @@ import { GRACE_MS, presenceSuite } from "./presence-suite.ts";
 const redis = await privateRedis(t);
 const TTL_MS = 1_500;
 
-function make(tt: typeof t, onChange: (c: PresenceChange) => void, hooks = {}) {
+function make(tt: Test, onChange: (c: PresenceChange) => void, hooks: PresenceHooks = {}) {
   const p = new RedisPresence(redis.url, { graceMs: GRACE_MS, ttlMs: TTL_MS }, onChange, hooks);
   tt.teardown(() => p.stop());
   return p;
