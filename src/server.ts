@@ -81,6 +81,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
         metrics.presenceResyncs.inc({ reason });
         log.info({ reason }, "presence: re-registering this node's share");
       },
+      onDirtyAnnounced: (kind, group, user) => log.info({ kind, group, user }, "presence: announcing a change made while Redis was away"),
       onError: (err) => {
         if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
         lastError = err.message;

@@ -73,5 +73,7 @@ export interface PresenceHooks {
   onLeaseRenewed?: () => void;
   onLeaseExpired?: (node: string, users: number) => void;
   onResync?: (reason: "redis_restart" | "lease_lost" | "reconnect") => void;
+  /** A transition whose Redis call failed while Redis was away, announced now. */
+  onDirtyAnnounced?: (kind: "join" | "leave", group: string, user: string) => void;
   onError?: (err: Error) => void;
 }

@@ -123,6 +123,8 @@ export class RedisPresence implements Presence {
         const [status, count] = r as [number, number];
         if (status === 1) this.emit({ kind, group, user, count });
         else if (status === -1) this.markDirty(kind, group, user, "redis_restart");
+        // Reaped: the re-sync announces the node's whole share (this pair's state included).
+        else if (status === -2) this.resync("announce", "lease_lost");
       },
       (err: Error) => {
         this.hooks.onError?.(err);
@@ -199,7 +201,10 @@ export class RedisPresence implements Presence {
         const [group, user] = splitPair(key);
         try {
           const [present, count] = (await this.scripts.check(NODES_KEY, group, user)) as [number, number];
-          if ((kind === "join") === (present === 1)) this.emit({ kind, group, user, count });
+          if ((kind === "join") === (present === 1)) {
+            this.hooks.onDirtyAnnounced?.(kind, group, user);
+            this.emit({ kind, group, user, count });
+          }
         } catch (err) {
           this.dirty.set(key, kind);
           this.hooks.onError?.(err as Error);

@@ -24,6 +24,11 @@ local function split(f)
   local i = string.find(f, ' ', 1, true)
   return string.sub(f, 1, i - 1), string.sub(f, i + 1)
 end
+-- The node's lease is gone: {-2, 0} it was reaped (the cluster saw its users leave), {-1, 0} Redis lost its data.
+local function unknown(node)
+  if redis.call('EXISTS', P .. ':reaped:' .. node) == 1 then return {-2, 0} end
+  return {-1, 0}
+end
 -- One more node holds the user: the group count after a join, or false.
 local function hold(group, user, since)
   local g = P .. ':g:' .. group
@@ -45,20 +50,20 @@ local function unhold(group, user)
 end
 `;
 
-/** KEYS nodes; ARGV node, group, user, since -> {1, count} joined, {0, 0} already present, {-1, 0} node unknown. */
+/** KEYS nodes; ARGV node, group, user, since -> {1, count} joined, {0, 0} already present, {-1|-2, 0} node unknown (see `unknown`). */
 export const ACQUIRE = `${COMMON}
 local node, group, user, since = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if not redis.call('ZSCORE', NODES, node) then return {-1, 0} end
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
 redis.call('HSET', P .. ':n:' .. node, group .. ' ' .. user, since)
 local c = hold(group, user, since)
 if c then return {1, c} end
 return {0, 0}
 `;
 
-/** KEYS nodes; ARGV node, group, user -> {1, count} left, {0, 0} still held elsewhere, {-1, 0} node unknown. */
+/** KEYS nodes; ARGV node, group, user -> {1, count} left, {0, 0} still held elsewhere, {-1|-2, 0} node unknown. */
 export const RELEASE = `${COMMON}
 local node, group, user = ARGV[1], ARGV[2], ARGV[3]
-if not redis.call('ZSCORE', NODES, node) then return {-1, 0} end
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
 if redis.call('HDEL', P .. ':n:' .. node, group .. ' ' .. user) == 0 then return {0, 0} end
 local c = unhold(group, user)
 if c then return {1, c} end

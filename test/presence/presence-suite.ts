@@ -135,9 +135,9 @@ export function presenceSuite(t: Test, make: MakeNode, opts: { cluster: boolean 
     a.presence.open(g, "fay");
     a.presence.open(g, "gus");
     t.ok(await eventually(() => a.changes.length === 2, 3_000));
+    const stoppedAt = Date.now();
     await a.presence.stop();
     b.presence.open(g, "gus"); // gus reconnected to b
-    const stoppedAt = Date.now();
     t.ok(await eventually(() => b.changes.length >= 1, 5_000), "b announces fay's leave");
     t.ok(Date.now() - stoppedAt >= GRACE_MS - 50, "after the grace");
     await sleep(300);
