@@ -32,8 +32,8 @@ export class Dispatcher {
   ) {
     this.handlers = {
       create: (s, f, rid) => service.create(s, f, rid),
-      update: (s, f) => service.update(s, f),
-      delete: (s, f) => service.delete(s, f),
+      update: (s, f, rid) => service.update(s, f, rid),
+      delete: (s, f, rid) => service.delete(s, f, rid),
       reply: (s, f, rid) => service.reply(s, f, rid),
       seen: (s, f) => service.seen(s, f),
       typing: (s, f) => service.typing(s, f),
@@ -68,11 +68,11 @@ export class Dispatcher {
       const frame = v.safeParse(ClientFrames[op], raw);
       if (!frame.success) throw new ChatError("bad_request", describe(frame.issues));
       const outcome = await this.handlers[op](session, frame.output as never, requestId);
-      if (outcome.kind === "history") return historyFrame(outcome.messages, outcome.has_more, requestId);
+      if (outcome.kind === "history") return historyFrame(session.group, outcome.messages, outcome.has_more, requestId);
       if (outcome.kind === "presence") return presenceFrame(outcome.answer, requestId);
       if (requestId === undefined) return null;
       const { kind: _, ...fields } = outcome;
-      return ackFrame(requestId, fields);
+      return ackFrame(session.group, requestId, fields);
     } catch (err) {
       let code: ErrorCode = "internal";
       let message = "internal error";
@@ -88,7 +88,7 @@ export class Dispatcher {
         this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
       }
       this.metrics.errors.inc({ code });
-      return errorFrame(code, message, requestId);
+      return errorFrame(code, message, requestId, session.group);
     }
   }
 }

@@ -3,7 +3,8 @@
 // and sends back what it is given.
 //
 // Stored operations commit first, then publish, then acknowledge: an acknowledged event is
-// durable, and an event other clients see is durable too.
+// durable, and an event other clients see is durable too. A retried write (same request_id)
+// publishes its original event again, in its current state; the sequencers drop the repeat.
 import type { EventBus } from "../bus/bus.ts";
 import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -50,9 +51,9 @@ export interface ServiceDeps {
 const REPLAY_PAGE = 500;
 
 /** A logged event in the shape a live client would have received it, message in its current state. */
-function liveShape(e: LoggedEvent): GroupEvent {
-  if (e.operation === "delete") return { operation: "delete", seq: e.seq, message_id: e.message.id, user: e.userId };
-  return { operation: e.operation, seq: e.seq, message: toMessageView(e.message) };
+function liveShape(group: string, e: LoggedEvent): GroupEvent {
+  if (e.operation === "delete") return { operation: "delete", seq: e.seq, group, message_id: e.message.id, user: e.userId };
+  return { operation: e.operation, seq: e.seq, group, message: toMessageView(e.message) };
 }
 
 export class ChatService {
@@ -124,7 +125,7 @@ export class ChatService {
 
   private async eventsAfter(group: string, after: number, until?: number, limit = 10_000) {
     const events = await this.deps.store.eventsSince({ group, after, until, limit });
-    return events.map((e) => ({ seq: e.seq, payload: serialize(liveShape(e)) }));
+    return events.map((e) => ({ seq: e.seq, payload: serialize(liveShape(group, e)) }));
   }
 
   /** With a request_id, a retry of the same create stores nothing new and answers the original ack. */
@@ -136,21 +137,34 @@ export class ChatService {
     return this.storeMessage(s, f, f.message_id, requestId);
   }
 
-  async update(s: Session, f: ClientFrame<"update">): Promise<Outcome> {
+  /** With a request_id, a retry of the same update applies nothing new and answers the original ack. */
+  async update(s: Session, f: ClientFrame<"update">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
     this.checkBody(f.body);
     const attachment = f.file === undefined ? undefined : f.file === null ? null : this.file(f.file);
     const w = await this.timed("update", () =>
-      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment }),
+      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment, retryKey: this.retryKey(requestId) }),
     );
-    this.publish(s.group, { operation: "update", seq: w.seq, message: toMessageView(w.message) });
+    this.publish(s.group, { operation: "update", seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
-  async delete(s: Session, f: ClientFrame<"delete">): Promise<Outcome> {
+  /** With a request_id, a retry of the same delete answers the original ack (not `not_found`). */
+  async delete(s: Session, f: ClientFrame<"delete">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
-    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id }));
-    this.publish(s.group, { operation: "delete", seq: w.seq, message_id: w.message.id, user });
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id, retryKey: this.retryKey(requestId) }));
+    this.publish(s.group, { operation: "delete", seq: w.seq, group: s.group, message_id: w.message.id, user });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  private retryKey(requestId: string | undefined) {
+    return requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs };
+  }
+
+  /** Moderation (server API): deletes any author's message; the delete event names `by`. */
+  async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
+    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -158,7 +172,7 @@ export class ChatService {
     const user = actingUser(s, f.user);
     const r = await this.timed("seen", () => this.deps.store.markSeen({ group: s.group, user, messageId: f.message_id }));
     const seenAt = r.seenAt.toISOString();
-    if (r.first) this.publish(s.group, { operation: "seen", message_id: f.message_id, user, seen_at: seenAt });
+    if (r.first) this.publish(s.group, { operation: "seen", group: s.group, message_id: f.message_id, user, seen_at: seenAt });
     return { kind: "ack", message_id: f.message_id, seen_at: seenAt };
   }
 
@@ -167,7 +181,7 @@ export class ChatService {
     // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
     // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
     if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
-    await this.publishNow(s.group, { operation: "typing", user, typing_status: f.typing_status });
+    await this.publishNow(s.group, { operation: "typing", group: s.group, user, typing_status: f.typing_status });
     return { kind: "ack" };
   }
 
@@ -229,10 +243,12 @@ export class ChatService {
         body: f.body,
         attachment,
         replyTo,
-        retryKey: requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs },
+        retryKey: this.retryKey(requestId),
       }),
     );
-    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, message: toMessageView(w.message) });
+    // A retry's event is published again: its first attempt may have committed without this node
+    // learning it (and so without publishing). Receivers drop a seq they delivered already.
+    this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 

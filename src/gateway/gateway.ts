@@ -133,6 +133,18 @@ export class Gateway {
     });
   }
 
+  /** Closes every socket of `user` on this node with `code` (server API disconnect); returns how many. */
+  disconnectUser(user: string, code: number, reason: string): number {
+    let n = 0;
+    for (const ws of [...this.sockets]) {
+      const d = ws.getUserData();
+      if (d.user !== user || d.closed) continue;
+      ws.end(code, reason);
+      n++;
+    }
+    return n;
+  }
+
   get connectionCount(): number {
     return this.sockets.size;
   }
@@ -249,7 +261,8 @@ export class Gateway {
   /** Answers a frame the gateway turns away before it reaches the dispatcher. */
   private refuse(ws: WebSocket<SocketData>, code: ErrorCode, message: string, requestId?: string): void {
     this.deps.metrics.errors.inc({ code });
-    ws.send(errorFrame(code, message, requestId));
+    // A per-group socket's every frame names its group.
+    ws.send(errorFrame(code, message, requestId, ws.getUserData().group));
     this.slow.check(ws);
   }
 

@@ -4,7 +4,8 @@
 // down: a failed call marks the pair dirty and the node re-syncs its whole share once Redis is
 // back, then announces what changed meanwhile).
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
+import type { ClusterBusOptions } from "../bus/redis-cluster-bus.ts";
 import { withDeadline } from "../deadline.ts";
 import { LocalHolds, pairKey, splitPair } from "./holds.ts";
 import type { Presence, PresenceChange, PresenceHooks, PresenceListener, PresenceOptions, PresenceSnapshot } from "./presence.ts";
@@ -21,7 +22,7 @@ const REAP_CALLS = 200;
 export class RedisPresence implements Presence {
   /** This node's lease id: new at every start, so a restarted node never inherits a dead one's share. */
   readonly id = randomUUID();
-  private readonly redis: Redis;
+  private readonly redis: Redis | Cluster;
   private readonly scripts: Scripts;
   private readonly local: LocalHolds;
   private readonly renewMs: number;
@@ -34,15 +35,24 @@ export class RedisPresence implements Presence {
   private readonly dirty = new Map<string, "join" | "leave">();
   private stopped = false;
 
+  /** `target`: a Redis URL, or the Redis Cluster's nodes (every key shares one slot). */
   constructor(
-    url: string,
+    target: string | ClusterBusOptions,
     private readonly opts: PresenceOptions,
     private readonly onChange: PresenceListener,
     private readonly hooks: PresenceHooks = {},
   ) {
     this.renewMs = Math.max(100, Math.floor(opts.ttlMs / 3));
     this.reapMs = Math.min(1_000, Math.max(100, Math.floor(opts.graceMs / 2)));
-    this.redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: "chatroom-presence" });
+    const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: "chatroom-presence" };
+    this.redis =
+      typeof target === "string"
+        ? new Redis(target, options)
+        : new Cluster(target.nodes, {
+            lazyConnect: true,
+            enableOfflineQueue: false,
+            redisOptions: { ...options, ...(target.password ? { password: target.password } : {}), ...(target.tls ? { tls: {} } : {}) },
+          });
     this.redis.on("error", (err: Error) => hooks.onError?.(err));
     let readyBefore = false;
     this.redis.on("ready", () => {
