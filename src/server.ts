@@ -21,6 +21,7 @@ import { serverApiMetrics } from "./metrics/backend-metrics.ts";
 import type { Presence, PresenceChange } from "./presence/presence.ts";
 import { MemoryPresence } from "./presence/memory-presence.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -36,13 +37,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
   let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
@@ -127,6 +129,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
+    onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
@@ -173,7 +176,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   await control.start();
   if (config.SERVER_API_KEYS) {
     const apiMetrics = serverApiMetrics(metrics.registry);
-    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
@@ -185,6 +188,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
   }
   const port = await gateway.listen(config.HOST, config.PORT);
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -197,6 +204,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

@@ -46,6 +46,8 @@ export interface ServiceDeps {
   presence: Presence;
   /** Above this many present users a group gets no join/leave events (PRESENCE_MAX_BROADCAST). */
   presenceMaxBroadcast: number;
+  /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
+  onStored?: (group: string) => void;
 }
 
 const REPLAY_PAGE = 500;
@@ -279,6 +281,7 @@ export class ChatService {
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
   private publish(group: string, event: GroupEvent | PresenceChangeEvent): void {
+    if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }
 }
