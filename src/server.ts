@@ -65,7 +65,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
-      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
+      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES)
       : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
@@ -149,7 +149,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     databaseUp,
     busUp: () => bus.isUp(),
     busChannels: () => service.memberships.size,
-    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+    busQueueBytes: () => (bus instanceof RedisBus || bus instanceof RedisClusterBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
   });
 

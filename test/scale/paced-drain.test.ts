@@ -68,6 +68,7 @@ t.test("SIGTERM of one of 3 nodes holding 3,000 sockets: the others' connect rat
   const late = behind();
   const codes = new Map<string, number>();
   for (const cl of late) codes.set(`conns ${cl.conns} open ${cl.open} closes ${cl.closes.map((x) => x.code).join("/")}`, (codes.get(`conns ${cl.conns} open ${cl.open} closes ${cl.closes.map((x) => x.code).join("/")}`) ?? 0) + 1);
+  if (late.length) t.comment(`survivors' replay failures: ${JSON.stringify([b!, c!].flatMap((n) => n.logs.filter((l) => l.msg === "replay failed").slice(0, 2)))}`);
   t.same(late.length, 0, `every one of the ${SOCKETS} sockets reconnected to B or C${late.length ? `; not: ${JSON.stringify([...codes])}` : ""}`);
   const closes = swarm.clients.map((cl) => cl.closes[0]?.code ?? "open");
   t.same(closes.filter((x) => x !== 1001), [], "every socket was closed by A with 1001");
