@@ -5,6 +5,8 @@ import { MemoryBus } from "./bus/memory-bus.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { ChatService } from "./chat/service.ts";
+import { ReadState } from "./chat/read-state.ts";
+import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { identityFromConfig } from "./gateway/identity.ts";
@@ -74,7 +76,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
   });
-  const dispatcher = new Dispatcher(service, metrics, log);
+  const chat = service;
+  const reads = new ReadState({
+    store: new PrismaReadState(db.prisma),
+    broadcast: (group, event) => chat.broadcast(group, event),
+    onError: (err, group) => log.warn({ err, group }, "could not record a membership"),
+  });
+  const dispatcher = new Dispatcher(service, metrics, log, reads);
 
   const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
   metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size });
@@ -89,7 +97,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   };
 
   gateway = new Gateway(
-    { service, dispatcher, metrics, identity: identity.provider, readiness, log },
+    { service, reads, dispatcher, metrics, identity: identity.provider, readiness, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,

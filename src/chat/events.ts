@@ -1,6 +1,6 @@
 // Builds the frames the service sends, each serialised once. Key order is fixed here so every
 // node produces byte-identical events.
-import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, HistoryEvent, MessageView, ResumedEvent } from "../protocol/index.ts";
+import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, GroupsEvent, HistoryEvent, MessageView, ResumedEvent } from "../protocol/index.ts";
 
 // Wire format of group events on the bus: exactly the frame clients receive, `group` included, so
 // a payload is relayed to every socket untouched. Stored events start with
@@ -15,7 +15,7 @@ export function seqOf(payload: Uint8Array | string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent): string => JSON.stringify(frame);
+export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent | GroupsEvent): string => JSON.stringify(frame);
 
 export const resumedFrame = (group: string, seq: number): string => serialize({ operation: "resumed", group, seq });
 
@@ -34,5 +34,11 @@ export function historyFrame(group: string, messages: MessageView[], hasMore: bo
   const frame: HistoryEvent = requestId === undefined
     ? { operation: "history", group, messages, has_more: hasMore }
     : { operation: "history", group, request_id: requestId, messages, has_more: hasMore };
+  return serialize(frame);
+}
+
+/** The answer to `groups`: about no one group, so it carries none. */
+export function groupsFrame(page: Omit<GroupsEvent, "operation" | "request_id">, requestId?: string): string {
+  const frame: GroupsEvent = requestId === undefined ? { operation: "groups", ...page } : { operation: "groups", request_id: requestId, ...page };
   return serialize(frame);
 }
