@@ -41,8 +41,8 @@ export class Dispatcher {
       };
     this.handlers = {
       create: member((s, f: ClientFrame<"create">, rid) => service.create(s, f, rid)),
-      update: member((s, f: ClientFrame<"update">) => service.update(s, f)),
-      delete: member((s, f: ClientFrame<"delete">) => service.delete(s, f)),
+      update: member((s, f: ClientFrame<"update">, rid) => service.update(s, f, rid)),
+      delete: member((s, f: ClientFrame<"delete">, rid) => service.delete(s, f, rid)),
       reply: member((s, f: ClientFrame<"reply">, rid) => service.reply(s, f, rid)),
       // A seen moves the reader's marker to the message (and makes them a member).
       seen: async (s, f: ClientFrame<"seen">) => {

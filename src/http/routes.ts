@@ -135,7 +135,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
   });
 
   registerReadStateRoutes(app, deps, { refused, failed }); // GET /api/me/groups, /api/groups/<group>/members
-  registerPageRoutes(app, deps.log); // GET /, /app.js, /app.css: the chat page
+  registerPageRoutes(app, deps.log); // GET / and /assets/*: the chat page
 
   app.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
 }
