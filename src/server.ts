@@ -20,6 +20,7 @@ import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -35,13 +36,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
   let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
@@ -85,6 +87,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
     onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    onStored: () => webhooks?.kick(),
   });
   const chat = service;
   const reads = new ReadState({
@@ -137,7 +140,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   await control.start();
   if (config.SERVER_API_KEYS) {
     const apiMetrics = serverApiMetrics(metrics.registry);
-    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
@@ -149,6 +152,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
   }
   const port = await gateway.listen(config.HOST, config.PORT);
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -160,6 +167,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");
