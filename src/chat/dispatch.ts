@@ -4,7 +4,7 @@ import * as v from "valibot";
 import type { Metrics } from "../metrics/metrics.ts";
 import { operationLabel } from "../metrics/metrics.ts";
 import { ChatError, ClientFrames, Envelope, isOperation, type ClientFrame, type ErrorCode, type Operation } from "../protocol/index.ts";
-import { ackFrame, errorFrame, groupsFrame, historyFrame } from "./events.ts";
+import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
 import { actingUser, type Session } from "./identity.ts";
 import type { ReadState } from "./read-state.ts";
@@ -55,6 +55,7 @@ export class Dispatcher {
       read: (s, f) => reads.read(s, f),
       leave: (s, f) => reads.leave(s, f),
       groups: (s, f) => reads.groupsFrame(s, f),
+      presence: (s) => service.presence(s),
     };
   }
 
@@ -89,6 +90,7 @@ export class Dispatcher {
         const { kind: _, ...page } = outcome;
         return groupsFrame(page, requestId);
       }
+      if (outcome.kind === "presence") return presenceFrame(outcome.answer, requestId);
       if (requestId === undefined) return null;
       const { kind: _, ...fields } = outcome;
       return ackFrame(session.group, requestId, fields);

@@ -223,6 +223,7 @@ export class Gateway {
     this.sockets.add(ws);
     this.deps.reads.touch(d.group, d.user); // subscribing makes the user a member
     this.slow.watch(d.group, ws);
+    if (d.user !== null) this.deps.service.presenceOpen(d.group, d.user);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: d.id, group: d.group, user: d.user }, "connection open");
@@ -338,6 +339,7 @@ export class Gateway {
     this.limits.release(d.quota);
     this.limits.closed(code, reason);
     this.deps.service.leave(d.group);
+    if (d.user !== null) this.deps.service.presenceClose(d.group, d.user);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: d.id, group: d.group, user: d.user }, "connection closed");

@@ -56,6 +56,17 @@ export const AckEvent = v.strictObject({
 });
 export const ErrorEvent = v.strictObject({ operation: v.literal("error"), group: v.optional(group), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
 export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), group, seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
+export const PresenceChangeEvent = v.strictObject({ operation: v.picklist(["join", "leave"]), group, user: v.string() });
+export const PresentUser = v.strictObject({ user: v.string(), since: v.string() });
+/** The answer to `presence` (frame and HTTP): `count` is exact, `users` the longest present, at most PRESENCE_MAX_USERS. */
+export const PresenceEvent = v.strictObject({
+  operation: v.literal("presence"),
+  group,
+  request_id: requestId,
+  count: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  users: v.array(PresentUser),
+});
+export const PRESENCE_MAX_USERS = 100;
 export const HistoryEvent = v.strictObject({ operation: v.literal("history"), group, request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
 
 const readSeq = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -88,7 +99,7 @@ export const MembersPage = v.strictObject({ members: v.array(MemberView), has_mo
 /** Events broadcast to a whole group. */
 export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, ReadEvent]);
 /** Anything a socket may receive. */
-export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, ReadEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent, GroupsEvent]);
+export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, ReadEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent, GroupsEvent, PresenceChangeEvent, PresenceEvent]);
 
 export type MessageEvent = v.InferOutput<typeof MessageEvent>;
 export type DeleteEvent = v.InferOutput<typeof DeleteEvent>;
@@ -101,4 +112,6 @@ export type ResumedEvent = v.InferOutput<typeof ResumedEvent>;
 export type ReadEvent = v.InferOutput<typeof ReadEvent>;
 export type GroupsEvent = v.InferOutput<typeof GroupsEvent>;
 export type GroupEvent = v.InferOutput<typeof GroupEvent>;
+export type PresenceChangeEvent = v.InferOutput<typeof PresenceChangeEvent>;
+export type PresenceEvent = v.InferOutput<typeof PresenceEvent>;
 export type ServerEvent = v.InferOutput<typeof ServerEvent>;
