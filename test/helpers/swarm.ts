@@ -13,7 +13,7 @@ const SEQ = /"seq":(\d+)/;
 export interface SwarmOptions {
   /** Where a (re)connection goes: a port per attempt (`client.conns` is 0 for the first). */
   port: (client: SwarmClient) => number;
-  /** Close codes after which the client reconnects (others end it). */
+  /** Close codes after which the client reconnects (others end it); the first is the one under test. */
   reconnectOn: number[];
   /** Delay before a reconnect: jitter, as the SDK does. Default none. */
   reconnectDelayMs?: () => number;
@@ -66,7 +66,10 @@ export class SwarmClient {
       if (!opened) return; // a refused attempt: its caller retries
       this.closes.push({ code, at: Date.now() });
       if (this.ended || this.ws !== ws || !this.swarm.opts.reconnectOn.includes(code)) return;
-      const delay = this.swarm.opts.reconnectDelayMs?.() ?? 0;
+      // The close under test (the first code listed) follows reconnectDelayMs; a survivor turning
+      // the client away (1013 "retry", 1006) gets a jittered backoff, as the SDK does, so the
+      // retries do not become a storm of their own.
+      const delay = code === this.swarm.opts.reconnectOn[0] ? (this.swarm.opts.reconnectDelayMs?.() ?? 0) : 500 + Math.random() * 1_000;
       setTimeout(() => void this.reconnect(), delay);
     });
     return new Promise<void>((resolve, reject) => {
