@@ -13,6 +13,7 @@ import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 
 export interface ChatNode {
   port: number;
@@ -88,8 +89,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     return { ready, checks };
   };
 
+  const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
+  metrics.setProbes({ httpHeld: () => httpBudget.held });
   gateway = new Gateway(
-    { service, dispatcher, metrics, identity: identity.provider, readiness, log },
+    { service, dispatcher, metrics, identity: identity.provider, readiness, log, httpBudget },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,

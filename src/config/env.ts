@@ -100,6 +100,9 @@ export const EnvSchema = v.object({
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  // HTTP answers being written, node-wide (src/http/budget.ts).
+  MAX_FILE_READS: intVar(32, 1, 100_000),
+  HTTP_BUFFER_BYTES: intVar(32 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });

@@ -14,6 +14,8 @@ export interface Probes {
   databaseUp: () => Promise<boolean>;
   busUp: () => boolean;
   busChannels: () => number;
+  /** What HTTP answers being written hold (src/http/budget.ts). */
+  httpHeld?: () => { bytes: number; fileReads: number };
 }
 
 export function createMetrics() {
@@ -23,7 +25,7 @@ export function createMetrics() {
   const m = {
     registry,
     /** Replaces the live readings behind the up/channel gauges. */
-    setProbes(p: Probes) {
+    setProbes(p: Partial<Probes>) {
       Object.assign(probes, p);
     },
     connections: new client.Gauge({ name: "chat_connections", help: "Open WebSocket connections on this node", registers: [registry] }),
@@ -93,6 +95,22 @@ export function createMetrics() {
       registers: [registry],
       collect() {
         this.set(probes.busUp() ? 1 : 0);
+      },
+    }),
+    httpBufferBytes: new client.Gauge({
+      name: "chat_http_buffer_bytes",
+      help: "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES",
+      registers: [registry],
+      collect() {
+        this.set(probes.httpHeld?.().bytes ?? 0);
+      },
+    }),
+    fileReads: new client.Gauge({
+      name: "chat_file_reads",
+      help: "File downloads being written; at most MAX_FILE_READS",
+      registers: [registry],
+      collect() {
+        this.set(probes.httpHeld?.().fileReads ?? 0);
       },
     }),
     ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
