@@ -3,6 +3,7 @@
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
+import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { ChatService } from "./chat/service.ts";
 import { checkStartup, type Config } from "./config/env.ts";
@@ -37,10 +38,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   let gateway: Gateway | undefined;
   const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
   let bus: EventBus;
-  if (config.REDIS_URL) {
+  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
-    const redis = new RedisBus(config.REDIS_URL, receive, {
-      onError: (err) => {
+    const hooks = {
+      onError: (err: Error) => {
         // ioredis retries forever; log each distinct failure once instead of every retry.
         if (err.message !== lastError) log.warn({ err: err.message }, "redis error");
         lastError = err.message;
@@ -50,13 +51,17 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
         log.info({}, "redis reconnected; catching up on missed events");
         service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
       },
-    });
+    };
+    const redis = config.REDIS_CLUSTER_NODES
+      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
+      : new RedisBus(config.REDIS_URL!, receive, hooks);
     try {
       await redis.ready();
     } catch (err) {
       await redis.close();
       await db.store.close();
-      throw new Error(`Redis at REDIS_URL is not reachable: ${(err as Error).message}`);
+      const which = config.REDIS_CLUSTER_NODES ? "the Redis Cluster at REDIS_CLUSTER_NODES" : "Redis at REDIS_URL";
+      throw new Error(`${which} is not reachable: ${(err as Error).message}`);
     }
     bus = redis;
   } else {
@@ -111,7 +116,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     },
   );
   const port = await gateway.listen(config.HOST, config.PORT);
-  log.info({ port, host: config.HOST, bus: config.REDIS_URL ? "redis" : "memory" }, "listening");
+  log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>

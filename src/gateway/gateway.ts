@@ -248,7 +248,8 @@ export class Gateway {
   /** Answers a frame the gateway turns away before it reaches the dispatcher. */
   private refuse(ws: WebSocket<SocketData>, code: ErrorCode, message: string, requestId?: string): void {
     this.deps.metrics.errors.inc({ code });
-    ws.send(errorFrame(code, message, requestId));
+    // A per-group socket's every frame names its group.
+    ws.send(errorFrame(code, message, requestId, ws.getUserData().group));
     this.slow.check(ws);
   }
 

@@ -24,7 +24,7 @@ export interface ReplaySink {
 export async function replay(service: ChatService, sink: ReplaySink, group: string, since: number): Promise<number> {
   const last = await service.lastSeq(group);
   if (since > last) {
-    sink.send(errorFrame("bad_request", `since ${since} is beyond the group's last seq ${last}`));
+    sink.send(errorFrame("bad_request", `since ${since} is beyond the group's last seq ${last}`, undefined, group));
     return last;
   }
   let upTo = since;
@@ -36,7 +36,7 @@ export async function replay(service: ChatService, sink: ReplaySink, group: stri
     }
     await sink.writable();
   }
-  sink.send(resumedFrame(upTo));
+  sink.send(resumedFrame(group, upTo));
   return upTo;
 }
 
