@@ -15,6 +15,10 @@ import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
+import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
+import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
+import { registerServerApi } from "./http/server-api/routes.ts";
+import { serverApiMetrics } from "./metrics/backend-metrics.ts";
 
 export interface ChatNode {
   port: number;
@@ -36,7 +40,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
-  const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
+  let control: ControlChannel | undefined;
+  const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
@@ -115,6 +120,29 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
+  control = new ControlChannel(
+    bus,
+    (c) => {
+      const n = gateway?.disconnectUser(c.user, CLOSE_DISCONNECTED, "disconnected by the server") ?? 0;
+      log.info({ user: c.user, sockets: n }, "disconnected a user on request of the server API");
+    },
+    (payload) => log.warn({ payload: payload.slice(0, 200) }, "ignored a malformed control command"),
+  );
+  await control.start();
+  if (config.SERVER_API_KEYS) {
+    const apiMetrics = serverApiMetrics(metrics.registry);
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+      keys: config.SERVER_API_KEYS,
+      maxBodyBytes: config.MAX_FRAME_BYTES,
+      onError: (err, route) => log.error({ err, route }, "server API request failed"),
+      count: (route, status, limit) => {
+        apiMetrics.requests.inc({ route, status: String(status) });
+        if (limit) metrics.limitHits.inc({ limit });
+      },
+    });
+    log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
+  }
   const port = await gateway.listen(config.HOST, config.PORT);
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 

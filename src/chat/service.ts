@@ -148,6 +148,13 @@ export class ChatService {
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
+  /** Moderation (server API): deletes any author's message; the delete event names `by`. */
+  async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
+    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
   async seen(s: Session, f: ClientFrame<"seen">): Promise<Outcome> {
     const user = actingUser(s, f.user);
     const r = await this.timed("seen", () => this.deps.store.markSeen({ group: s.group, user, messageId: f.message_id }));

@@ -117,6 +117,14 @@ export const EnvSchema = v.object({
   // HTTP answers being written, node-wide (src/http/budget.ts).
   MAX_FILE_READS: intVar(32, 1, 100_000),
   HTTP_BUFFER_BYTES: intVar(32 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+  SERVER_API_KEYS: v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) => s.split(",").map((k) => k.trim()).filter((k) => k !== "")),
+      v.check((keys) => keys.length > 0, "must list at least one key"),
+      v.check((keys) => keys.every((k) => k.length >= 16 && /^[\x21-\x7e]+$/.test(k)), "each key must be at least 16 printable ASCII characters without spaces"),
+    ),
+  ),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });
@@ -137,7 +145,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (result.success) return result.output;
   const issue = result.issues[0];
   const name = issue.path?.map((p) => String(p.key)).join(".") ?? "environment";
-  const got = /SECRET|PASSWORD/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
+  const got = /SECRET|PASSWORD|KEYS/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
   throw new ConfigError(`invalid configuration: ${name} ${issue.message} (got ${got})`);
 }
 
