@@ -10,6 +10,13 @@
 // - Reads return the current state: a deleted message is a tombstone with no body or attachment.
 // - Because the seq counter's row lock is held until commit, a group's events commit in seq
 //   order: once seq N is visible, every seq below N is visible too. Gap repair relies on this.
+// - Retry-safe: a write with a retryKey that was already applied (same group, user and
+//   request_id, within its window) applies nothing and answers the original (`duplicate`).
+// - No write commits after its deadline: a write that cannot send its COMMIT within the store's
+//   deadline (minus a margin for the commit's round trip), counted from the call, is rolled back
+//   and fails with `unavailable`, so a caller told `unavailable` at the deadline is not
+//   contradicted by a late commit (except by a commit whose confirmation alone is delayed past
+//   the margin: the retryKey covers that one).
 import type { MessageView } from "../protocol/index.ts";
 
 export type MessageType = MessageView["type"];
@@ -53,7 +60,7 @@ export interface LoggedEvent {
   message: StoredMessage;
 }
 
-/** An idempotency key for creates: a retry with the same one stores nothing new. */
+/** An idempotency key for stored writes: a retry with the same one stores nothing new. */
 export interface RetryKey {
   requestId: string;
   /** Only a message created this recently counts as the original. */
@@ -78,9 +85,10 @@ export interface ChatStore {
     messageId: string;
     body: string;
     attachment: NewAttachment | null | undefined;
-  }): Promise<Written>;
+    retryKey?: RetryKey;
+  }): Promise<Written & { duplicate: boolean }>;
   /** Only the author may delete, unless `anyAuthor` (moderation): then `user` is recorded as who deleted it. */
-  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean }): Promise<Written>;
+  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean; retryKey?: RetryKey }): Promise<Written & { duplicate: boolean }>;
   /** Idempotent per (message, user): `first` is false when the receipt already existed. */
   markSeen(input: { group: string; user: string; messageId: string }): Promise<{ seenAt: Date; first: boolean }>;
   /** The `limit` messages before `before` (exclusive; all when absent), oldest first. */
