@@ -1,4 +1,4 @@
-// The node's HTTP surface: probes, metrics, history and attachments. Anything else is 404.
+// The node's public HTTP surface: history and attachments (probes and metrics: probes.ts). Anything else is 404.
 import * as v from "valibot";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -15,8 +15,6 @@ export interface HttpDeps {
   service: ChatService;
   metrics: Metrics;
   identity: IdentityProvider;
-  /** Whether the node should receive traffic, with the reasons when not. */
-  readiness: () => Promise<{ ready: boolean; checks: Record<string, boolean> }>;
   /** The node-wide budget for HTTP answers being written (file downloads, history pages). */
   httpBudget: HttpBudget;
   log: { error(obj: object, msg: string): void };
@@ -60,21 +58,6 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     if (e.status === 500) deps.log.error({ err }, "http request failed");
     sendJson(res, e.status, { error: e.code, message: e.message }, aborted);
   };
-
-  app.get("/healthz", (res) => send(res, 200, "ok", { "Content-Type": "text/plain" }));
-
-  app.get("/readyz", (res) => {
-    const aborted = deferred(res);
-    void deps.readiness().then((r) => sendJson(res, r.ready ? 200 : 503, r, aborted));
-  });
-
-  app.get("/metrics", (res) => {
-    const aborted = deferred(res);
-    metrics.registry
-      .metrics()
-      .then((text) => send(res, 200, text, { "Content-Type": metrics.registry.contentType }, aborted))
-      .catch((err) => failed(res, aborted, err));
-  });
 
   app.get("/api/groups/:group/messages", (res, req) => {
     const group = groupParam(req.getParameter(0) ?? "");

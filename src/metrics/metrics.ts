@@ -11,16 +11,19 @@ export const operationLabel = (op: unknown): string =>
 
 /** Live readings taken at scrape time; wired once the store and bus exist. */
 export interface Probes {
-  databaseUp: () => Promise<boolean>;
+  /** The last background probe's reading (src/health/dependencies.ts), not a query per scrape. */
+  databaseUp: () => boolean;
   busUp: () => boolean;
   busChannels: () => number;
   /** What HTTP answers being written hold (src/http/budget.ts). */
   httpHeld?: () => { bytes: number; fileReads: number };
+  /** Whether /readyz would answer 200. */
+  ready?: () => boolean;
 }
 
 export function createMetrics() {
   const registry = new client.Registry();
-  const probes: Probes = { databaseUp: async () => false, busUp: () => false, busChannels: () => 0 };
+  const probes: Probes = { databaseUp: () => false, busUp: () => false, busChannels: () => 0 };
   client.collectDefaultMetrics({ register: registry });
   const m = {
     registry,
@@ -83,10 +86,10 @@ export function createMetrics() {
     }),
     dbUp: new client.Gauge({
       name: "chat_db_up",
-      help: "1 when the database answered a ping at scrape time",
+      help: "1 when the database answered the node's last background ping (every second)",
       registers: [registry],
-      async collect() {
-        this.set((await probes.databaseUp()) ? 1 : 0);
+      collect() {
+        this.set(probes.databaseUp() ? 1 : 0);
       },
     }),
     redisUp: new client.Gauge({
@@ -113,7 +116,14 @@ export function createMetrics() {
         this.set(probes.httpHeld?.().fileReads ?? 0);
       },
     }),
-    ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
+    ready: new client.Gauge({
+      name: "chat_ready",
+      help: "1 when the node reports ready (/readyz answers 200)",
+      registers: [registry],
+      collect() {
+        if (probes.ready) this.set(probes.ready() ? 1 : 0);
+      },
+    }),
     draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
   };
   // Zero series for every label value up front: dashboards and alerts see 0, not "no data".
