@@ -23,6 +23,7 @@ import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -40,13 +41,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
   let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
@@ -90,6 +92,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
     onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
@@ -143,7 +146,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   await control.start();
   if (config.SERVER_API_KEYS) {
     const apiMetrics = serverApiMetrics(metrics.registry);
-    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
@@ -168,6 +171,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   }
   const port = await gateway.listen(config.HOST, config.PORT);
   readiness.listening = true;
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
   if (metricsPort !== null) log.info({ metricsPort }, "probes and metrics listening");
 
@@ -184,6 +191,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       dependencies.stop();
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

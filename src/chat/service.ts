@@ -40,6 +40,8 @@ export interface ServiceDeps {
   /** Told when a publish fails after the event was committed (the event is not lost: it is stored). */
   onPublishError?: (err: Error, group: string) => void;
   onDeliveryError?: (err: unknown, group: string) => void;
+  /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
+  onStored?: (group: string) => void;
 }
 
 const REPLAY_PAGE = 500;
@@ -245,6 +247,7 @@ export class ChatService {
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
   private publish(group: string, event: GroupEvent): void {
+    if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }
 }

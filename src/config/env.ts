@@ -128,6 +128,14 @@ export const EnvSchema = v.object({
       v.check((keys) => keys.every((k) => k.length >= 16 && /^[\x21-\x7e]+$/.test(k)), "each key must be at least 16 printable ASCII characters without spaces"),
     ),
   ),
+  WEBHOOK_URL: url(["http:", "https:"]),
+  WEBHOOK_SECRET: v.optional(v.pipe(v.string(), v.minLength(16, "must be at least 16 characters"))),
+  WEBHOOK_TIMEOUT_MS: intVar(5_000, 100, 60_000),
+  WEBHOOK_MAX_ATTEMPTS: intVar(20, 1, 1_000),
+  WEBHOOK_BACKOFF_BASE_MS: intVar(500, 1, 600_000),
+  WEBHOOK_BACKOFF_MAX_MS: intVar(60_000, 1, 86_400_000),
+  WEBHOOK_CONCURRENCY: intVar(16, 1, 1_000),
+  WEBHOOK_POLL_MS: intVar(500, 10, 60_000),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });
@@ -160,6 +168,9 @@ export const jwtConfigured = (c: Config): boolean => Boolean(c.JWT_SECRET || c.J
  * `npm run migrate` shares). Throws one line naming what to fix.
  */
 export function checkStartup(c: Config): void {
+  if (Boolean(c.WEBHOOK_URL) !== Boolean(c.WEBHOOK_SECRET)) {
+    throw new ConfigError("invalid configuration: set WEBHOOK_URL and WEBHOOK_SECRET together (webhooks are always signed)");
+  }
   if (c.REDIS_URL && c.REDIS_CLUSTER_NODES) {
     throw new ConfigError("invalid configuration: set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both");
   }

@@ -23,6 +23,8 @@ export interface DatabaseOptions {
   writeTimeoutMs?: number;
   /** Ordered write queues, each committing one batch at a time (see PrismaChatStore). */
   writeShards?: number;
+  /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
+  webhookOutbox?: boolean;
 }
 
 export interface Database {
@@ -69,7 +71,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       idle_in_transaction_session_timeout: deadlineMs,
     });
     const prisma = new PrismaClient({ adapter });
-    return { store: new PrismaChatStore(prisma, undefined, batching(opts)), prisma, kind: "postgresql", migrationsApplied };
+    return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
   const dir = path.resolve(opts.dataDir, "pglite");
   await mkdir(dir, { recursive: true });
@@ -77,5 +79,5 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const session: SqlSession = { query: (sql, params) => lite.query(sql, params) as never, exec: (sql) => lite.exec(sql) };
   const migrationsApplied = await applyMigrations(session, await readMigrations());
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
-  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts)), prisma, kind: "pglite", migrationsApplied };
+  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts), opts.webhookOutbox), prisma, kind: "pglite", migrationsApplied };
 }

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { OrderedBatcher, type Settled } from "./batcher.ts";
+import { addToOutbox } from "./outbox.ts";
 import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
@@ -84,6 +85,8 @@ export class PrismaChatStore implements ChatStore {
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
     batching: { shards: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
+    private readonly outbox = false,
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs - commitMarginMs(deadlineMs);
@@ -149,7 +152,7 @@ export class PrismaChatStore implements ChatStore {
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;
-      const written = await this.transaction(commitBy, (tx) => writeCreateBatch(tx, inTime));
+      const written = await this.transaction(commitBy, (tx) => writeCreateBatch(tx, inTime, this.outbox));
       inTime.forEach((m, i) => outcomes.set(m, written[i]!));
     }
     return items.map((m) => outcomes.get(m) ?? { ok: false, error: tooLate() });
@@ -216,6 +219,7 @@ export class PrismaChatStore implements ChatStore {
         select: messageSelect,
       });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
     });
@@ -239,6 +243,7 @@ export class PrismaChatStore implements ChatStore {
       });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
     });
@@ -276,9 +281,9 @@ export class PrismaChatStore implements ChatStore {
       where: { groupName: input.group, seq: { gt: input.after, ...(input.until !== undefined ? { lte: input.until } : {}) } },
       orderBy: { seq: "asc" },
       take: input.limit,
-      select: { seq: true, operation: true, userId: true, message: { select: messageSelect } },
+      select: { seq: true, operation: true, userId: true, createdAt: true, message: { select: messageSelect } },
     });
-    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message) }));
+    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message), committedAt: r.createdAt }));
   }
 
   async lastSeq(group: string): Promise<number> {

@@ -8,6 +8,8 @@
 // - A rule broken inside the transaction (unknown message, wrong author) throws a ChatError and
 //   changes nothing, not even the seq counter.
 // - Reads return the current state: a deleted message is a tombstone with no body or attachment.
+// - With webhooks configured, each stored event's webhook outbox row (outbox.ts) is written in
+//   the event's own transaction.
 // - Because the seq counter's row lock is held until commit, a group's events commit in seq
 //   order: once seq N is visible, every seq below N is visible too. Gap repair relies on this.
 // - Retry-safe: a write with a retryKey that was already applied (same group, user and
@@ -58,6 +60,8 @@ export interface LoggedEvent {
   operation: "create" | "reply" | "update" | "delete";
   userId: string;
   message: StoredMessage;
+  /** When the event was stored (its transaction's start), where the store knows it. */
+  committedAt?: Date;
 }
 
 /** An idempotency key for stored writes: a retry with the same one stores nothing new. */
