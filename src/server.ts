@@ -2,6 +2,7 @@
 // process; tests start several in one process.
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
+import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
@@ -51,6 +52,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
+  let publishDropLogged = false;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
     const hooks = {
@@ -61,13 +63,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
       onResubscribed: () => {
         lastError = "";
+        publishDropLogged = false;
         log.info({}, "redis reconnected; catching up on missed events");
         service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
       ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
-      : new RedisBus(config.REDIS_URL!, receive, hooks);
+      : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
     } catch (err) {
@@ -90,7 +93,15 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
-    onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
+    onPublishError: (err, group) => {
+      // A full publish queue (Redis down for long) drops many: counted in chat_bus_publishes_dropped_total, logged once per outage.
+      if (err instanceof PublishBudgetExceeded) {
+        if (!publishDropLogged) log.warn({ group, err: err.message }, "bus publish queue full: dropping publishes until Redis is back");
+        publishDropLogged = true;
+        return;
+      }
+      log.error({ err, group }, "publish failed after commit");
+    },
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     onStored: () => webhooks?.kick(),
   });
@@ -111,6 +122,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     busUp: () => dependencies.state.redis.up,
     busChannels: () => service.memberships.size,
     ready: () => readiness.report().ready,
+    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
   });
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });

@@ -111,6 +111,7 @@ export const EnvSchema = v.object({
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
   WRITE_SHARDS: intVar(2, 1, 64),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
+  MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),

@@ -4,35 +4,13 @@
 // in the ack and in history; and a token that expires mid-conversation is renewed through the
 // token function, the client resuming with since, losing and repeating nothing.
 import { setTimeout as sleep } from "node:timers/promises";
-import t, { type Test } from "tap";
+import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
-import { ChatClient, type ChatClientOptions, type GroupEvent, type OutboxStorage, type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
+import { type OutboxStorage, type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
-
-function client(t: Test, opts: Partial<ChatClientOptions> & { group: string }): ChatClient {
-  const c = new ChatClient({ WebSocket, reconnect: { baseMs: 50, maxMs: 400 }, ...opts });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function recorder(c: ChatClient) {
-  const events: GroupEvent[] = [];
-  c.on("event", (e) => events.push(e));
-  return {
-    seqs: () => events.flatMap((e) => ("seq" in e ? [e.seq] : [])),
-    bodies: () => events.flatMap((e) => (e.operation === "create" || e.operation === "reply" || e.operation === "update" ? [e.message.body] : [])),
-  };
-}
+import { client, createEvent, recorder, until } from "../helpers/sdk.ts";
 
 /** localStorage's API over a Map; `copy` is what a reloaded page would find. */
 class MemoryStorage implements OutboxStorage {
@@ -81,9 +59,6 @@ class FlakySocket implements WebSocketLike {
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db });
 const base = `http://127.0.0.1:${node.port}`;
-
-const view = (id: string) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false });
-const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`) });
 
 t.test("a gap that persists makes the client back off, not reconnect in a tight loop", async (t) => {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
@@ -154,7 +129,7 @@ t.test("operations made before a page reload are sent after it with their reques
   t.same(acks.map((a) => a.seq), [2, 3, 4], "the stored ones answer their original seqs; the one that never left gets the next");
   await until("bob sees the last", () => atBob.seqs().length === 4);
   t.same(atBob.seqs(), [1, 2, 3, 4], "bob saw each operation once");
-  t.same(atBob.bodies(), ["before", "reached the server", "before, edited", "never left"]);
+  t.same(atBob.texts(), ["before", "reached the server", "before, edited", "never left"]);
   const history = await bob.history({ limit: 10 });
   t.same(history.messages.map((m) => m.body), ["before, edited", "reached the server", "never left"], "the database holds each message once");
   t.equal(reloaded.map.size, 0, "the saved outbox is empty once everything is answered");
