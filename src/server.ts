@@ -116,7 +116,6 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   );
   dependencies.start();
   const readiness = new Readiness(dependencies, config.READY_MAX_LOOP_DELAY_MS);
-  readiness.start();
   metrics.setProbes({
     databaseUp: () => dependencies.state.database.up,
     busUp: () => dependencies.state.redis.up,
@@ -183,6 +182,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   }
   const port = await gateway.listen(config.HOST, config.PORT);
   readiness.listening = true;
+  readiness.start(); // the event loop is watched from here: start-up's own work does not count
   if (webhooks) {
     webhooks.start();
     log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
