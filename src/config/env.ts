@@ -120,7 +120,7 @@ export const EnvSchema = v.object({
   HTTP_BUFFER_BYTES: intVar(32 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
   // Probes and metrics (src/http/probes.ts, src/health/).
   METRICS_PORT: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^\d+$/, "must be a whole number"), v.toNumber(), v.integer(), v.minValue(0, "must be at least 0"), v.maxValue(65535, "must be at most 65535"))),
-  READY_MAX_LOOP_DELAY_MS: intVar(2_000, 50, 600_000),
+  READY_MAX_LOOP_DELAY_MS: intVar(5_000, 50, 600_000),
   SERVER_API_KEYS: v.optional(
     v.pipe(
       v.string(),
