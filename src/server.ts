@@ -7,6 +7,8 @@ import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { ChatService } from "./chat/service.ts";
+import { ReadState } from "./chat/read-state.ts";
+import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { identityFromConfig } from "./gateway/identity.ts";
@@ -149,7 +151,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     onStored: () => webhooks?.kick(),
   });
-  const dispatcher = new Dispatcher(service, metrics, log);
+  const chat = service;
+  const reads = new ReadState({
+    store: new PrismaReadState(db.prisma),
+    broadcast: (group, event) => chat.broadcast(group, event),
+    onError: (err, group) => log.warn({ err, group }, "could not record a membership"),
+  });
+  const dispatcher = new Dispatcher(service, metrics, log, reads);
 
   // Shared services are probed in the background; readiness fails only for this node's own
   // reasons (src/health/readiness.ts says why).
@@ -172,7 +180,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
   gateway = new Gateway(
-    { service, dispatcher, metrics, identity: identity.provider, log, httpBudget },
+    { service, reads, dispatcher, metrics, identity: identity.provider, log, httpBudget },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,

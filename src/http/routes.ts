@@ -10,9 +10,13 @@ import type { HttpBudget } from "./budget.ts";
 import { registerFileRoute } from "./files.ts";
 import { deferred, send, sendAnswer, sendJson, type Status } from "./respond.ts";
 import { registerPageRoutes } from "./page.ts";
+import { registerReadStateRoutes } from "./read-state-routes.ts";
+import type { ReadState } from "../chat/read-state.ts";
 
 export interface HttpDeps {
   service: ChatService;
+  /** Membership and read state: GET /api/me/groups, GET /api/groups/<group>/members. */
+  reads: ReadState;
   metrics: Metrics;
   identity: IdentityProvider;
   /** The node-wide budget for HTTP answers being written (file downloads, history pages). */
@@ -36,7 +40,7 @@ const CODE_STATUS: Record<string, Status> = {
   unavailable: 503,
 };
 
-function errorStatus(err: unknown): { status: Status; code: string; message: string } {
+export function errorStatus(err: unknown): { status: Status; code: string; message: string } {
   if (err instanceof ChatError) return { status: CODE_STATUS[err.code] ?? 500, code: err.code, message: err.message };
   return { status: 500, code: "internal", message: "internal error" };
 }
@@ -119,6 +123,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     },
   });
 
+  registerReadStateRoutes(app, deps, { refused, failed }); // GET /api/me/groups, /api/groups/<group>/members
   registerPageRoutes(app, deps.log); // GET / and /assets/*: the chat page
 
   app.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
