@@ -28,19 +28,20 @@ export async function pacedClose<T>(
   for (;;) {
     const elapsed = Date.now() - start;
     const items = current();
-    if (Date.now() - reportedAt >= 1_000 || items.length === 0 || elapsed >= spreadMs) {
-      onProgress(closed - reported, items.length);
-      reported = closed;
-      reportedAt = Date.now();
-    }
-    if (items.length === 0 || elapsed >= spreadMs) return;
-    const due = Math.min(total, Math.ceil((total * elapsed) / spreadMs)) - closed;
+    const due = Math.min(total, Math.ceil((total * Math.min(elapsed, spreadMs)) / spreadMs)) - closed;
     for (let i = 0, n = 0; i < items.length && n < due; i++) {
       if (close(items[i]!)) {
         n++;
         closed++;
       }
     }
+    const left = current().length;
+    if (Date.now() - reportedAt >= 1_000 || left === 0 || elapsed >= spreadMs) {
+      onProgress(closed - reported, left);
+      reported = closed;
+      reportedAt = Date.now();
+    }
+    if (left === 0 || elapsed >= spreadMs) return;
     await new Promise((r) => setTimeout(r, Math.min(DRAIN_TICK_MS, spreadMs - elapsed)));
   }
 }

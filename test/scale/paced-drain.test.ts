@@ -1,7 +1,11 @@
 // Scale-down without a reconnect storm: SIGTERM on one of three nodes holding 3,000 sockets. The
-// node closes them with 1001 at an even rate over DRAIN_SPREAD_MS (its default, 5 s), so the
-// survivors' connect rate stays under a bound of 1.5 × 3,000 / 5 s; it exits 0 within 10 s plus
-// both windows, and nothing acknowledged is lost for clients sending through it.
+// node closes them with 1001 at an even rate over DRAIN_SPREAD_MS, so the survivors' connect rate
+// stays under a bound derived from 3,000 / spread; it exits 0 within 10 s plus both windows, and
+// nothing acknowledged is lost for clients sending through it. The spread here is 10 s, not the
+// default 5 s: every resume costs the survivors database reads, and 600 a second is more than the
+// shared PostgreSQL of a loaded 2-core test machine answers within the store timeout (the
+// survivors then refuse replays with 1013). The default's pace is checked in
+// test/gateway/drain.test.ts.
 import t from "tap";
 import { spawnNode } from "../helpers/node.ts";
 import { uniqueGroup, within } from "../helpers/probe.ts";
@@ -10,7 +14,7 @@ import { assertSeqs, range, Recorder, RetryingSender } from "../helpers/delivery
 import { peakRate, Swarm } from "../helpers/swarm.ts";
 
 const SOCKETS = 3_000;
-const SPREAD_MS = 5_000; // DRAIN_SPREAD_MS's default: the drained node is started without it
+const SPREAD_MS = 10_000;
 /** The drained node's own pace: at most 1.5 × the even rate in any second. */
 const PACE_PER_S = (1.5 * SOCKETS) / (SPREAD_MS / 1000);
 /**
@@ -62,7 +66,7 @@ t.test("SIGTERM of one of 3 nodes holding 3,000 sockets: the others' connect rat
   t.equal(code, 0, `A exits 0 (${exitMs} ms after SIGTERM)`);
   t.ok(exitMs <= 10_000 + SPREAD_MS, `within 10 s plus the spread (${exitMs} ms)`);
 
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 30_000;
   const behind = () => swarm.clients.filter((cl) => cl.conns < 2 || !cl.open);
   while (behind().length > 0 && Date.now() < deadline) await sleep(100);
   const late = behind();
@@ -79,7 +83,7 @@ t.test("SIGTERM of one of 3 nodes holding 3,000 sockets: the others' connect rat
   t.ok(span >= SPREAD_MS * 0.7, `the reconnects are spread over ${span} ms, not a burst`);
   // The node's own account of its pace: one log line about every second.
   const progress = a!.logs.filter((l) => l.msg === "drain: sockets closed").map((l) => ({ closed: l.closed as number, left: l.left as number, at: (l.time as number) - signalAt }));
-  t.ok(progress.length >= 4, `A closed its sockets over ${progress.length} seconds`);
+  t.ok(progress.length >= (SPREAD_MS / 1000) * 0.8, `A closed its sockets over ${progress.length} seconds`);
   t.comment(`A's drain progress: ${JSON.stringify(progress)}`);
   t.ok(progress.every((p) => p.closed <= PACE_PER_S), `A never closed more than ${PACE_PER_S} in a second`);
   const closeTimes = swarm.clients.map((cl) => cl.closes[0]?.at ?? 0).sort((x, y) => x - y);
