@@ -2,6 +2,7 @@
 // process; tests start several in one process.
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
+import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
@@ -14,6 +15,11 @@ import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
+import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
+import { registerServerApi } from "./http/server-api/routes.ts";
+import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -29,14 +35,17 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, poolSize: config.DATABASE_POOL_SIZE });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
-  const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
+  let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
+  const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
+  let publishDropLogged = false;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
     const hooks = {
@@ -47,13 +56,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
       onResubscribed: () => {
         lastError = "";
+        publishDropLogged = false;
         log.info({}, "redis reconnected; catching up on missed events");
         service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
       ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
-      : new RedisBus(config.REDIS_URL!, receive, hooks);
+      : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
     } catch (err) {
@@ -76,13 +86,27 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
-    onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
+    onPublishError: (err, group) => {
+      // A full publish queue (Redis down for long) drops many: counted in chat_bus_publishes_dropped_total, logged once per outage.
+      if (err instanceof PublishBudgetExceeded) {
+        if (!publishDropLogged) log.warn({ group, err: err.message }, "bus publish queue full: dropping publishes until Redis is back");
+        publishDropLogged = true;
+        return;
+      }
+      log.error({ err, group }, "publish failed after commit");
+    },
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
   const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
-  metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size });
+  metrics.setProbes({
+    databaseUp,
+    busUp: () => bus.isUp(),
+    busChannels: () => service.memberships.size,
+    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+  });
 
   let draining = false;
   const readiness = async () => {
@@ -112,7 +136,34 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
+  control = new ControlChannel(
+    bus,
+    (c) => {
+      const n = gateway?.disconnectUser(c.user, CLOSE_DISCONNECTED, "disconnected by the server") ?? 0;
+      log.info({ user: c.user, sockets: n }, "disconnected a user on request of the server API");
+    },
+    (payload) => log.warn({ payload: payload.slice(0, 200) }, "ignored a malformed control command"),
+  );
+  await control.start();
+  if (config.SERVER_API_KEYS) {
+    const apiMetrics = serverApiMetrics(metrics.registry);
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
+      keys: config.SERVER_API_KEYS,
+      maxBodyBytes: config.MAX_FRAME_BYTES,
+      onError: (err, route) => log.error({ err, route }, "server API request failed"),
+      count: (route, status, limit) => {
+        apiMetrics.requests.inc({ route, status: String(status) });
+        if (limit) metrics.limitHits.inc({ limit });
+      },
+    });
+    log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
+  }
   const port = await gateway.listen(config.HOST, config.PORT);
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -124,6 +175,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

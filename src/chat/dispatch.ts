@@ -32,8 +32,8 @@ export class Dispatcher {
   ) {
     this.handlers = {
       create: (s, f, rid) => service.create(s, f, rid),
-      update: (s, f) => service.update(s, f),
-      delete: (s, f) => service.delete(s, f),
+      update: (s, f, rid) => service.update(s, f, rid),
+      delete: (s, f, rid) => service.delete(s, f, rid),
       reply: (s, f, rid) => service.reply(s, f, rid),
       seen: (s, f) => service.seen(s, f),
       typing: (s, f) => service.typing(s, f),

@@ -3,7 +3,8 @@
 // and sends back what it is given.
 //
 // Stored operations commit first, then publish, then acknowledge: an acknowledged event is
-// durable, and an event other clients see is durable too.
+// durable, and an event other clients see is durable too. A retried write (same request_id)
+// publishes its original event again, in its current state; the sequencers drop the repeat.
 import type { EventBus } from "../bus/bus.ts";
 import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -39,6 +40,8 @@ export interface ServiceDeps {
   /** Told when a publish fails after the event was committed (the event is not lost: it is stored). */
   onPublishError?: (err: Error, group: string) => void;
   onDeliveryError?: (err: unknown, group: string) => void;
+  /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
+  onStored?: (group: string) => void;
 }
 
 const REPLAY_PAGE = 500;
@@ -130,21 +133,34 @@ export class ChatService {
     return this.storeMessage(s, f, f.message_id, requestId);
   }
 
-  async update(s: Session, f: ClientFrame<"update">): Promise<Outcome> {
+  /** With a request_id, a retry of the same update applies nothing new and answers the original ack. */
+  async update(s: Session, f: ClientFrame<"update">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
     this.checkBody(f.body);
     const attachment = f.file === undefined ? undefined : f.file === null ? null : this.file(f.file);
     const w = await this.timed("update", () =>
-      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment }),
+      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment, retryKey: this.retryKey(requestId) }),
     );
     this.publish(s.group, { operation: "update", seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
-  async delete(s: Session, f: ClientFrame<"delete">): Promise<Outcome> {
+  /** With a request_id, a retry of the same delete answers the original ack (not `not_found`). */
+  async delete(s: Session, f: ClientFrame<"delete">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
-    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id }));
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id, retryKey: this.retryKey(requestId) }));
     this.publish(s.group, { operation: "delete", seq: w.seq, group: s.group, message_id: w.message.id, user });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  private retryKey(requestId: string | undefined) {
+    return requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs };
+  }
+
+  /** Moderation (server API): deletes any author's message; the delete event names `by`. */
+  async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
+    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -190,10 +206,12 @@ export class ChatService {
         body: f.body,
         attachment,
         replyTo,
-        retryKey: requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs },
+        retryKey: this.retryKey(requestId),
       }),
     );
-    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
+    // A retry's event is published again: its first attempt may have committed without this node
+    // learning it (and so without publishing). Receivers drop a seq they delivered already.
+    this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -224,6 +242,7 @@ export class ChatService {
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
   private publish(group: string, event: GroupEvent): void {
+    if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }
 }

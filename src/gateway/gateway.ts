@@ -133,6 +133,18 @@ export class Gateway {
     });
   }
 
+  /** Closes every socket of `user` on this node with `code` (server API disconnect); returns how many. */
+  disconnectUser(user: string, code: number, reason: string): number {
+    let n = 0;
+    for (const ws of [...this.sockets]) {
+      const d = ws.getUserData();
+      if (d.user !== user || d.closed) continue;
+      ws.end(code, reason);
+      n++;
+    }
+    return n;
+  }
+
   get connectionCount(): number {
     return this.sockets.size;
   }

@@ -14,6 +14,8 @@ export interface Probes {
   databaseUp: () => Promise<boolean>;
   busUp: () => boolean;
   busChannels: () => number;
+  /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
+  busQueueBytes?: () => number;
 }
 
 export function createMetrics() {
@@ -69,6 +71,19 @@ export function createMetrics() {
       name: "chat_bus_publish_duration_seconds",
       help: "Time for the bus to accept a published event",
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    }),
+    busQueueBytes: new client.Gauge({
+      name: "chat_bus_queue_bytes",
+      help: "Bytes of published events waiting for the Redis connection or not yet acknowledged by Redis (budget MAX_BUS_QUEUE_BYTES)",
+      registers: [registry],
+      collect() {
+        this.set(probes.busQueueBytes?.() ?? 0);
+      },
+    }),
+    busPublishesDropped: new client.Counter({
+      name: "chat_bus_publishes_dropped_total",
+      help: "Events not published because MAX_BUS_QUEUE_BYTES were already waiting (receivers read them back from the database)",
       registers: [registry],
     }),
     busChannels: new client.Gauge({
