@@ -19,6 +19,9 @@ import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import type { Presence, PresenceChange } from "./presence/presence.ts";
+import { MemoryPresence } from "./presence/memory-presence.ts";
+import { RedisPresence } from "./presence/redis-presence.ts";
 import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
@@ -77,6 +80,45 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus = new MemoryBus(receive);
   }
 
+  // Presence transitions become join/leave events published by the service (which exists below).
+  const presenceChanged = (c: PresenceChange) => service?.presenceChanged(c);
+  const presenceOpts = { graceMs: config.PRESENCE_GRACE_MS, ttlMs: config.PRESENCE_TTL_S * 1000 };
+  let presence: Presence;
+  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
+    let lastError = "";
+    const target = config.REDIS_CLUSTER_NODES
+      ? { nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }
+      : config.REDIS_URL!;
+    const redisPresence = new RedisPresence(target, presenceOpts, presenceChanged, {
+      onLeaseRenewed: () => metrics.presenceLeaseRenewals.inc(),
+      onLeaseExpired: (node, users) => {
+        metrics.presenceLeaseExpiries.inc();
+        log.info({ node, users }, "presence: reaped a node whose lease ran out");
+      },
+      onResync: (reason) => {
+        metrics.presenceResyncs.inc({ reason });
+        log.info({ reason }, "presence: re-registering this node's share");
+      },
+      onDirtyAnnounced: (kind, group, user) => log.info({ kind, group, user }, "presence: announcing a change made while Redis was away"),
+      onError: (err) => {
+        if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
+        lastError = err.message;
+      },
+    });
+    try {
+      await redisPresence.start();
+    } catch (err) {
+      await redisPresence.stop();
+      await bus.close();
+      await db.store.close();
+      throw new Error(`Redis is not reachable for presence: ${(err as Error).message}`);
+    }
+    log.info({ node: redisPresence.id, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS }, "presence lease held");
+    presence = redisPresence;
+  } else {
+    presence = new MemoryPresence(presenceOpts, presenceChanged);
+  }
+
   service = new ChatService({
     store: db.store,
     bus,
@@ -96,6 +138,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.error({ err, group }, "publish failed after commit");
     },
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    presence,
+    presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
@@ -106,6 +150,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     busUp: () => bus.isUp(),
     busChannels: () => service.memberships.size,
     busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+    presenceHeld: () => presence.held,
   });
 
   let draining = false;
@@ -175,6 +220,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
       await webhooks?.stop();
       await bus.close();
       await db.store.close();

@@ -10,7 +10,9 @@ import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { ChatError, type ClientFrame, type GroupEvent, type MessageView } from "../protocol/index.ts";
 import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
-import { serialize } from "./events.ts";
+import { serialize, type PresenceAnswer } from "./events.ts";
+import type { Presence, PresenceChange } from "../presence/presence.ts";
+import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
 import { decodeFile } from "./files.ts";
@@ -25,7 +27,8 @@ export interface Limits {
 /** What the sender is told on success: the ack's fields, or a history answer. */
 export type Outcome =
   | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string }
-  | { kind: "history"; messages: MessageView[]; has_more: boolean };
+  | { kind: "history"; messages: MessageView[]; has_more: boolean }
+  | { kind: "presence"; answer: PresenceAnswer };
 
 export interface ServiceDeps {
   store: ChatStore;
@@ -40,6 +43,9 @@ export interface ServiceDeps {
   /** Told when a publish fails after the event was committed (the event is not lost: it is stored). */
   onPublishError?: (err: Error, group: string) => void;
   onDeliveryError?: (err: unknown, group: string) => void;
+  presence: Presence;
+  /** Above this many present users a group gets no join/leave events (PRESENCE_MAX_BROADCAST). */
+  presenceMaxBroadcast: number;
   /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
   onStored?: (group: string) => void;
 }
@@ -186,6 +192,39 @@ export class ChatService {
     return { kind: "history", messages: page.messages.map(toMessageView), has_more: page.hasMore };
   }
 
+  async presence(s: Session): Promise<Outcome> {
+    return { kind: "presence", answer: await this.presenceOf(s.group) };
+  }
+
+  /** Who is online in a group: `count` exact, the longest present first (at most 100). The server API calls this too. */
+  async presenceOf(group: string): Promise<PresenceAnswer> {
+    let snap;
+    try {
+      snap = await this.deps.presence.snapshot(group, PRESENCE_MAX_USERS);
+    } catch {
+      throw new ChatError("unavailable", "presence is unavailable, try again");
+    }
+    return { group, count: snap.count, users: snap.users.map((u) => ({ user: u.user, since: new Date(u.since).toISOString() })) };
+  }
+
+  /** A socket of `user` is now subscribed to `group` on this node (either endpoint). */
+  presenceOpen(group: string, user: string): void {
+    this.deps.presence.open(group, user);
+  }
+
+  /** That subscription ended (socket closed or unsubscribed). */
+  presenceClose(group: string, user: string): void {
+    this.deps.presence.close(group, user);
+  }
+
+  /** A transition this node decided: broadcast to the group unless it has too many present users. */
+  presenceChanged(c: PresenceChange): void {
+    const max = this.deps.presenceMaxBroadcast;
+    const broadcast = c.kind === "join" ? c.count <= max : c.count < max;
+    this.deps.metrics.presenceEvents.inc({ event: c.kind, broadcast: broadcast ? "yes" : "no" });
+    if (broadcast) this.publish(c.group, { operation: c.kind, group: c.group, user: c.user });
+  }
+
   /** An attachment's bytes and metadata, or null (the caller checks who may read its group). */
   attachment(id: string) {
     return this.deps.store.getAttachment(id);
@@ -234,14 +273,14 @@ export class ChatService {
     }
   }
 
-  private publishNow(group: string, event: GroupEvent): Promise<void> {
+  private publishNow(group: string, event: GroupEvent | PresenceChangeEvent): Promise<void> {
     this.deps.metrics.eventsPublished.inc({ operation: event.operation });
     const end = this.deps.metrics.busPublishDuration.startTimer();
     return this.deps.bus.publish(group, serialize(event)).finally(end);
   }
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
-  private publish(group: string, event: GroupEvent): void {
+  private publish(group: string, event: GroupEvent | PresenceChangeEvent): void {
     if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }

@@ -114,6 +114,9 @@ export const EnvSchema = v.object({
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
+  PRESENCE_GRACE_MS: intVar(5_000, 0, 600_000),
+  PRESENCE_TTL_S: intVar(15, 1, 3_600),
+  PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   SERVER_API_KEYS: v.optional(

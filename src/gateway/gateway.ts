@@ -222,6 +222,7 @@ export class Gateway {
     else this.resume(ws, d, d.since);
     this.sockets.add(ws);
     this.slow.watch(d.group, ws);
+    if (d.user !== null) this.deps.service.presenceOpen(d.group, d.user);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: d.id, group: d.group, user: d.user }, "connection open");
@@ -337,6 +338,7 @@ export class Gateway {
     this.limits.release(d.quota);
     this.limits.closed(code, reason);
     this.deps.service.leave(d.group);
+    if (d.user !== null) this.deps.service.presenceClose(d.group, d.user);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: d.id, group: d.group, user: d.user }, "connection closed");

@@ -16,6 +16,7 @@ export interface Probes {
   busChannels: () => number;
   /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
   busQueueBytes?: () => number;
+  presenceHeld?: () => number;
 }
 
 export function createMetrics() {
@@ -110,6 +111,32 @@ export function createMetrics() {
         this.set(probes.busUp() ? 1 : 0);
       },
     }),
+    presenceUsers: new client.Gauge({
+      name: "chat_presence_users",
+      help: "Distinct (group, user) pairs present through this node's sockets, grace included",
+      registers: [registry],
+      collect() {
+        this.set(probes.presenceHeld?.() ?? 0);
+      },
+    }),
+    presenceEvents: new client.Counter({
+      name: "chat_presence_events_total",
+      help: "Presence transitions this node decided, by event (join, leave) and whether they were broadcast (no: the group had more than PRESENCE_MAX_BROADCAST present users)",
+      labelNames: ["event", "broadcast"],
+      registers: [registry],
+    }),
+    presenceLeaseRenewals: new client.Counter({ name: "chat_presence_lease_renewals_total", help: "Presence node-lease renewals in Redis", registers: [registry] }),
+    presenceLeaseExpiries: new client.Counter({
+      name: "chat_presence_lease_expiries_total",
+      help: "Presence leases of other nodes that ran out and that this node reaped (their users left)",
+      registers: [registry],
+    }),
+    presenceResyncs: new client.Counter({
+      name: "chat_presence_resyncs_total",
+      help: "Times this node re-registered its whole presence share in Redis, by reason (redis_restart, lease_lost, reconnect)",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
     ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
     draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
   };
@@ -118,5 +145,6 @@ export function createMetrics() {
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
   for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
   for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
+  for (const event of ["join", "leave"]) for (const broadcast of ["yes", "no"]) m.presenceEvents.inc({ event, broadcast }, 0);
   return m;
 }

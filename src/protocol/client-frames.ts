@@ -42,6 +42,7 @@ export const ClientFrames = {
     user,
     typing_status: v.pipe(v.string("typing_status must be a string"), v.regex(/^[a-z_]{1,32}$/, "typing_status must match ^[a-z_]{1,32}$")),
   }),
+  presence: v.object({}),
   history: v.object({
     before: v.optional(EntityId),
     limit: v.optional(
