@@ -7,6 +7,8 @@ import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { ChatService } from "./chat/service.ts";
+import { ReadState } from "./chat/read-state.ts";
+import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { identityFromConfig } from "./gateway/identity.ts";
@@ -142,7 +144,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     onStored: () => webhooks?.kick(),
   });
-  const dispatcher = new Dispatcher(service, metrics, log);
+  const chat = service;
+  const reads = new ReadState({
+    store: new PrismaReadState(db.prisma),
+    broadcast: (group, event) => chat.broadcast(group, event),
+    onError: (err, group) => log.warn({ err, group }, "could not record a membership"),
+  });
+  const dispatcher = new Dispatcher(service, metrics, log, reads);
 
   const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
   metrics.setProbes({
@@ -163,7 +171,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   };
 
   gateway = new Gateway(
-    { service, dispatcher, metrics, identity: identity.provider, readiness, log },
+    { service, reads, dispatcher, metrics, identity: identity.provider, readiness, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,

@@ -8,9 +8,13 @@ import { groupParam } from "../gateway/params.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../gateway/uws.ts";
 import { deferred, send, sendJson, type Status } from "./respond.ts";
 import { registerPageRoutes } from "./page.ts";
+import { registerReadStateRoutes } from "./read-state-routes.ts";
+import type { ReadState } from "../chat/read-state.ts";
 
 export interface HttpDeps {
   service: ChatService;
+  /** Membership and read state: GET /api/me/groups, GET /api/groups/<group>/members. */
+  reads: ReadState;
   metrics: Metrics;
   identity: IdentityProvider;
   /** Whether the node should receive traffic, with the reasons when not. */
@@ -43,7 +47,7 @@ export function contentDisposition(kind: "inline" | "attachment", name: string):
   return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
-function errorStatus(err: unknown): { status: Status; code: string; message: string } {
+export function errorStatus(err: unknown): { status: Status; code: string; message: string } {
   if (err instanceof ChatError) return { status: CODE_STATUS[err.code] ?? 500, code: err.code, message: err.message };
   return { status: 500, code: "internal", message: "internal error" };
 }
@@ -146,6 +150,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     })();
   });
 
+  registerReadStateRoutes(app, deps, { refused, failed }); // GET /api/me/groups, /api/groups/<group>/members
   registerPageRoutes(app, deps.log); // GET / and /assets/*: the chat page
 
   app.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
