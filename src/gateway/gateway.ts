@@ -221,6 +221,7 @@ export class Gateway {
     if (d.since === null) ws.subscribe(d.group);
     else this.resume(ws, d, d.since);
     this.sockets.add(ws);
+    this.deps.reads.touch(d.group, d.user); // subscribing makes the user a member
     this.slow.watch(d.group, ws);
     if (d.user !== null) this.deps.service.presenceOpen(d.group, d.user);
     this.deps.metrics.connections.set(this.sockets.size);

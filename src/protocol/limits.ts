@@ -13,6 +13,8 @@ export const LIMITS = [
   "groups_per_node", //   MAX_GROUPS_PER_NODE: HTTP 503 at the upgrade
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+  "file_reads", //        MAX_FILE_READS: GET /files answered 503
+  "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

@@ -155,7 +155,7 @@ function renderState(change?: StateChange): void {
   const unsent = outbox.childElementCount > 0 ? ` · ${outbox.childElementCount} unsent` : "";
   const text: Record<string, string> = {
     idle: "not connected",
-    connecting: "connecting…",
+    connecting: renewForm.hidden ? "connecting…" : "session expired · waiting for a new token",
     syncing: "catching up…",
     live: "● live",
     reconnecting:
@@ -215,6 +215,7 @@ function pageStorage(): OutboxStorage | undefined {
 /** The token for the next connection; once the server said it expired, a new one is asked for. */
 function renewedToken(): Promise<string> {
   renewForm.hidden = false;
+  renderState();
   const input = renewForm.elements.namedItem("token") as HTMLInputElement;
   input.value = "";
   input.focus();
