@@ -92,9 +92,9 @@ t.test("with the bus down a disconnect is 503 unavailable, and the node stays up
   const node = await spawnNode(t, { DATABASE_URL: url, REDIS_URL: redis.url, SERVER_API_KEYS: KEY });
   t.equal((await call(node.port, "POST", "/api/server/users/u1/disconnect")).status, 202, "202 while Redis is up");
   await redis.stop("SIGKILL");
-  t.ok(await eventually(async () => (await call(node.port, "GET", "/readyz")).status === 503, 5_000), "the node notices");
-  const r = await call(node.port, "POST", "/api/server/users/u1/disconnect");
-  t.equal(r.status, 503);
+  // The node notices the lost connection within a moment (each call before that still publishes).
+  let r!: Response;
+  t.ok(await eventually(async () => (r = await call(node.port, "POST", "/api/server/users/u1/disconnect")).status === 503, 15_000, 100), "503 once the node knows");
   t.same(await r.json(), { code: "unavailable", message: "event bus unavailable, nothing was sent" });
 });
 
