@@ -226,9 +226,14 @@ export class ChatService {
     if (broadcast) this.publish(c.group, { operation: c.kind, group: c.group, user: c.user });
   }
 
-  /** An attachment's bytes and metadata, or null (the caller checks who may read its group). */
-  attachment(id: string) {
-    return this.deps.store.getAttachment(id);
+  /** An attachment's metadata and group, or null (the caller checks who may read its group). */
+  attachmentInfo(id: string) {
+    return this.guard.run(() => this.deps.store.attachmentInfo(id));
+  }
+
+  /** One chunk of an attachment's bytes (see ChatStore.readAttachment). */
+  readAttachment(id: string, offset: number, length: number) {
+    return this.guard.run(() => this.deps.store.readAttachment(id, offset, length));
   }
 
   private async storeMessage(s: Session, f: ClientFrame<"create">, replyTo: string | null, requestId: string | undefined): Promise<Outcome> {

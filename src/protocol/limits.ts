@@ -14,6 +14,8 @@ export const LIMITS = [
   "subscriptions_per_socket", // MAX_SUBSCRIPTIONS_PER_SOCKET: too_large on /ws/ subscribe
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+  "file_reads", //        MAX_FILE_READS: GET /files answered 503
+  "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

@@ -7,6 +7,7 @@ import type { ChatService } from "../../chat/service.ts";
 import type { WebhookOutbox } from "../../store/outbox.ts";
 import { CLOSE_DISCONNECTED, ChatError } from "../../protocol/index.ts";
 import type { TemplatedApp } from "../../gateway/uws.ts";
+import { withDeadline } from "../../deadline.ts";
 import { send } from "../respond.ts";
 import { ApiKeys } from "./keys.ts";
 import { buildOpenApi } from "./openapi.ts";
@@ -115,7 +116,8 @@ export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
       errors: [],
       handle: async ({ params }) => {
         if (!deps.busUp()) throw new ChatError("unavailable", "event bus unavailable, nothing was sent");
-        await deps.control.publish({ command: "disconnect", user: params.user });
+        // A connection that died unnoticed queues the publish: answer unavailable rather than hang.
+        await withDeadline(deps.control.publish({ command: "disconnect", user: params.user }), 2_000, () => new ChatError("unavailable", "event bus did not accept the command within 2000 ms"));
         return { user: params.user, published: true as const };
       },
     }),
