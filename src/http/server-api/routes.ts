@@ -16,6 +16,7 @@ import {
   DeadLettersAnswer,
   DeadLettersQuery,
   DeleteQuery,
+  PresenceAnswer,
   RequeueAnswer,
   RequeueRequest,
   DisconnectAnswer,
@@ -106,6 +107,15 @@ export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
         if (out.kind !== "history") throw new Error("history answered with an ack");
         return { messages: out.messages, has_more: out.has_more };
       },
+    }),
+    route({
+      method: "get",
+      path: "/api/server/groups/:group/presence",
+      summary: "Who is online in the group on any node: `count` is exact, `users` the longest present first (at most 100)",
+      params: { group: GroupParam },
+      answer: { status: 200, schema: PresenceAnswer, description: "the group's presence" },
+      errors: [],
+      handle: async ({ params }) => service.presenceOf(params.group),
     }),
     route({
       method: "post",
