@@ -3,7 +3,7 @@
 // `/files/<id>`, built from the attachment id.
 import * as v from "valibot";
 import { UserId } from "../../protocol/index.ts";
-import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type StateChange } from "../index.ts";
+import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type PresenceState, type StateChange } from "../index.ts";
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
@@ -21,6 +21,7 @@ const olderButton = $<HTMLButtonElement>("#older");
 const list = $<HTMLOListElement>("#messages");
 const outbox = $<HTMLOListElement>("#outbox");
 const typingLine = $<HTMLElement>("#typing");
+const onlineLine = $<HTMLElement>("#online");
 const replying = $<HTMLElement>("#replying");
 const replyingTo = $<HTMLElement>("#replying-to");
 const composer = $<HTMLFormElement>("#composer");
@@ -174,6 +175,15 @@ function renderTypers(users: string[]): void {
     users.length === 0 ? "" : users.length === 1 ? `${users[0]} is typing…` : users.length <= 3 ? `${users.join(", ")} are typing…` : `${users.length} people are typing…`;
 }
 
+/** Who is online: names as text only (never markup), the rest as a count. */
+function renderOnline(state: PresenceState | null): void {
+  onlineLine.hidden = state === null;
+  if (state === null) return;
+  const shown = state.users.slice(0, 5);
+  const more = state.count - shown.length;
+  onlineLine.textContent = `● ${state.count} online: ${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
+}
+
 /** Marks messages of others as seen, once each, while the page is visible. */
 function markSeen(): void {
   if (!chat || document.visibilityState !== "visible") return;
@@ -240,7 +250,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
   if (!jwt && !name.success) return showNotice(name.issues[0].message);
   try {
     const identity = jwt ? { token: ({ expired }: { expired: boolean }) => (expired ? renewedToken() : token!) } : { user };
-    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage() });
+    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage(), presence: true });
   } catch (err) {
     showNotice((err as Error).message);
     return;
@@ -264,6 +274,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
     renderState();
   });
   chat.on("typers", renderTypers);
+  chat.on("presence", renderOnline);
   // What the page had not sent when it was reloaded goes out again (with its original request_ids).
   chat.on("restored", (ops) => {
     for (const op of ops) {
@@ -299,6 +310,7 @@ function leave(): void {
   seenSent.clear();
   setReply(null);
   renderTypers([]);
+  renderOnline(null);
   renderState();
   roomLabel.textContent = "";
   chatSection.hidden = true;
