@@ -119,7 +119,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
-    onStored: () => webhooks?.kick(),
+    onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
   const reads = new ReadState({
