@@ -58,6 +58,8 @@ interface SocketData {
   onDrain: (() => void) | null;
   /** Its slot under the sockets-per-user limit and its frame rate buckets. */
   quota: SocketQuota;
+  /** Its turn in a paced drain has come: new frames are refused, and it closes once none is in flight. */
+  draining: boolean;
 }
 
 /** Replays pause while a socket has more than this queued, so backpressure never drops an event. */
@@ -151,18 +153,20 @@ export class Gateway {
   }
 
   /**
-   * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (each
-   * once it has no frame in flight; the others keep being served meanwhile); then refuse new
-   * frames, let frames already being handled finish (their acks still go out), and close every
-   * socket left with 1001.
+   * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (one
+   * with a frame in flight refuses new frames and closes once it is answered; the sockets whose
+   * turn has not come are served meanwhile); then refuse new frames, let frames already being
+   * handled finish (their acks still go out), and close every socket left with 1001.
    */
   async shutdown(inflightTimeoutMs: number, spreadMs = 0): Promise<void> {
     if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
-    await pacedClose(() => [...this.sockets], spreadMs, (ws) => {
+    await pacedClose(() => [...this.sockets].filter((ws) => !ws.getUserData().draining), spreadMs, (ws) => {
       const d = ws.getUserData();
-      if (d.closed || d.pending > 0) return false;
-      ws.end(CLOSE_GOING_AWAY, "server shutting down");
+      if (d.closed) return false;
+      // A socket with a frame in flight refuses new ones and closes once that one is answered.
+      d.draining = true;
+      if (d.pending === 0) ws.end(CLOSE_GOING_AWAY, "server shutting down");
       return true;
     }, (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"));
     this.closing = true;
@@ -217,7 +221,7 @@ export class Gateway {
         this.limits.release(quota);
         return send(res, 503, "server shutting down", {}, aborted);
       }
-      const data: SocketData = { id: randomUUID(), group, user: who.user, closed: false, pending: 0, since, held: null, liveAt: null, goLive: null, onDrain: null, quota };
+      const data: SocketData = { id: randomUUID(), group, user: who.user, closed: false, draining: false, pending: 0, since, held: null, liveAt: null, goLive: null, onDrain: null, quota };
       res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));
     })().catch((err) => {
       this.deps.log.error({ err, group }, "upgrade failed");
@@ -246,7 +250,7 @@ export class Gateway {
       return this.refuse(ws, "rate_limited", `too many frames from ${what}; slow down`, isBinary ? undefined : requestIdOf(data));
     }
     if (isBinary) return this.refuse(ws, "bad_request", "binary frames are not accepted; send JSON text");
-    if (this.closing) return this.refuse(ws, "unavailable", "server shutting down; reconnect", requestIdOf(data));
+    if (this.closing || d.draining) return this.refuse(ws, "unavailable", "server shutting down; reconnect", requestIdOf(data));
     if (d.pending >= this.opts.maxPendingFrames) {
       this.limits.hit("pending_frames");
       return this.refuse(ws, "rate_limited", `more than ${this.opts.maxPendingFrames} frames awaiting an answer`, requestIdOf(data));
@@ -264,6 +268,8 @@ export class Gateway {
         this.slow.check(ws);
       }
       d.pending--;
+      // Its turn in a paced drain came while this frame was in flight: closed once answered.
+      if (d.draining && d.pending === 0 && !d.closed) ws.end(CLOSE_GOING_AWAY, "server shutting down");
       if (--this.inflight === 0) this.idle?.();
     });
   }
