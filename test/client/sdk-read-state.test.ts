@@ -37,7 +37,7 @@ t.test("read markers: read() and read events; readBy survives a reload; unread c
   alice.close();
   const reloaded = client(t, { url: base, group, user: "alice" });
   await reloaded.connect();
-  await until("the members' markers are loaded", () => reloaded.readMarker("bob") === second.seq);
+  await until("the members' markers and the latest messages are loaded", () => reloaded.readMarker("bob") === second.seq && reloaded.messages.length === 2);
   t.same(reloaded.readBy(first.message_id!), ["bob"], "seen by survives a reload");
   t.same(reloaded.readBy(second.message_id!), ["bob"]);
 });
