@@ -3,7 +3,9 @@
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
+import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
+import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
@@ -18,6 +20,7 @@ export interface ChatNode {
   port: number;
   gateway: Gateway;
   service: ChatService;
+  subscriptions: Subscriptions;
   /** Readiness false, drain delay, stop listening, finish in-flight frames, close sockets, close store and bus. */
   shutdown(): Promise<void>;
 }
@@ -34,6 +37,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
+  let subscriptions: Subscriptions | undefined;
   const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
   let bus: EventBus;
   if (config.REDIS_URL) {
@@ -67,7 +71,11 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus,
     limits: { maxBodyChars: config.MAX_BODY_CHARS, maxFileBytes: config.MAX_FILE_BYTES },
     metrics,
-    deliver: (group, payload, seq) => gateway?.deliver(group, payload, seq),
+    // Live sockets get the event from the gateway's fan-out; resuming subscriptions hold it.
+    deliver: (group, payload, seq) => {
+      gateway?.publish(group, payload);
+      subscriptions?.deliver(group, payload, seq);
+    },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
@@ -88,15 +96,29 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     return { ready, checks };
   };
 
+  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  subscriptions = new Subscriptions(
+    service,
+    {
+      maxHeldBytes: config.MAX_HELD_BYTES,
+      // Below the slow-consumer limit, so a replay paced by it is never taken for a slow consumer.
+      replayBufferBytes: Math.min(config.MAX_REPLAY_BUFFER_BYTES, config.MAX_BACKPRESSURE_BYTES / 2),
+      maxConcurrentReplays: config.MAX_CONCURRENT_REPLAYS,
+      joinTimeoutMs: 5_000,
+    },
+    budget,
+    metrics,
+    log,
+  );
   gateway = new Gateway(
-    { service, dispatcher, metrics, identity: identity.provider, readiness, log },
+    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, readiness, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
+      maxPendingBytes: config.MAX_PENDING_BYTES,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
-      joinTimeoutMs: 5_000,
       limits: {
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
@@ -124,5 +146,5 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({}, "stopped");
     })());
 
-  return { port, gateway, service, shutdown };
+  return { port, gateway, service, subscriptions, shutdown };
 }

@@ -95,6 +95,18 @@ export function createMetrics() {
         this.set(probes.busUp() ? 1 : 0);
       },
     }),
+    resuming: new client.Gauge({ name: "chat_resuming_subscriptions", help: "Subscriptions replaying (?since=) or waiting for this node to catch up before going live", registers: [registry] }),
+    bufferBytes: new client.Gauge({
+      name: "chat_buffer_bytes",
+      help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",
+      registers: [registry],
+    }),
+    replays: new client.Gauge({
+      name: "chat_replays",
+      help: "Replay reads running, or waiting for a slot (MAX_CONCURRENT_REPLAYS), by state",
+      labelNames: ["state"],
+      registers: [registry],
+    }),
     ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
     draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
   };
@@ -103,5 +115,6 @@ export function createMetrics() {
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
   for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
   for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
+  for (const state of ["running", "waiting"]) m.replays.set({ state }, 0);
   return m;
 }

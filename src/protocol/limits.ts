@@ -13,6 +13,10 @@ export const LIMITS = [
   "groups_per_node", //   MAX_GROUPS_PER_NODE: HTTP 503 at the upgrade
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+  "held_bytes", //        MAX_HELD_BYTES: close 4008 (events held for one resuming subscription)
+  "node_buffer", //       MAX_NODE_BUFFER_BYTES: rate_limited, or close 4008 for a resume
+  "pending_bytes", //     MAX_PENDING_BYTES: rate_limited
+  "replay_slots", //      MAX_CONCURRENT_REPLAYS: the replay waits for a slot
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

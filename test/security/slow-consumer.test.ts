@@ -17,6 +17,7 @@ const node = await startInProcess(t, {
   MAX_BACKPRESSURE_BYTES: String(MiB),
   MAX_BODY_CHARS: "50000",
   MAX_PENDING_FRAMES: "1000",
+  MAX_PENDING_BYTES: String(64 * MiB), // the writer pipelines 400 frames of 50 kB
   IDLE_TIMEOUT_S: "8",
 });
 const hits = async (limit: string) => (await metric(node.port, `chat_limit_hits_total{limit="${limit}"}`)) ?? -1;
