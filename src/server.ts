@@ -3,6 +3,7 @@
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
+import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { Subscriptions } from "./chat/subscriptions.ts";
@@ -15,6 +16,10 @@ import { createMetrics } from "./metrics/metrics.ts";
 import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
+import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
+import { registerServerApi } from "./http/server-api/routes.ts";
+import { serverApiMetrics } from "./metrics/backend-metrics.ts";
 
 export interface ChatNode {
   port: number;
@@ -38,12 +43,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
   let subscriptions: Subscriptions | undefined;
-  const receive = (group: string, payload: Uint8Array | string) => service?.receive(group, payload);
+  let control: ControlChannel | undefined;
+  const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
-  if (config.REDIS_URL) {
+  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
-    const redis = new RedisBus(config.REDIS_URL, receive, {
-      onError: (err) => {
+    const hooks = {
+      onError: (err: Error) => {
         // ioredis retries forever; log each distinct failure once instead of every retry.
         if (err.message !== lastError) log.warn({ err: err.message }, "redis error");
         lastError = err.message;
@@ -53,13 +59,17 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
         log.info({}, "redis reconnected; catching up on missed events");
         service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
       },
-    });
+    };
+    const redis = config.REDIS_CLUSTER_NODES
+      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
+      : new RedisBus(config.REDIS_URL!, receive, hooks);
     try {
       await redis.ready();
     } catch (err) {
       await redis.close();
       await db.store.close();
-      throw new Error(`Redis at REDIS_URL is not reachable: ${(err as Error).message}`);
+      const which = config.REDIS_CLUSTER_NODES ? "the Redis Cluster at REDIS_CLUSTER_NODES" : "Redis at REDIS_URL";
+      throw new Error(`${which} is not reachable: ${(err as Error).message}`);
     }
     bus = redis;
   } else {
@@ -129,8 +139,31 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
+  control = new ControlChannel(
+    bus,
+    (c) => {
+      const n = gateway?.disconnectUser(c.user, CLOSE_DISCONNECTED, "disconnected by the server") ?? 0;
+      log.info({ user: c.user, sockets: n }, "disconnected a user on request of the server API");
+    },
+    (payload) => log.warn({ payload: payload.slice(0, 200) }, "ignored a malformed control command"),
+  );
+  await control.start();
+  if (config.SERVER_API_KEYS) {
+    const apiMetrics = serverApiMetrics(metrics.registry);
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+      keys: config.SERVER_API_KEYS,
+      maxBodyBytes: config.MAX_FRAME_BYTES,
+      onError: (err, route) => log.error({ err, route }, "server API request failed"),
+      count: (route, status, limit) => {
+        apiMetrics.requests.inc({ route, status: String(status) });
+        if (limit) metrics.limitHits.inc({ limit });
+      },
+    });
+    log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
+  }
   const port = await gateway.listen(config.HOST, config.PORT);
-  log.info({ port, host: config.HOST, bus: config.REDIS_URL ? "redis" : "memory" }, "listening");
+  log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>

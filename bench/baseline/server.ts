@@ -38,10 +38,11 @@ let nextId = 0;
 
 const bus = redisUrl ? redisBus(redisUrl) : undefined;
 
-function messageEvent(seq: number, id: string, f: ClientFrame): string {
+function messageEvent(group: string, seq: number, id: string, f: ClientFrame): string {
   return JSON.stringify({
     operation: "create",
     seq,
+    group,
     message: {
       id,
       user: f.user,
@@ -59,13 +60,13 @@ function messageEvent(seq: number, id: string, f: ClientFrame): string {
 
 function ack(ws: uws.WebSocket<Conn>, requestId: unknown, messageId: string, seq: number): void {
   if (typeof requestId !== "string" || ws.getUserData().closed) return;
-  ws.send(JSON.stringify({ operation: "ack", request_id: requestId, message_id: messageId, seq }));
+  ws.send(JSON.stringify({ operation: "ack", group: ws.getUserData().group, request_id: requestId, message_id: messageId, seq }));
 }
 
 function onFrame(ws: uws.WebSocket<Conn>, f: ClientFrame): void {
   const group = ws.getUserData().group;
   if (f.operation === "typing") {
-    const event = JSON.stringify({ operation: "typing", user: f.user, typing_status: f.typing_status });
+    const event = JSON.stringify({ operation: "typing", group, user: f.user, typing_status: f.typing_status });
     if (bus) bus.publish(group, event);
     else app.publish(group, event);
     return;
@@ -75,14 +76,14 @@ function onFrame(ws: uws.WebSocket<Conn>, f: ClientFrame): void {
   if (!bus) {
     const seq = (seqs.get(group) ?? 0) + 1;
     seqs.set(group, seq);
-    app.publish(group, messageEvent(seq, id, f));
+    app.publish(group, messageEvent(group, seq, id, f));
     ack(ws, f.request_id, id, seq);
     return;
   }
   // Across nodes the counter has to live in Redis, as it would in any multi-node design.
   bus.nextSeq(group).then(
     async (seq) => {
-      await bus.publish(group, messageEvent(seq, id, f));
+      await bus.publish(group, messageEvent(group, seq, id, f));
       ack(ws, f.request_id, id, seq);
     },
     (err: unknown) => console.error("baseline: redis", err),

@@ -1,11 +1,13 @@
 // Starts and stops what a scenario measures: the baseline (bench/baseline/server.ts) or the
-// service (src/main.ts), as one or several nodes, each a direct child process so /proc/<pid>
-// describes the server itself and not a wrapper.
+// service (the compiled dist/main.js, as production runs it), as one or several nodes, each a
+// direct child process so /proc/<pid> describes the server itself and not a wrapper. Both run
+// as plain JavaScript: the service is built by scripts/build.mjs (when stale) and the baseline
+// is bundled by esbuild to bench/results/tmp/, so neither carries a TypeScript loader.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { buildIfStale } from "../../scripts/build.mjs";
 import { sleep } from "./clock.ts";
 import { createDatabase, type Database } from "./database.ts";
 import { benchDir, repoRoot } from "./paths.ts";
@@ -13,8 +15,26 @@ import { benchDir, repoRoot } from "./paths.ts";
 export type TargetKind = "baseline" | "service";
 export const TARGET_KINDS: readonly TargetKind[] = ["baseline", "service"];
 
-export const serviceEntry = path.join(repoRoot, "src/main.ts");
-const baselineEntry = path.join(benchDir, "baseline/server.ts");
+export const serviceEntry = path.join(repoRoot, "dist/main.js");
+const baselineSource = path.join(benchDir, "baseline/server.ts");
+const baselineEntry = path.join(benchDir, "results/tmp/baseline.mjs");
+
+/** Compiles both targets to JavaScript (once per run). */
+async function compileTargets(): Promise<void> {
+  await buildIfStale();
+  const esbuild = await import("esbuild");
+  await esbuild.build({
+    entryPoints: [baselineSource],
+    outfile: baselineEntry,
+    bundle: true,
+    packages: "external",
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "warning",
+  });
+}
+let compiled: Promise<void> | undefined;
 
 export interface ServerNode {
   pid: number;
@@ -78,8 +98,8 @@ export async function startTarget(kind: TargetKind, opts: TargetOptions): Promis
   const target: Target = { kind, nodes, stop };
   running.add(target);
   try {
+    await (compiled ??= compileTargets());
     if (kind === "service") {
-      if (!existsSync(serviceEntry)) throw new Error("src/main.ts does not exist yet");
       db = await createDatabase(opts.pgAdminUrl, `bench_${opts.runTag}`);
     }
     // Nodes start together: the service promises that concurrent starts on an empty database
@@ -124,7 +144,7 @@ async function launch(entry: string, env: NodeJS.ProcessEnv): Promise<ServerNode
   // BENCH_CPU_PROF_DIR=dir: every node writes a V8 CPU profile there when it exits (open it in
   // Chrome DevTools or speedscope) — how the hot paths in bench/performance-log.md were found.
   const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF_DIR)}`] : [];
-  const child = spawn(process.execPath, [...profile, "--import", "tsx", entry], {
+  const child = spawn(process.execPath, [...profile, entry], {
     cwd: repoRoot,
     env: { ...env, PORT: String(port), HOST },
     stdio: ["ignore", "pipe", "pipe"],

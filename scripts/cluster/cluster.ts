@@ -1,5 +1,5 @@
 // A local multi-replica cluster on loopback, mirroring k8s/base: N chat nodes (real processes,
-// `node --import tsx src/main.ts`) sharing one PostgreSQL and one Redis, behind HAProxy, which
+// `node dist/main.js`, the compiled build, rebuilt first when stale) sharing one PostgreSQL and one Redis, behind HAProxy, which
 // plays the Service: one port, new connections spread over the nodes whose /readyz answers
 // 200. Nodes can be added and stopped (SIGTERM drains them, as in a rollout) while clients
 // are connected. Used by `npm run cluster` (scripts/cluster/main.ts) and test/cluster/.
@@ -13,6 +13,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { buildIfStale } from "../build.mjs";
 import { findHaproxy, HaproxyProcess, renderConfig, serverOptions, type HealthCheck, type ServerStat } from "./haproxy.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -149,6 +150,7 @@ export class Cluster {
   /** Starts the nodes, then HAProxy in front of them. Throws (naming HAProxy) if it is not installed. */
   static async start(opts: ClusterOptions = {}): Promise<Cluster> {
     const { bin, version } = findHaproxy(); // first: fail loudly before starting anything
+    await buildIfStale(); // the nodes run what production runs: dist/main.js
     const host = opts.host ?? "127.0.0.1";
     const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL ?? (await ensureDatabase(process.env.PG_ADMIN_URL ?? DEFAULT_PG_ADMIN_URL, "chatroom_cluster"));
     const redisUrl = opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
@@ -214,7 +216,7 @@ export class Cluster {
       DATABASE_URL: this.databaseUrl,
       REDIS_URL: this.redisUrl,
     };
-    const argv = [...spawnVia, process.execPath, "--import", "tsx", "src/main.ts"];
+    const argv = [...spawnVia, process.execPath, "dist/main.js"];
     // Own process group: a Ctrl-C in the terminal reaches the orchestrator only, which drains the nodes in order.
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     const node = new ClusterNode(name, child);

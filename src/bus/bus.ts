@@ -3,7 +3,8 @@
 // Guarantees every implementation keeps:
 // - A payload published to a group reaches, at most once, every node subscribed to that group
 //   when it is published, this node included; payloads of one publisher to one group arrive in
-//   publish order. There is no history: a node that is not subscribed (or is disconnected) misses
+//   publish order (except those retried across a Redis Cluster failover, see
+//   redis-cluster-bus.ts). There is no history: a node that is not subscribed (or is disconnected) misses
 //   the payload, and seq in the payload is what lets a client see the gap.
 // - Payloads are opaque: a node relays the bytes to its sockets as they are, never re-parsing.
 // - subscribe/unsubscribe calls for one group take effect in call order; `subscribe` resolves

@@ -7,6 +7,12 @@ import type { BusHandler, EventBus } from "./bus.ts";
 
 export const CHANNEL_PREFIX = "chat:";
 export const channelOf = (group: string) => CHANNEL_PREFIX + group;
+/**
+ * The Redis Cluster shard channel of a group: `chat:{<group>}`. The braces are a hash tag, so the
+ * channel's slot is the group's (group names never contain braces).
+ */
+export const shardChannelOf = (group: string) => `${CHANNEL_PREFIX}{${group}}`;
+export const groupOfShardChannel = (channel: Buffer) => channel.toString("latin1", CHANNEL_PREFIX.length + 1, channel.length - 1);
 
 export class RedisBus implements EventBus {
   private readonly pub: Redis;

@@ -67,10 +67,10 @@ export class Dispatcher {
       const frame = v.safeParse(ClientFrames[op], raw);
       if (!frame.success) throw new ChatError("bad_request", describe(frame.issues));
       const outcome = await this.handlers[op](session, frame.output as never, requestId);
-      if (outcome.kind === "history") return historyFrame(outcome.messages, outcome.has_more, requestId);
+      if (outcome.kind === "history") return historyFrame(session.group, outcome.messages, outcome.has_more, requestId);
       if (requestId === undefined) return null;
       const { kind: _, ...fields } = outcome;
-      return ackFrame(requestId, fields);
+      return ackFrame(session.group, requestId, fields);
     } catch (err) {
       let code: ErrorCode = "internal";
       let message = "internal error";
@@ -86,7 +86,7 @@ export class Dispatcher {
         this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
       }
       this.metrics.errors.inc({ code });
-      return errorFrame(code, message, requestId);
+      return errorFrame(code, message, requestId, session.group);
     }
   }
 }

@@ -2,9 +2,10 @@
 // node produces byte-identical events.
 import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, HistoryEvent, MessageView, ResumedEvent } from "../protocol/index.ts";
 
-// Wire format of group events on the bus: exactly the frame clients receive. Stored events start
-// with `{"operation":"<op>","seq":<n>,` (the builders put those keys first), so a node reads the
-// seq off the first bytes without parsing the payload.
+// Wire format of group events on the bus: exactly the frame clients receive, `group` included, so
+// a payload is relayed to every socket untouched. Stored events start with
+// `{"operation":"<op>","seq":<n>,` (the builders put those keys first, then `group`), so a node
+// reads the seq off the first bytes without parsing the payload.
 const SEQ_HEAD = /^\{"operation":"[a-z]+","seq":(\d+)[,}]/;
 
 /** The seq of a serialised group event, or null for events without one (typing, seen). */
@@ -16,21 +17,22 @@ export function seqOf(payload: Uint8Array | string): number | null {
 
 export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent): string => JSON.stringify(frame);
 
-export const resumedFrame = (seq: number): string => serialize({ operation: "resumed", seq });
+export const resumedFrame = (group: string, seq: number): string => serialize({ operation: "resumed", group, seq });
 
-export function ackFrame(requestId: string, fields: Omit<AckEvent, "operation" | "request_id">): string {
-  return serialize({ operation: "ack", request_id: requestId, ...fields });
+export function ackFrame(group: string, requestId: string, fields: Omit<AckEvent, "operation" | "group" | "request_id">): string {
+  return serialize({ operation: "ack", group, request_id: requestId, ...fields });
 }
 
-export function errorFrame(code: ErrorCode, message: string, requestId?: string): string {
-  const frame: ErrorEvent = { operation: "error", code, message };
+/** `group` when the refused frame named one (on a per-group socket: always its group). */
+export function errorFrame(code: ErrorCode, message: string, requestId?: string, group?: string): string {
+  const frame: ErrorEvent = group === undefined ? { operation: "error", code, message } : { operation: "error", group, code, message };
   if (requestId !== undefined) frame.request_id = requestId;
   return serialize(frame);
 }
 
-export function historyFrame(messages: MessageView[], hasMore: boolean, requestId?: string): string {
+export function historyFrame(group: string, messages: MessageView[], hasMore: boolean, requestId?: string): string {
   const frame: HistoryEvent = requestId === undefined
-    ? { operation: "history", messages, has_more: hasMore }
-    : { operation: "history", request_id: requestId, messages, has_more: hasMore };
+    ? { operation: "history", group, messages, has_more: hasMore }
+    : { operation: "history", group, request_id: requestId, messages, has_more: hasMore };
   return serialize(frame);
 }

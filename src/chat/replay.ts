@@ -37,7 +37,7 @@ export async function replay(sink: ReplaySink, group: string, since: number): Pr
   const last = await sink.slot(() => source.lastSeq(group));
   if (!sink.isOpen()) return since;
   if (since > last) {
-    sink.send(errorFrame("bad_request", `since ${since} is beyond the group's last seq ${last}`));
+    sink.send(errorFrame("bad_request", `since ${since} is beyond the group's last seq ${last}`, undefined, group));
     return last;
   }
   let upTo = since;
@@ -57,6 +57,6 @@ export async function replay(sink: ReplaySink, group: string, since: number): Pr
   } finally {
     await pages.return(undefined);
   }
-  sink.send(resumedFrame(upTo));
+  sink.send(resumedFrame(group, upTo));
   return upTo;
 }

@@ -45,9 +45,9 @@ export interface ServiceDeps {
 const REPLAY_PAGE = 100;
 
 /** A logged event in the shape a live client would have received it, message in its current state. */
-function liveShape(e: LoggedEvent): GroupEvent {
-  if (e.operation === "delete") return { operation: "delete", seq: e.seq, message_id: e.message.id, user: e.userId };
-  return { operation: e.operation, seq: e.seq, message: toMessageView(e.message) };
+function liveShape(group: string, e: LoggedEvent): GroupEvent {
+  if (e.operation === "delete") return { operation: "delete", seq: e.seq, group, message_id: e.message.id, user: e.userId };
+  return { operation: e.operation, seq: e.seq, group, message: toMessageView(e.message) };
 }
 
 export class ChatService {
@@ -119,7 +119,7 @@ export class ChatService {
 
   private async eventsAfter(group: string, after: number, until?: number, limit = 10_000) {
     const events = await this.deps.store.eventsSince({ group, after, until, limit });
-    return events.map((e) => ({ seq: e.seq, payload: serialize(liveShape(e)) }));
+    return events.map((e) => ({ seq: e.seq, payload: serialize(liveShape(group, e)) }));
   }
 
   /** With a request_id, a retry of the same create stores nothing new and answers the original ack. */
@@ -138,14 +138,21 @@ export class ChatService {
     const w = await this.timed("update", () =>
       this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment }),
     );
-    this.publish(s.group, { operation: "update", seq: w.seq, message: toMessageView(w.message) });
+    this.publish(s.group, { operation: "update", seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
   async delete(s: Session, f: ClientFrame<"delete">): Promise<Outcome> {
     const user = actingUser(s, f.user);
     const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id }));
-    this.publish(s.group, { operation: "delete", seq: w.seq, message_id: w.message.id, user });
+    this.publish(s.group, { operation: "delete", seq: w.seq, group: s.group, message_id: w.message.id, user });
+    return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  /** Moderation (server API): deletes any author's message; the delete event names `by`. */
+  async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
+    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -153,7 +160,7 @@ export class ChatService {
     const user = actingUser(s, f.user);
     const r = await this.timed("seen", () => this.deps.store.markSeen({ group: s.group, user, messageId: f.message_id }));
     const seenAt = r.seenAt.toISOString();
-    if (r.first) this.publish(s.group, { operation: "seen", message_id: f.message_id, user, seen_at: seenAt });
+    if (r.first) this.publish(s.group, { operation: "seen", group: s.group, message_id: f.message_id, user, seen_at: seenAt });
     return { kind: "ack", message_id: f.message_id, seen_at: seenAt };
   }
 
@@ -162,7 +169,7 @@ export class ChatService {
     // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
     // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
     if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
-    await this.publishNow(s.group, { operation: "typing", user, typing_status: f.typing_status });
+    await this.publishNow(s.group, { operation: "typing", group: s.group, user, typing_status: f.typing_status });
     return { kind: "ack" };
   }
 
@@ -194,7 +201,7 @@ export class ChatService {
         retryKey: requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs },
       }),
     );
-    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, message: toMessageView(w.message) });
+    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 

@@ -541,7 +541,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (e.code === "not_found" && p.op === "delete" && p.attempts > 1 && p.target !== undefined && this.timeline.wasDeleted(p.target)) {
       // A retried delete whose first attempt went through before the connection dropped.
       this.settle(p);
-      p.resolve({ operation: "ack", request_id: p.requestId, message_id: p.target });
+      p.resolve({ operation: "ack", group: this.group, request_id: p.requestId, message_id: p.target });
       return;
     }
     this.fail(p, new ChatRequestError(e.code, e.message, p.requestId));

@@ -70,12 +70,26 @@ const originList = v.optional(
   ),
 );
 
+/** `host:port,host:port`: seed nodes of a Redis Cluster (the rest are discovered). */
+const clusterNodes = v.optional(
+  v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((x) => x.trim()).filter((x) => x !== "")),
+    v.check((list) => list.length > 0, "must list at least one host:port"),
+    v.check((list) => list.every((x) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(x) && Number(x.split(":")[1]) > 0 && Number(x.split(":")[1]) < 65536), "must be comma-separated host:port pairs like redis-0.redis:6379"),
+    v.transform((list) => list.map((x) => ({ host: x.slice(0, x.lastIndexOf(":")), port: Number(x.slice(x.lastIndexOf(":") + 1)) }))),
+  ),
+);
+
 export const EnvSchema = v.object({
   PORT: intVar(8000, 0, 65535),
   HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty")), "0.0.0.0"),
   DATABASE_URL: url(["postgres:", "postgresql:"]),
   DATA_DIR: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty")), "./data"),
   REDIS_URL: url(["redis:", "rediss:"]),
+  REDIS_CLUSTER_NODES: clusterNodes,
+  REDIS_CLUSTER_PASSWORD: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
+  REDIS_CLUSTER_TLS: v.optional(v.pipe(v.picklist(["0", "1"], "must be 0 or 1"), v.transform((s) => s === "1")), "0"),
   MAX_BODY_CHARS: intVar(4000, 1, 1_000_000),
   MAX_FILE_BYTES: intVar(5 * 1024 * 1024, 1, 1024 * 1024 * 1024),
   MAX_FRAME_BYTES: intVar(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
@@ -105,6 +119,14 @@ export const EnvSchema = v.object({
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  SERVER_API_KEYS: v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) => s.split(",").map((k) => k.trim()).filter((k) => k !== "")),
+      v.check((keys) => keys.length > 0, "must list at least one key"),
+      v.check((keys) => keys.every((k) => k.length >= 16 && /^[\x21-\x7e]+$/.test(k)), "each key must be at least 16 printable ASCII characters without spaces"),
+    ),
+  ),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });
@@ -125,7 +147,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (result.success) return result.output;
   const issue = result.issues[0];
   const name = issue.path?.map((p) => String(p.key)).join(".") ?? "environment";
-  const got = /SECRET/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
+  const got = /SECRET|PASSWORD|KEYS/.test(name) ? "[redacted]" : JSON.stringify(present[name] ?? "");
   throw new ConfigError(`invalid configuration: ${name} ${issue.message} (got ${got})`);
 }
 
@@ -137,6 +159,9 @@ export const jwtConfigured = (c: Config): boolean => Boolean(c.JWT_SECRET || c.J
  * `npm run migrate` shares). Throws one line naming what to fix.
  */
 export function checkStartup(c: Config): void {
+  if (c.REDIS_URL && c.REDIS_CLUSTER_NODES) {
+    throw new ConfigError("invalid configuration: set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both");
+  }
   if (c.JWT_PUBLIC_KEY && c.JWT_JWKS_URL) {
     throw new ConfigError("invalid configuration: set JWT_PUBLIC_KEY or JWT_JWKS_URL, not both (a JWKS already carries every current key)");
   }

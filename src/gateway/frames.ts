@@ -90,7 +90,8 @@ export class FrameLoop {
   /** Answers a frame turned away before it reaches the dispatcher. */
   private refuse(conn: Connection, code: ErrorCode, message: string, requestId?: string): void {
     this.metrics.errors.inc({ code });
-    conn.send(errorFrame(code, message, requestId));
+    // A per-group socket's every frame names its group.
+    conn.send(errorFrame(code, message, requestId, conn.group));
     this.slow.check(conn);
   }
 }

@@ -107,6 +107,17 @@ export class Gateway {
     });
   }
 
+  /** Closes every socket of `user` on this node with `code` (server API disconnect); returns how many. */
+  disconnectUser(user: string, code: number, reason: string): number {
+    let n = 0;
+    for (const conn of [...this.sockets]) {
+      if (conn.user !== user || !conn.open) continue;
+      conn.end(code, reason);
+      n++;
+    }
+    return n;
+  }
+
   get connectionCount(): number {
     return this.sockets.size;
   }

@@ -1,12 +1,16 @@
-// The chat page: `GET /` (HTML), `GET /app.css` and `GET /app.js`, the page's script bundled
-// with the client SDK by esbuild on the first request and kept in memory. Nothing is built at
-// start, so a node that never serves the page never loads esbuild.
-import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
-import type { TemplatedApp } from "../gateway/uws.ts";
+// The chat page: `GET /` (HTML) and its script and style under content-hashed names
+// (`/assets/app-<hash>.js`, `/assets/app-<hash>.css`, cached for a year: a new build has new
+// names).
+// The compiled node serves what `npm run build` wrote to dist/page/, read once at start; it
+// never loads a bundler. Only when running from the TypeScript sources (tests, `npm run dev`)
+// is the page bundled by esbuild, in memory, on its first request.
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { HttpResponse, TemplatedApp } from "../gateway/uws.ts";
+import { FROM_SOURCES, ROOT } from "../paths.ts";
 import { deferred, send } from "./respond.ts";
 
-const PAGE_DIR = new URL("../client/page/", import.meta.url);
+export const BUILT_PAGE_DIR = path.join(ROOT, "dist/page");
 
 /**
  * The page loads only its own script and style, talks only to its own origin, and shows images
@@ -18,57 +22,58 @@ const PAGE_HEADERS = {
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   "X-Content-Type-Options": "nosniff",
   "Referrer-Policy": "no-referrer",
-  "Cache-Control": "no-cache",
+};
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
 };
 
-/** Bundles the page script (SDK and protocol schemas included) for browsers. */
-export async function buildPageScript(): Promise<string> {
-  // esbuild's service process is left running (unref'd): stopping it would also stop the
-  // worker tsx's loader shares with this process.
-  const esbuild = await import("esbuild");
-  const out = await esbuild.build({
-    entryPoints: [fileURLToPath(new URL("app.ts", PAGE_DIR))],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    minify: true,
-    write: false,
-    legalComments: "none",
-    logLevel: "silent",
-  });
-  return out.outputFiles[0]!.text;
+/** The page's files by name (index.html plus hashed assets). */
+type PageFiles = Map<string, string>;
+
+/** The compiled page, read once; a missing build is a start-up error, not a 500 later. */
+function readBuiltPage(): PageFiles {
+  const files: PageFiles = new Map();
+  for (const name of readdirSync(BUILT_PAGE_DIR)) files.set(name, readFileSync(path.join(BUILT_PAGE_DIR, name), "utf8"));
+  if (!files.has("index.html")) throw new Error(`${BUILT_PAGE_DIR} has no index.html: run npm run build`);
+  return files;
 }
 
-type Asset = { type: string; body: () => Promise<string> };
+/** Development only: the same files, bundled in memory by the build script's own function. */
+async function bundleFromSources(): Promise<PageFiles> {
+  const { bundlePage } = await import("../../scripts/build.mjs");
+  return bundlePage();
+}
 
 export function registerPageRoutes(app: TemplatedApp, log: { error(obj: object, msg: string): void }): void {
-  const cached = new Map<string, Promise<string>>();
-  const once = (key: string, make: () => Promise<string>) => () => {
-    let p = cached.get(key);
-    if (!p) {
-      p = make();
-      cached.set(key, p);
-      p.catch(() => cached.delete(key)); // a failed build is tried again on the next request
+  let page: Promise<PageFiles> | undefined = FROM_SOURCES ? undefined : Promise.resolve(readBuiltPage());
+  const load = () => {
+    if (!page) {
+      page = bundleFromSources();
+      page.catch(() => (page = undefined)); // a failed build is tried again on the next request
     }
-    return p;
+    return page;
   };
-  const file = (name: string) => once(name, () => readFile(new URL(name, PAGE_DIR), "utf8"));
-  const assets: Record<string, Asset> = {
-    "/": { type: "text/html; charset=utf-8", body: file("index.html") },
-    "/app.css": { type: "text/css; charset=utf-8", body: file("app.css") },
-    "/app.js": { type: "text/javascript; charset=utf-8", body: once("app.js", buildPageScript) },
+  const serve = (res: HttpResponse, file: string) => {
+    const aborted = deferred(res);
+    load().then(
+      (files) => {
+        const body = files.get(file);
+        if (body === undefined) return send(res, 404, "not found", { "Content-Type": "text/plain" }, aborted);
+        const cache = file === "index.html" ? "no-cache" : "public, max-age=31536000, immutable";
+        const type = TYPES[path.extname(file)] ?? "application/octet-stream";
+        send(res, 200, body, { "Content-Type": type, "Cache-Control": cache, ...PAGE_HEADERS }, aborted);
+      },
+      (err) => {
+        log.error({ err, file }, "cannot serve the chat page");
+        send(res, 500, "the chat page is unavailable", { "Content-Type": "text/plain" }, aborted);
+      },
+    );
   };
-  for (const [path, asset] of Object.entries(assets)) {
-    app.get(path, (res) => {
-      const aborted = deferred(res);
-      asset.body().then(
-        (body) => send(res, 200, body, { "Content-Type": asset.type, ...PAGE_HEADERS }, aborted),
-        (err) => {
-          log.error({ err, path }, "cannot serve the chat page");
-          send(res, 500, "the chat page is unavailable", { "Content-Type": "text/plain" }, aborted);
-        },
-      );
-    });
-  }
+  app.get("/", (res) => serve(res, "index.html"));
+  app.get("/assets/:name", (res, req) => {
+    const name = req.getParameter(0) ?? "";
+    serve(res, name === "index.html" ? "" : name);
+  });
 }

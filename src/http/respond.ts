@@ -4,10 +4,12 @@ import type { HttpResponse } from "../gateway/uws.ts";
 
 export const STATUS = {
   200: "200 OK",
+  202: "202 Accepted",
   400: "400 Bad Request",
   401: "401 Unauthorized",
   403: "403 Forbidden",
   404: "404 Not Found",
+  413: "413 Content Too Large",
   429: "429 Too Many Requests",
   500: "500 Internal Server Error",
   503: "503 Service Unavailable",

@@ -130,7 +130,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     })();
   });
 
-  registerPageRoutes(app, deps.log); // GET /, /app.js, /app.css: the chat page
+  registerPageRoutes(app, deps.log); // GET / and /assets/*: the chat page
 
   app.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
 }

@@ -23,6 +23,8 @@ export type LimitName = (typeof LIMITS)[number];
 
 /** WebSocket close codes the server uses besides the standard ones (1001 on shutdown). */
 export const CLOSE_SLOW_CONSUMER = 4008;
+/** A backend closed this user's sockets through the server API (POST /api/server/users/<user>/disconnect). */
+export const CLOSE_DISCONNECTED = 4010;
 
 /** Room for a message's fields other than its body (ids, user, file name and type, times). */
 const MESSAGE_FIELDS_BYTES = 8 * 1024;

@@ -27,25 +27,34 @@ export type MessageView = v.InferOutput<typeof MessageView>;
 
 const seq = v.pipe(v.number(), v.integer(), v.minValue(1));
 const requestId = v.optional(v.string());
+/**
+ * The group a frame is about. Every group event carries it, on both endpoints; so do the ack,
+ * error and answer of a frame that named a group (on `/ws/chat/<group>/` every frame names the
+ * socket's group). It follows `operation` (and `seq` in stored events, whose first bytes carry
+ * the seq: see chat/events.ts).
+ */
+const group = v.string();
 
 export const MessageEvent = v.strictObject({
   operation: v.picklist(["create", "update", "reply"]),
   seq,
+  group,
   message: MessageView,
 });
-export const DeleteEvent = v.strictObject({ operation: v.literal("delete"), seq, message_id: v.string(), user: v.string() });
-export const SeenEvent = v.strictObject({ operation: v.literal("seen"), message_id: v.string(), user: v.string(), seen_at: v.string() });
-export const TypingEvent = v.strictObject({ operation: v.literal("typing"), user: v.string(), typing_status: v.string() });
+export const DeleteEvent = v.strictObject({ operation: v.literal("delete"), seq, group, message_id: v.string(), user: v.string() });
+export const SeenEvent = v.strictObject({ operation: v.literal("seen"), group, message_id: v.string(), user: v.string(), seen_at: v.string() });
+export const TypingEvent = v.strictObject({ operation: v.literal("typing"), group, user: v.string(), typing_status: v.string() });
 export const AckEvent = v.strictObject({
   operation: v.literal("ack"),
+  group,
   request_id: v.string(),
   message_id: v.optional(v.string()),
   seq: v.optional(seq),
   seen_at: v.optional(v.string()),
 });
-export const ErrorEvent = v.strictObject({ operation: v.literal("error"), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
-export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
-export const HistoryEvent = v.strictObject({ operation: v.literal("history"), request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
+export const ErrorEvent = v.strictObject({ operation: v.literal("error"), group: v.optional(group), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
+export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), group, seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
+export const HistoryEvent = v.strictObject({ operation: v.literal("history"), group, request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
 
 /** Events broadcast to a whole group. */
 export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent]);

@@ -4,9 +4,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { ROOT } from "../paths.ts";
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL("../../prisma/migrations/", import.meta.url));
+export const MIGRATIONS_DIR = path.join(ROOT, "prisma/migrations/");
 
 /** Prisma Migrate's own advisory lock key: a node and `prisma migrate deploy` exclude each other. */
 const PRISMA_ADVISORY_LOCK = 72707369;

@@ -79,7 +79,8 @@ export interface ChatStore {
     body: string;
     attachment: NewAttachment | null | undefined;
   }): Promise<Written>;
-  deleteMessage(input: { group: string; user: string; messageId: string }): Promise<Written>;
+  /** Only the author may delete, unless `anyAuthor` (moderation): then `user` is recorded as who deleted it. */
+  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean }): Promise<Written>;
   /** Idempotent per (message, user): `first` is false when the receipt already existed. */
   markSeen(input: { group: string; user: string; messageId: string }): Promise<{ seenAt: Date; first: boolean }>;
   /** The `limit` messages before `before` (exclusive; all when absent), oldest first. */

@@ -24,7 +24,7 @@ const channel = (g: string) => `chat:${g}`;
 const numsub = async (g: string) => Number(((await redis.pubsub("NUMSUB", channel(g))) as [string, number])[1]);
 const listed = async (g: string) => (await redis.pubsub("CHANNELS", channel(g))) as string[];
 /** A typing event published straight to the channel, as another node would. */
-const typingFrom = (user: string) => JSON.stringify({ operation: "typing", user, typing_status: "typing" });
+const typingFrom = (group: string, user: string) => JSON.stringify({ operation: "typing", group, user, typing_status: "typing" });
 const connections = () => metric(node.port, "chat_connections");
 
 t.test("the channel follows the group's sockets on the node: first open subscribes, last close unsubscribes", async (t) => {
@@ -44,13 +44,13 @@ t.test("the channel follows the group's sockets on the node: first open subscrib
   await a.close();
   t.ok(await eventually(async () => (await connections()) === 2), "the node has seen the first socket leave");
   t.equal(await numsub(g), 1, "still subscribed while another socket of the group is open");
-  t.equal(await redis.publish(channel(g), typingFrom("elsewhere")), 1, "a payload published on the channel reaches the node");
-  t.same(await b.next((f) => f.operation === "typing"), { operation: "typing", user: "elsewhere", typing_status: "typing" }, "and its remaining socket");
+  t.equal(await redis.publish(channel(g), typingFrom(g, "elsewhere")), 1, "a payload published on the channel reaches the node");
+  t.same(await b.next((f) => f.operation === "typing"), { operation: "typing", group: g, user: "elsewhere", typing_status: "typing" }, "and its remaining socket");
 
   await b.close();
   t.ok(await eventually(async () => (await numsub(g)) === 0, 2_000), "unsubscribed after the last socket leaves");
   t.same(await listed(g), []);
-  t.equal(await redis.publish(channel(g), typingFrom("nobody")), 0, "nobody hears the channel any more");
+  t.equal(await redis.publish(channel(g), typingFrom(g, "nobody")), 0, "nobody hears the channel any more");
   await other.nothingMore(t, 0);
 });
 
@@ -64,7 +64,7 @@ t.test("a socket that joins right after the last one left is subscribed again", 
   await a.closed;
   t.ok(await eventually(async () => (await connections()) === 1), "the node has seen the first socket leave");
   t.equal(await numsub(g), 1, "subscribed while the new socket is open");
-  t.equal(await redis.publish(channel(g), typingFrom("elsewhere")), 1);
+  t.equal(await redis.publish(channel(g), typingFrom(g, "elsewhere")), 1);
   t.match(await b.next(), { operation: "typing", user: "elsewhere" }, "the new socket hears the channel");
   await b.close();
   t.ok(await eventually(async () => (await numsub(g)) === 0, 2_000), "unsubscribed after it leaves");

@@ -19,7 +19,7 @@ t.test("a create is broadcast to every socket of the group, sender included, the
   t.match(ev, { operation: "create", seq: 1, message: { user: "alice", body: "hello", type: "text", file: null, attachment: null, reply_to: null, updated: null, deleted: false } });
   if (ev.operation !== "create") throw new Error("unreachable");
   t.match(ev.message.created, ISO);
-  t.same(ack, { operation: "ack", request_id: "c1", message_id: ev.message.id, seq: 1 });
+  t.same(ack, { operation: "ack", group: "room-create", request_id: "c1", message_id: ev.message.id, seq: 1 });
   t.same(await bob.next(), ev, "bob sees the same event");
   await bob.nothingMore(t);
 });

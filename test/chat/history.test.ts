@@ -38,7 +38,7 @@ t.test("history refusals", async (t) => {
   const elsewhere = await connect(t, node.port, "hist-other", { user: "x" });
   t.match(await elsewhere.request({ operation: "history", before: ids[0] }), { code: "not_found" }, "before must be a message of this group");
   const empty = await elsewhere.request({ operation: "history" });
-  t.same(empty, { operation: "history", request_id: empty.request_id, messages: [], has_more: false });
+  t.same(empty, { operation: "history", group: "hist-other", request_id: empty.request_id, messages: [], has_more: false });
 });
 
 t.test("history over HTTP pages the same way", async (t) => {

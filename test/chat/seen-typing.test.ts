@@ -18,7 +18,7 @@ t.test("the first seen is stored and broadcast; a repeat is acknowledged with th
   t.match(first, { operation: "ack", message_id: c.message_id, seen_at: String });
   t.notOk("seq" in first, "seen carries no seq");
   const ev = await a.next((f) => f.operation === "seen");
-  t.same(ev, { operation: "seen", message_id: c.message_id, user: "bob", seen_at: first.seen_at });
+  t.same(ev, { operation: "seen", group: "seen", message_id: c.message_id, user: "bob", seen_at: first.seen_at });
   await b.next((f) => f.operation === "seen");
 
   const again = await b.request({ operation: "seen", message_id: c.message_id });
@@ -35,10 +35,10 @@ t.test("typing reaches the group, is acknowledged, and is never stored", async (
   const a = await connect(t, node.port, "typing", { user: "alice" });
   const b = await connect(t, node.port, "typing");
   const ack = await a.request({ operation: "typing", typing_status: "typing" });
-  t.same(ack, { operation: "ack", request_id: ack.request_id });
-  t.same(await b.next(), { operation: "typing", user: "alice", typing_status: "typing" });
-  b.send({ operation: "typing", user: "bob", typing_status: "not_typing" });
-  t.same(await a.next((f) => f.operation === "typing" && f.user === "bob"), { operation: "typing", user: "bob", typing_status: "not_typing" });
+  t.same(ack, { operation: "ack", group: "typing", request_id: ack.request_id });
+  t.same(await b.next(), { operation: "typing", group: "typing", user: "alice", typing_status: "typing" });
+  b.send({ operation: "typing", group: "typing", user: "bob", typing_status: "not_typing" });
+  t.same(await a.next((f) => f.operation === "typing" && f.user === "bob"), { operation: "typing", group: "typing", user: "bob", typing_status: "not_typing" });
   t.match(await a.request({ operation: "typing", typing_status: "Typing!" }), { code: "bad_request" });
   t.match(await a.request({ operation: "typing", typing_status: "x".repeat(33) }), { code: "bad_request" });
   t.match(await b.request({ operation: "typing", typing_status: "typing" }), { code: "bad_request" }, "without ?user= a frame needs user");

@@ -16,7 +16,7 @@ t.test("the author updates a message: broadcast with the new body, updated set, 
   const watcher = await connect(t, node.port, "upd", { user: "bob" });
   const created = await a.request({ operation: "create", type: "text", body: "first" });
   const ack = await a.request({ operation: "update", message_id: created.message_id, body: "second" });
-  t.same(ack, { operation: "ack", request_id: ack.request_id, message_id: created.message_id, seq: 2 });
+  t.same(ack, { operation: "ack", group: "upd", request_id: ack.request_id, message_id: created.message_id, seq: 2 });
   await watcher.next((f) => f.operation === "create");
   const ev = await watcher.next((f) => f.operation === "update");
   if (ev.operation !== "update") throw new Error("unreachable");
@@ -92,9 +92,9 @@ t.test("a delete leaves a tombstone: body and attachment gone from history, file
   const created = await b.next((f) => f.operation === "create");
   if (created.operation !== "create") throw new Error("unreachable");
   const ack = await a.request({ operation: "delete", message_id: c.message_id });
-  t.same(ack, { operation: "ack", request_id: ack.request_id, message_id: c.message_id, seq: 3 });
+  t.same(ack, { operation: "ack", group: "del", request_id: ack.request_id, message_id: c.message_id, seq: 3 });
   const ev = await b.next((f) => f.operation === "delete");
-  t.same(ev, { operation: "delete", seq: 3, message_id: c.message_id, user: "alice" });
+  t.same(ev, { operation: "delete", seq: 3, group: "del", message_id: c.message_id, user: "alice" });
 
   t.equal((await get(created.message.file!)).status, 404, "the attachment is no longer served");
   const h = await b.request({ operation: "history" });

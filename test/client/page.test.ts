@@ -79,14 +79,22 @@ t.test("GET / serves the page; its script and style are same-origin assets", asy
   t.equal(html.status, 200);
   t.match(html.headers.get("content-type"), /^text\/html/);
   t.match(html.headers.get("content-security-policy"), /script-src 'self'/);
-  t.match(await html.text(), /<script type="module" src="\/app.js">/);
-  const js = await fetch(base + "/app.js");
+  const text = await html.text();
+  const script = /<script type="module" src="(\/assets\/app-[A-Z0-9]+\.js)">/.exec(text)?.[1];
+  const style = /<link rel="stylesheet" href="(\/assets\/app-[A-Z0-9]+\.css)">/.exec(text)?.[1];
+  t.ok(script && style, "links a content-hashed script and style");
+  const js = await fetch(base + script);
   t.equal(js.status, 200);
   t.match(js.headers.get("content-type"), /^text\/javascript/);
+  t.equal(js.headers.get("cache-control"), "public, max-age=31536000, immutable", "hashed names are cached for good");
   t.ok((await js.text()).length > 1000, "the bundled SDK and page");
-  const css = await fetch(base + "/app.css");
+  const css = await fetch(base + style);
   t.equal(css.status, 200);
+  t.match(css.headers.get("content-type"), /^text\/css/);
   await css.text();
+  const unknown = await fetch(base + "/assets/app-NOPE.js");
+  t.equal(unknown.status, 404, "an unknown asset is 404");
+  await unknown.text();
 });
 
 t.test("two people chat in one group: typing, send, reply, seen, edit, files, delete", async (t) => {

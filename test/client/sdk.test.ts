@@ -202,7 +202,7 @@ t.test("without an answer an operation times out; close rejects what is waiting"
 
 // The fake server speaks just enough protocol to send events with chosen seqs.
 const view = (id: string) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false });
-const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, message: view(`m${seq}`) });
+const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`) });
 
 t.test("repeats are dropped by seq, and a gap makes the client reconnect and have it replayed", async (t) => {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
@@ -217,7 +217,7 @@ t.test("repeats are dropped by seq, and a gap makes the client reconnect and hav
     } else {
       // Asked to resume from 2: replay 3 and 4 (and, overlapping, 2 again), then resumed.
       for (const s of [2, 3, 4]) ws.send(createEvent(s));
-      ws.send(JSON.stringify({ operation: "resumed", seq: 4 }));
+      ws.send(JSON.stringify({ operation: "resumed", group: "g", seq: 4 }));
       ws.send(createEvent(5));
     }
   });
@@ -292,7 +292,7 @@ t.test("unavailable and rate_limited answers are retried after a backoff with th
       const n = seen.length;
       if (n === 1) ws.send(JSON.stringify({ operation: "error", code: "unavailable", message: "database down", request_id: f.request_id }));
       else if (n === 2) ws.send(JSON.stringify({ operation: "error", code: "rate_limited", message: "slow down", request_id: f.request_id }));
-      else if (n === 3) ws.send(JSON.stringify({ operation: "ack", request_id: f.request_id, message_id: "m1", seq: 1 }));
+      else if (n === 3) ws.send(JSON.stringify({ operation: "ack", group: "g", request_id: f.request_id, message_id: "m1", seq: 1 }));
       else ws.send(JSON.stringify({ operation: "error", code: "forbidden", message: "no", request_id: f.request_id }));
     });
   });

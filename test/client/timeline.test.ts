@@ -57,7 +57,7 @@ t.test("older pages go in front without repeating known messages", async (t) => 
 
 t.test("seen receipts count once per user", async (t) => {
   const tl = new Timeline();
-  const e = { operation: "seen" as const, message_id: "a", user: "bob", seen_at: "2026-01-01T00:00:00.000Z" };
+  const e = { operation: "seen" as const, group: "g", message_id: "a", user: "bob", seen_at: "2026-01-01T00:00:00.000Z" };
   t.equal(tl.seen(e), true);
   t.equal(tl.seen({ ...e, seen_at: "2026-01-02T00:00:00.000Z" }), false, "a repeat is not news");
   t.same([...tl.seenBy("a")], [["bob", "2026-01-01T00:00:00.000Z"]]);

@@ -101,7 +101,7 @@ async function outage(t: Test, mode: Exclude<ProxyMode, "open">) {
   // All at once, pipelined on one socket: each must still get its own answer.
   for (const p of probes) alice.client!.send({ ...p.frame, request_id: p.rid });
   const typing = await dave.ask({ operation: "typing", typing_status: "typing" }, "d-typing", 5_000);
-  t.same(typing, { operation: "ack", request_id: "d-typing" }, "typing is acknowledged while the database is cut");
+  t.same(typing, { operation: "ack", group: g, request_id: "d-typing" }, "typing is acknowledged while the database is cut");
   t.ok(await bob.until(() => bob.client!.received.some((f) => f.operation === "typing" && f.user === "dave"), 3_000), "and broadcast");
 
   const answered = await alice.until(() => probes.every((p) => alice.answers.has(p.rid)), ANSWER_MS + probes.length * 1_000);

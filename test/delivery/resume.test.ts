@@ -37,8 +37,8 @@ t.test("since replays every later event in its live shape and current state, the
   t.same(replay.map((f) => f.operation), ["create", "update", "reply", "delete", "resumed"], "stored events only: no seen, no typing");
   t.match(replay[0], { operation: "create", seq: 2, message: { id: m2.message_id, deleted: true, body: null } }, "a deleted message replays as a tombstone");
   t.match(replay[1], { operation: "update", seq: 3, message: { id: m1.message_id, body: "one, edited" } });
-  t.same(replay[3], { operation: "delete", seq: 5, message_id: m2.message_id, user: "alice" });
-  t.same(replay[4], { operation: "resumed", seq: 5 });
+  t.same(replay[3], { operation: "delete", seq: 5, group: "resume", message_id: m2.message_id, user: "alice" });
+  t.same(replay[4], { operation: "resumed", group: "resume", seq: 5 });
 
   await a.request({ operation: "create", type: "text", body: "live" });
   t.match(await b.next(), { operation: "create", seq: 6, message: { body: "live" } }, "then live events");
@@ -47,7 +47,7 @@ t.test("since replays every later event in its live shape and current state, the
   const zero = await connect(t, node.port, "resume", { user: "carol", since: "0" });
   t.same(seqs(await untilResumed(zero)), range(1, 6), "since=0 replays everything");
   const current = await connect(t, node.port, "resume", { user: "dave", since: "6" });
-  t.same(await current.next(), { operation: "resumed", seq: 6 }, "nothing to replay: resumed at since");
+  t.same(await current.next(), { operation: "resumed", group: "resume", seq: 6 }, "nothing to replay: resumed at since");
 });
 
 t.test("since beyond the group's last seq is an error, then live events", async (t) => {
@@ -58,7 +58,7 @@ t.test("since beyond the group's last seq is an error, then live events", async 
   await a.request({ operation: "create", type: "text", body: "y" });
   t.match(await b.next(), { operation: "create", seq: 2 });
   const empty = await connect(t, node.port, "never-written", { user: "b", since: "0" });
-  t.same(await empty.next(), { operation: "resumed", seq: 0 }, "since=0 on an empty group");
+  t.same(await empty.next(), { operation: "resumed", group: "never-written", seq: 0 }, "since=0 on an empty group");
 });
 
 t.test("an invalid since is refused before the upgrade", async (t) => {

@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { EnvSchema, loadConfig } from "../../src/config/env.ts";
+import { COMPILED_ENTRY, ensureBuilt } from "../helpers/node.ts";
 import { validateManifest } from "./k8s-schema.ts";
 import { type Doc, docId, loadYaml, render } from "./kustomize.ts";
 
@@ -87,7 +88,7 @@ function contractProblems(docs: Doc[]): string[] {
       }
       const tmp = c.volumeMounts?.find((m: Doc) => m.mountPath === "/tmp");
       if (!pod.spec.template.spec.volumes?.some((v: Doc) => v.name === tmp?.name && v.emptyDir)) {
-        problems.push(`${owner} container ${c.name} has no emptyDir at /tmp (tsx needs a writable temp dir)`);
+        problems.push(`${owner} container ${c.name} has no emptyDir at /tmp (the root filesystem is read-only)`);
       }
     }
   }
@@ -162,13 +163,17 @@ function contractProblems(docs: Doc[]): string[] {
     if (!find("Service", b.host)?.spec.ports.some((p: Doc) => p.port === b.port)) problems.push(`no rendered Service ${b.host} on port ${b.port}`);
   }
 
-  // The Job runs a script of this repository.
-  const script = (job.spec.template.spec.containers[0].command as string[]).find((a) => a.endsWith(".ts"));
-  if (!script || !existsSync(path.join(root, script))) problems.push(`the migration Job runs ${script}, which does not exist`);
+  // The Job runs a script of the compiled build (the image has no TypeScript).
+  const script = (job.spec.template.spec.containers[0].command as string[]).find((a) => /\.[cm]?[jt]s$/.test(a));
+  if (!script?.startsWith("dist/") || !script.endsWith(".js") || !existsSync(path.join(root, script))) {
+    problems.push(`the migration Job runs ${script}, which npm run build does not produce`);
+  }
   return [...new Set(problems)];
 }
 
 // --- the tests ---------------------------------------------------------------------------
+
+ensureBuilt(); // the Job's script is a build output
 
 for (const target of targets) {
   t.test(`k8s/${target}`, async (t) => {
@@ -198,7 +203,8 @@ t.test("Dockerfile agrees with the manifests", async (t) => {
   const deployment = render(path.join(k8s, "base")).find((d) => d.kind === "Deployment")!;
   t.match(dockerfile, new RegExp(`^USER ${deployment.spec.template.spec.securityContext.runAsUser}(:|$)`, "m"), "USER is the pod's runAsUser");
   t.match(dockerfile, new RegExp(`^EXPOSE ${loadConfig({}).PORT}$`, "m"), "EXPOSE is the default PORT");
-  t.match(dockerfile, /^CMD \["node", "--import", "tsx", "src\/main\.ts"\]$/m, "node is PID 1, so SIGTERM reaches it");
+  const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+  t.same(cmd && JSON.parse(cmd), ["node", COMPILED_ENTRY], "node is PID 1 (so SIGTERM reaches it) and runs the compiled build");
   t.match(dockerfile, /^FROM \$\{NODE_IMAGE\}/m);
   t.match(dockerfile, /^ARG NODE_IMAGE=node:20-bookworm-slim$/m, "glibc Node 20, which uWebSockets.js has binaries for");
 });
@@ -232,6 +238,9 @@ t.test("the checks catch broken manifests", async (t) => {
   docs = fresh();
   deploymentOf(docs).spec.template.spec.containers[0].readinessProbe.httpGet.path = "/ready";
   onlyProblem(docs, /readinessProbe is not GET \/readyz/, "probe path");
+  docs = fresh();
+  docs.find((d) => d.kind === "Job")!.spec.template.spec.containers[0].command = ["node", "--import", "tsx", "src/store/migrate-cli.ts"];
+  onlyProblem(docs, /migration Job runs src\/store\/migrate-cli\.ts, which npm run build does not produce/, "migration script");
   docs = fresh();
   docs.find((d) => d.kind === "Service" && d.metadata.name === "redis")!.metadata.name = "cache";
   onlyProblem(docs, /no rendered Service redis on port 6379/, "dev backend");

@@ -1,6 +1,8 @@
-// Chat nodes for tests: in-process (fast, for single-node behaviour) or as real child processes
-// (for cross-node, restart and signal tests). Both listen on ephemeral ports.
-import { spawn, type ChildProcess } from "node:child_process";
+// Chat nodes for tests: in-process (fast, for single-node behaviour; runs the TypeScript
+// sources) or as real child processes (for cross-node, restart and signal tests; runs the
+// compiled build, `node dist/main.js`, exactly as production does). Both listen on ephemeral
+// ports.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Test } from "tap";
@@ -30,9 +32,33 @@ export interface NodeProcess {
   exited: Promise<number | string>;
 }
 
-/** One node as a child process (`node --import tsx src/main.ts`); killed at teardown if still up. */
-export function spawnNode(t: Test, env: Env, opts: { waitListening?: boolean } = {}): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+/** The production start command, relative to the repository root (the Dockerfile's CMD). */
+export const COMPILED_ENTRY = "dist/main.js";
+
+let built = false;
+/**
+ * Brings dist/ up to date with the sources (`npm run build`, skipped when nothing changed; the
+ * build takes a lock, so parallel test files do not build over each other). Once per process.
+ */
+export function ensureBuilt(): void {
+  if (built) return;
+  const r = spawnSync(process.execPath, ["scripts/build.mjs", "--if-stale"], { cwd: ROOT, encoding: "utf8", timeout: 180_000 });
+  if (r.status !== 0) throw new Error(`npm run build failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message}`);
+  built = true;
+}
+
+/** One node as a child process (`node dist/main.js`, built first if stale); killed at teardown if still up. */
+export function spawnNode(
+  t: Test,
+  env: Env,
+  opts: {
+    waitListening?: boolean;
+    /** node's arguments instead of the compiled entry (e.g. a preload, or the sources under tsx). */
+    argv?: string[];
+  } = {},
+): Promise<NodeProcess> {
+  if (!opts.argv) ensureBuilt();
+  const child = spawn(process.execPath, opts.argv ?? [COMPILED_ENTRY], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -141,9 +141,9 @@ t.test("concurrent senders on three nodes: acks carry seq 1..N exactly once and 
 t.test("typing crosses nodes and is not stored", async (t) => {
   const g = uniqueGroup("xnode-typing");
   const clients = await Promise.all(nodes.map((n, i) => connect(t, n.port, g, { user: `t${i}` })));
-  t.same(await clients[0]!.request({ operation: "typing", typing_status: "typing" }), { operation: "ack", request_id: "r1" });
+  t.same(await clients[0]!.request({ operation: "typing", typing_status: "typing" }), { operation: "ack", group: g, request_id: "r1" });
   for (const [i, c] of clients.entries()) {
-    t.same(await c.next((f) => f.operation === "typing"), { operation: "typing", user: "t0", typing_status: "typing" }, `typing seen on node ${i}`);
+    t.same(await c.next((f) => f.operation === "typing"), { operation: "typing", group: g, user: "t0", typing_status: "typing" }, `typing seen on node ${i}`);
     await c.nothingMore(t, i === 0 ? 400 : 0);
   }
   const counts = await db.query(

@@ -1,0 +1,150 @@
+// `npm run build`: compiles the service for production. The node's entry points become plain
+// JavaScript bundles in dist/ (our TypeScript and the generated Prisma client inlined, npm
+// packages left as imports of node_modules), and the chat page becomes content-hashed files in
+// dist/page/. Nothing here runs in production: `npm start` is `node dist/main.js`.
+//
+//   node scripts/build.mjs             build
+//   node scripts/build.mjs --if-stale  build only when the sources changed since the last build
+//
+// dist/build-info.json records a hash of every input; it is written last, so a dist/ with a
+// matching hash is complete. Concurrent builders (parallel test files) take dist.lock in turn.
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+export const DIST = path.join(ROOT, "dist");
+const INFO = path.join(DIST, "build-info.json");
+const LOCK = path.join(ROOT, "dist.lock");
+const PAGE_SRC = path.join(ROOT, "src/client/page");
+
+/** The node's entry points: dist/<name>.js. */
+const ENTRIES = { main: "src/main.ts", "migrate-cli": "src/store/migrate-cli.ts" };
+
+/** Hash of everything a build reads: src/ (generated client included), this script, package.json. */
+export function sourceHash() {
+  const hash = createHash("sha256");
+  const files = [];
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  walk(path.join(ROOT, "src"));
+  files.push(fileURLToPath(import.meta.url), path.join(ROOT, "package.json"));
+  for (const f of files.sort()) hash.update(path.relative(ROOT, f)).update("\0").update(readFileSync(f)).update("\0");
+  return hash.digest("hex");
+}
+
+function builtHash() {
+  try {
+    return JSON.parse(readFileSync(INFO, "utf8")).sources;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Bundles the chat page: app.ts (SDK and protocol schemas included) and app.css under
+ * content-hashed names, and index.html pointing at them as /assets/<name>. Returns the files by name; the dev
+ * server (running from sources) serves the same thing from memory.
+ */
+export async function bundlePage({ minify = true } = {}) {
+  const esbuild = await import("esbuild");
+  const out = await esbuild.build({
+    entryPoints: [path.join(PAGE_SRC, "app.ts"), path.join(PAGE_SRC, "app.css")],
+    entryNames: "[name]-[hash]",
+    outdir: "/page",
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    minify,
+    write: false,
+    legalComments: "none",
+    logLevel: "silent",
+  });
+  const files = new Map();
+  let html = readFileSync(path.join(PAGE_SRC, "index.html"), "utf8");
+  for (const f of out.outputFiles) {
+    const name = path.basename(f.path);
+    files.set(name, f.text);
+    const plain = name.replace(/-[A-Z0-9]+\./, ".");
+    if (!html.includes(`"/${plain}"`)) throw new Error(`index.html does not reference /${plain}`);
+    html = html.replace(`"/${plain}"`, `"/assets/${name}"`);
+  }
+  files.set("index.html", html);
+  return files;
+}
+
+export async function build() {
+  const esbuild = await import("esbuild");
+  const started = Date.now();
+  const sources = sourceHash();
+  rmSync(DIST, { recursive: true, force: true });
+  await esbuild.build({
+    entryPoints: ENTRIES,
+    outdir: DIST,
+    bundle: true,
+    packages: "external",
+    // The page's development path (src/http/page.ts, when running from sources) bundles with
+    // this script; the compiled node serves dist/page/ and must never reach a bundler.
+    external: ["*/scripts/build.mjs"],
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "warning",
+  });
+  mkdirSync(path.join(DIST, "page"));
+  for (const [name, text] of await bundlePage()) writeFileSync(path.join(DIST, "page", name), text);
+  writeFileSync(INFO, JSON.stringify({ sources, built: new Date().toISOString() }) + "\n");
+  return Date.now() - started;
+}
+
+/** Takes dist.lock (a directory: mkdir is atomic), waiting at most `ms`; a lock older than a minute is stale. */
+async function withLock(fn, ms = 120_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      break;
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      try {
+        if (Date.now() - statSync(LOCK).mtimeMs > 60_000) rmSync(LOCK, { recursive: true, force: true });
+      } catch {
+        // removed meanwhile
+      }
+      if (Date.now() > deadline) throw new Error(`${LOCK} held for ${ms / 1000} s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
+  }
+}
+
+/** Builds unless dist/ already matches the sources; returns whether it built. */
+export async function buildIfStale() {
+  if (builtHash() === sourceHash()) return false;
+  return withLock(async () => {
+    if (builtHash() === sourceHash()) return false; // another process built it meanwhile
+    await build();
+    return true;
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes("--if-stale")) {
+    await buildIfStale();
+  } else {
+    const ms = await withLock(build);
+    console.log(`built dist/ in ${ms} ms`);
+  }
+}

@@ -1,0 +1,105 @@
+// The Redis Cluster bus (REDIS_CLUSTER_NODES): sharded pub/sub, so each group's events cross only
+// the shard that owns the group's slot and the fleet's pub/sub scales with the primaries.
+// SPUBLISH goes to the primary of `chat:{<group>}`'s slot; ioredis keeps one subscriber
+// connection per primary (`shardedSubscribers`) and sends each SSUBSCRIBE to the shard that owns
+// the channel, so a node subscribes, per shard, only to the groups it serves.
+//
+// Failover: when a primary dies, its shard's subscriber connection ends; ioredis refreshes the
+// slot map until a replica has been promoted, reconnects to it and resubscribes the shard's
+// channels, then emits `subscribersReady`. Payloads published in between are lost to this bus
+// (as with a Redis restart), and the node repairs them from the store: `onResubscribed` runs the
+// sequencer's catch-up. Publishes to a shard without a primary are retried by ioredis for
+// about `maxRedirections × retryDelayOnFailover` and then rejected; the event is stored already.
+// Those retried publishes go out together once a replica is promoted, not necessarily in publish
+// order: the one exception to the bus's order guarantee (the sequencer orders stored events).
+import { Cluster } from "ioredis";
+import { withDeadline } from "../deadline.ts";
+import type { BusHandler, EventBus } from "./bus.ts";
+import { groupOfShardChannel, shardChannelOf } from "./redis-bus.ts";
+
+export interface ClusterBusOptions {
+  /** `host:port` of at least one cluster node; the rest are discovered. */
+  nodes: { host: string; port: number }[];
+  password?: string;
+  /** TLS to every node (managed clusters); the nodes' announced addresses are used as they are. */
+  tls?: boolean;
+}
+
+/** The shortest time between two catch-ups after resubscribing. */
+export const RESUBSCRIBE_COALESCE_MS = 1_000;
+
+export class RedisClusterBus implements EventBus {
+  private readonly cluster: Cluster;
+  private catchUpTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    opts: ClusterBusOptions,
+    onPayload: BusHandler,
+    hooks: { onError?: (err: Error) => void; onResubscribed?: () => void } = {},
+  ) {
+    this.cluster = new Cluster(opts.nodes, {
+      shardedSubscribers: true,
+      // Publishes wait while a shard has no primary: 40 × 100 ms covers a loopback failover.
+      maxRedirections: 40,
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      slotsRefreshInterval: 2_000,
+      redisOptions: {
+        connectionName: "chatroom",
+        maxRetriesPerRequest: null,
+        ...(opts.password ? { password: opts.password } : {}),
+        ...(opts.tls ? { tls: {} } : {}),
+      },
+      // Managed clusters behind TLS announce host names that must not be resolved to IPs first.
+      ...(opts.tls ? { dnsLookup: (address: string, cb: (err: null, a: string) => void) => cb(null, address) } : {}),
+    });
+    const onError = hooks.onError ?? (() => {});
+    this.cluster.on("error", onError);
+    this.cluster.on("node error", onError);
+    // Every reset of the per-shard subscribers (start, failover, slot moves) resubscribes the
+    // channels; what was published meanwhile is read back from the store. While a shard has no
+    // primary, ioredis resets every few milliseconds (each reconnect attempt fails at once), so
+    // the catch-ups are coalesced: the first at once, then at most one per RESUBSCRIBE_COALESCE_MS,
+    // always one after the last reset.
+    let resets = 0;
+    let lastRun = 0;
+    this.cluster.on("subscribersReady", () => {
+      if (resets++ === 0 || this.catchUpTimer) return; // the first reset is the start: nothing to catch up on
+      this.catchUpTimer = setTimeout(() => {
+        this.catchUpTimer = null;
+        lastRun = Date.now();
+        hooks.onResubscribed?.();
+      }, Math.max(0, lastRun + RESUBSCRIBE_COALESCE_MS - Date.now()));
+    });
+    // Buffers, not strings: relayed to the sockets without a UTF-8 decode/encode.
+    this.cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message));
+  }
+
+  async publish(group: string, payload: string): Promise<void> {
+    await this.cluster.spublish(shardChannelOf(group), payload);
+  }
+
+  async subscribe(group: string): Promise<void> {
+    await this.cluster.ssubscribe(shardChannelOf(group));
+  }
+
+  async unsubscribe(group: string): Promise<void> {
+    await this.cluster.sunsubscribe(shardChannelOf(group));
+  }
+
+  isUp(): boolean {
+    return this.cluster.status === "ready";
+  }
+
+  /** Resolves once the cluster's slot map is loaded (or rejects after `ms`). */
+  async ready(ms = 10_000): Promise<void> {
+    if (this.cluster.status === "ready") return;
+    await withDeadline(new Promise<void>((resolve) => this.cluster.once("ready", () => resolve())), ms, () => new Error(`Redis Cluster not ready after ${ms} ms`));
+  }
+
+  async close(): Promise<void> {
+    if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
+    this.catchUpTimer = null;
+    await this.cluster.quit().catch(() => this.cluster.disconnect());
+  }
+}

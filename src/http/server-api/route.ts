@@ -1,0 +1,137 @@
+// One server-API route, declared once: the table in routes.ts registers each on the uWS app and
+// the OpenAPI document (openapi.ts) is generated from the same declarations, so the two cannot
+// drift. The runner does what every route shares: the API key, the path, query and body schemas,
+// the body's byte budget, aborted requests, and errors as `{code, message}` with their status.
+import * as v from "valibot";
+import { isUnavailable } from "../../chat/store-guard.ts";
+import { ChatError } from "../../protocol/index.ts";
+import type { HttpRequest, HttpResponse, TemplatedApp } from "../../gateway/uws.ts";
+import { send, type Status } from "../respond.ts";
+import { Aborted, readBody } from "./body.ts";
+import type { ApiKeys } from "./keys.ts";
+import { ERROR_STATUS, type HttpErrorCode } from "./schemas.ts";
+
+type Schema = v.GenericSchema<unknown, unknown>;
+type ObjectSchema = v.ObjectSchema<v.ObjectEntries, undefined>;
+
+export interface RouteSpec<P extends Record<string, Schema>, Q extends ObjectSchema | undefined, B extends Schema | undefined> {
+  method: "get" | "post" | "del";
+  /** uWS pattern: `/api/server/groups/:group/messages`. */
+  path: string;
+  summary: string;
+  params: P;
+  query?: Q;
+  body?: B;
+  /** Success status and the schema of its body. */
+  answer: { status: 200 | 202; schema: Schema; description: string };
+  /** Error codes this route may answer besides `unauthorized`, `bad_request`, `unavailable` and `internal`. */
+  errors: HttpErrorCode[];
+  handle(input: {
+    params: { [K in keyof P]: v.InferOutput<P[K]> };
+    query: Q extends ObjectSchema ? v.InferOutput<Q> : undefined;
+    body: B extends Schema ? v.InferOutput<B> : undefined;
+  }): Promise<unknown>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyRoute = RouteSpec<any, any, any>;
+
+export const route = <P extends Record<string, Schema>, Q extends ObjectSchema | undefined = undefined, B extends Schema | undefined = undefined>(
+  spec: RouteSpec<P, Q, B>,
+): RouteSpec<P, Q, B> => spec;
+
+/** uWS `:name` segments in order. */
+export const paramNames = (path: string) => [...path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: HttpErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function describe(where: string, issues: v.BaseIssue<unknown>[]): string {
+  const issue = issues[0]!;
+  const path = issue.path?.map((p) => String(p.key)).join(".");
+  return `${where}${path ? ` ${path}` : ""}: ${issue.message}`;
+}
+
+function parse<S extends Schema>(schema: S, value: unknown, where: string): v.InferOutput<S> {
+  const r = v.safeParse(schema, value);
+  if (!r.success) throw new ApiError("bad_request", describe(where, r.issues));
+  return r.output;
+}
+
+export interface RunnerDeps {
+  keys: ApiKeys;
+  maxBodyBytes: number;
+  onError(err: unknown, route: string): void;
+  /** Counts every answer by route and status, and limit hits by name. */
+  count(route: string, status: number, limit?: string): void;
+}
+
+function answer(res: HttpResponse, aborted: () => boolean, status: number, body: unknown): void {
+  send(res, status as Status, JSON.stringify(body), { "Content-Type": "application/json", "Cache-Control": "no-store" }, aborted);
+}
+
+export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDeps): void {
+  const names = paramNames(spec.path);
+  app[spec.method](spec.path, (res: HttpResponse, req: HttpRequest) => {
+    // Everything from `req` is read now: uWS frees it when this callback returns.
+    const authorization = req.getHeader("authorization");
+    const contentLength = req.getHeader("content-length");
+    const rawParams = names.map((_, i) => req.getParameter(i) ?? "");
+    const rawQuery = req.getQuery() ?? "";
+    const reader = spec.method === "post" ? readBody(res, deps.maxBodyBytes, contentLength) : null;
+    let aborted = false;
+    if (!reader) res.onAborted(() => (aborted = true));
+    const isAborted = () => (reader ? reader.aborted() : aborted);
+    const fail = (err: unknown) => {
+      if (err instanceof Aborted) return;
+      let code: HttpErrorCode = "internal";
+      let message = "internal error";
+      let limit: string | undefined;
+      if (err instanceof ApiError || err instanceof ChatError) {
+        ({ code, message } = err);
+        if (err instanceof ChatError) limit = err.limit ?? (code === "too_large" ? "body_length" : undefined);
+      } else if (isUnavailable(err)) {
+        code = "unavailable";
+        message = "storage is unavailable, try again";
+      } else deps.onError(err, spec.path);
+      const status = ERROR_STATUS[code];
+      deps.count(spec.path, status, limit);
+      answer(res, isAborted, status, { code, message });
+    };
+    void (async () => {
+      if (!deps.keys.allows(authorization)) throw new ApiError("unauthorized", "a valid API key is required: Authorization: Bearer <key>");
+      const params: Record<string, unknown> = {};
+      names.forEach((name, i) => {
+        let decoded: string;
+        try {
+          decoded = decodeURIComponent(rawParams[i]!);
+        } catch {
+          throw new ApiError("bad_request", `path ${name}: invalid percent-encoding`);
+        }
+        params[name] = parse(spec.params[name]!, decoded, `path ${name}`);
+      });
+      const query = spec.query ? parse(spec.query, Object.fromEntries(new URLSearchParams(rawQuery)), "query") : undefined;
+      let body: unknown;
+      if (spec.body && reader) {
+        const bytes = await reader.body;
+        let json: unknown;
+        try {
+          json = JSON.parse(bytes.toString("utf8"));
+        } catch {
+          throw new ApiError("bad_request", "body is not valid JSON");
+        }
+        if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ApiError("bad_request", "body must be a JSON object");
+        body = parse(spec.body, json, "body");
+      }
+      const out = await spec.handle({ params, query, body } as never);
+      deps.count(spec.path, spec.answer.status);
+      answer(res, isAborted, spec.answer.status, out);
+    })().catch(fail);
+  });
+}

@@ -1,0 +1,46 @@
+// The Redis Cluster bus keeps the EventBus contract, on a private 3-primary/3-replica cluster;
+// and its channels are the sharded `chat:{<group>}` ones, subscribed on the group's own shard.
+import t from "tap";
+import { Redis } from "ioredis";
+import { RedisClusterBus } from "../../src/bus/redis-cluster-bus.ts";
+import { uniqueGroup } from "../helpers/probe.ts";
+import { privateRedisCluster, type PrivateRedisCluster } from "../helpers/redis-cluster.ts";
+import { busContract } from "./contract.ts";
+
+let cluster!: PrivateRedisCluster;
+t.before(async () => {
+  cluster = await privateRedisCluster(t);
+});
+const make = async (onPayload: (g: string, p: Uint8Array | string) => void) => {
+  const nodes = cluster.nodesEnv.split(",").slice(0, 1).map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }));
+  const bus = new RedisClusterBus({ nodes }, onPayload);
+  await bus.ready();
+  return bus;
+};
+
+busContract(t, { shared: true, make });
+
+t.test("a group's shard channel chat:{<group>} is subscribed on the primary that owns the group's slot, and only there", async (t) => {
+  const bus = await make(() => {});
+  t.teardown(() => bus.close());
+  const g = uniqueGroup("shard");
+  await bus.subscribe(g);
+  const owner = await cluster.primaryOf(`{${g}}`);
+  const counts = await Promise.all(
+    cluster.nodes.map(async (n) => {
+      const r = new Redis(n.port, "127.0.0.1", { maxRetriesPerRequest: 0 });
+      try {
+        const [, count] = (await r.call("PUBSUB", "SHARDNUMSUB", `chat:{${g}}`)) as [string, number];
+        return [n.port, Number(count)] as const;
+      } finally {
+        r.disconnect();
+      }
+    }),
+  );
+  t.same(counts.filter(([, c]) => c > 0).map(([p]) => p), [owner], "one subscription, on the owning primary");
+  await bus.unsubscribe(g);
+  const r = new Redis(owner, "127.0.0.1", { maxRetriesPerRequest: 0 });
+  t.teardown(() => void r.disconnect());
+  const [, after] = (await r.call("PUBSUB", "SHARDNUMSUB", `chat:{${g}}`)) as [string, number];
+  t.equal(Number(after), 0, "gone after unsubscribe");
+});
