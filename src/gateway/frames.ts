@@ -34,6 +34,7 @@ export class FrameLoop {
   ) {}
 
   message(conn: Connection, data: ArrayBuffer, isBinary: boolean): void {
+    if (!conn.open) return; // closing: what it sends now is neither run nor answered
     const limited = this.limits.frame(conn.quota);
     if (limited) {
       const what = limited === "socket_rate" ? "this connection" : "this user";

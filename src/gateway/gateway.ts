@@ -67,7 +67,7 @@ export class Gateway {
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
-    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing };
+    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000 };
     const behavior = {
       maxPayloadLength: opts.maxFrameBytes,
       idleTimeout: opts.idleTimeoutSeconds,
@@ -83,7 +83,7 @@ export class Gateway {
       open: (ws: WebSocket<SocketData>) => this.open(ws.getUserData().conn, ws),
       message: (ws: WebSocket<SocketData>, data: ArrayBuffer, isBinary: boolean) => this.frames.message(ws.getUserData().conn, data, isBinary),
       close: (ws: WebSocket<SocketData>, code: number, reason: ArrayBuffer) => this.close(ws.getUserData().conn, code, reason),
-      drain: (ws: WebSocket<SocketData>) => ws.getUserData().conn.subscriber?.drained(),
+      drain: (ws: WebSocket<SocketData>) => ws.getUserData().conn.drained(),
     };
     // The seed's routing has a trailing slash; clients without one are just as welcome.
     this.app.ws<SocketData>("/ws/chat/:group", behavior);
@@ -132,7 +132,7 @@ export class Gateway {
     this.closing = true;
     await this.frames.stop(inflightTimeoutMs);
     const closing = this.sockets.size > 0;
-    for (const conn of [...this.sockets]) conn.end(CLOSE_GOING_AWAY, "server shutting down");
+    for (const conn of [...this.sockets]) conn.endNow(CLOSE_GOING_AWAY, "server shutting down");
     // Let the close frames leave and the peers answer before the process may exit: exiting with
     // a client's unread frames in the kernel resets the connection, and a proxy in between then
     // drops the 1001 it had not forwarded yet (seen as 1006 behind HAProxy).
@@ -152,7 +152,7 @@ export class Gateway {
 
   /** A socket that cannot keep up (live or resuming): closed with a clear code before uWS would skip its events. */
   private slowConsumer(conn: Connection): void {
-    if (!conn.open) return;
+    if (!conn.open) return; // already closing
     this.limits.hit("slow_consumer");
     this.deps.log.warn({ conn: conn.id, group: conn.group, user: conn.user, buffered: conn.buffered() }, "slow consumer closed");
     conn.end(CLOSE_SLOW_CONSUMER, "slow consumer: too much data waiting to be sent");

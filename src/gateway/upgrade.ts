@@ -17,6 +17,8 @@ export interface UpgradeDeps {
   /** The node's groups (admission counts them). */
   groups: GroupCount;
   closing(): boolean;
+  /** How long a close waits for a socket's queue to drain. */
+  endGraceMs: number;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -53,7 +55,7 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
       deps.limits.release(quota);
       return send(res, 503, "server shutting down", {}, aborted);
     }
-    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota) };
+    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs) };
     res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));
   })().catch((err) => {
     deps.log.error({ err, group }, "upgrade failed");

@@ -23,7 +23,8 @@ async function fill(c: ChatClient, n: number, body: string, tag: string): Promis
 
 t.test("a client that drops during a replay does not crash the node", async (t) => {
   // The idle timeout at its smallest, so a socket that never reads is also closed by it in time.
-  const node = await spawnNode(t, { DATABASE_URL: db, IDLE_TIMEOUT_S: "8" });
+  // (Hundreds of 24 kB creates, 100 in flight, outlast the 5 s store default on a loaded machine.)
+  const node = await spawnNode(t, { DATABASE_URL: db, IDLE_TIMEOUT_S: "8", STORE_TIMEOUT_MS: "60000" });
   const group = uniqueGroup("drop");
   const writer = await connect(t, node.port, group, { user: "writer" });
   // 300 messages at the default MAX_BODY_CHARS of control characters (6 bytes each in JSON):
