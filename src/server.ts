@@ -2,6 +2,7 @@
 // process; tests start several in one process.
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
+import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { ByteBudget } from "./chat/budget.ts";
@@ -20,6 +21,10 @@ import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
+import type { Presence, PresenceChange } from "./presence/presence.ts";
+import { MemoryPresence } from "./presence/memory-presence.ts";
+import { RedisPresence } from "./presence/redis-presence.ts";
+import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
@@ -36,7 +41,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
@@ -44,8 +49,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   let gateway: Gateway | undefined;
   let subscriptions: Subscriptions | undefined;
   let control: ControlChannel | undefined;
+  const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
+  let publishDropLogged = false;
   if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
     let lastError = "";
     const hooks = {
@@ -56,13 +63,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
       onResubscribed: () => {
         lastError = "";
+        publishDropLogged = false;
         log.info({}, "redis reconnected; catching up on missed events");
         service?.catchUp().catch((err) => log.warn({ err }, "catch-up after reconnect failed"));
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
       ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
-      : new RedisBus(config.REDIS_URL!, receive, hooks);
+      : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
     } catch (err) {
@@ -74,6 +82,45 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus = redis;
   } else {
     bus = new MemoryBus(receive);
+  }
+
+  // Presence transitions become join/leave events published by the service (which exists below).
+  const presenceChanged = (c: PresenceChange) => service?.presenceChanged(c);
+  const presenceOpts = { graceMs: config.PRESENCE_GRACE_MS, ttlMs: config.PRESENCE_TTL_S * 1000 };
+  let presence: Presence;
+  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
+    let lastError = "";
+    const target = config.REDIS_CLUSTER_NODES
+      ? { nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }
+      : config.REDIS_URL!;
+    const redisPresence = new RedisPresence(target, presenceOpts, presenceChanged, {
+      onLeaseRenewed: () => metrics.presenceLeaseRenewals.inc(),
+      onLeaseExpired: (node, users) => {
+        metrics.presenceLeaseExpiries.inc();
+        log.info({ node, users }, "presence: reaped a node whose lease ran out");
+      },
+      onResync: (reason) => {
+        metrics.presenceResyncs.inc({ reason });
+        log.info({ reason }, "presence: re-registering this node's share");
+      },
+      onDirtyAnnounced: (kind, group, user) => log.info({ kind, group, user }, "presence: announcing a change made while Redis was away"),
+      onError: (err) => {
+        if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
+        lastError = err.message;
+      },
+    });
+    try {
+      await redisPresence.start();
+    } catch (err) {
+      await redisPresence.stop();
+      await bus.close();
+      await db.store.close();
+      throw new Error(`Redis is not reachable for presence: ${(err as Error).message}`);
+    }
+    log.info({ node: redisPresence.id, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS }, "presence lease held");
+    presence = redisPresence;
+  } else {
+    presence = new MemoryPresence(presenceOpts, presenceChanged);
   }
 
   service = new ChatService({
@@ -89,13 +136,30 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
-    onPublishError: (err, group) => log.error({ err, group }, "publish failed after commit"),
+    onPublishError: (err, group) => {
+      // A full publish queue (Redis down for long) drops many: counted in chat_bus_publishes_dropped_total, logged once per outage.
+      if (err instanceof PublishBudgetExceeded) {
+        if (!publishDropLogged) log.warn({ group, err: err.message }, "bus publish queue full: dropping publishes until Redis is back");
+        publishDropLogged = true;
+        return;
+      }
+      log.error({ err, group }, "publish failed after commit");
+    },
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    presence,
+    presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
+    onStored: () => webhooks?.kick(),
   });
   const dispatcher = new Dispatcher(service, metrics, log);
 
   const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
-  metrics.setProbes({ databaseUp, busUp: () => bus.isUp(), busChannels: () => service.memberships.size });
+  metrics.setProbes({
+    databaseUp,
+    busUp: () => bus.isUp(),
+    busChannels: () => service.memberships.size,
+    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+    presenceHeld: () => presence.held,
+  });
 
   let draining = false;
   const readiness = async () => {
@@ -120,6 +184,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     metrics,
     log,
   );
+  // Presence follows subscriptions: a user is present in a group while one of their sockets follows it.
+  subscriptions.on("open", (sub) => sub.user !== null && service.presenceOpen(sub.group, sub.user));
+  subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
   gateway = new Gateway(
     { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, readiness, log },
     {
@@ -151,7 +218,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   await control.start();
   if (config.SERVER_API_KEYS) {
     const apiMetrics = serverApiMetrics(metrics.registry);
-    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp() }, {
+    registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
@@ -163,6 +230,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
   }
   const port = await gateway.listen(config.HOST, config.PORT);
+  if (webhooks) {
+    webhooks.start();
+    log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
+  }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -174,6 +245,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
+      await webhooks?.stop();
       await bus.close();
       await db.store.close();
       log.info({}, "stopped");

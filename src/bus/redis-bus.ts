@@ -1,9 +1,22 @@
 // The Redis bus: one publishing and one subscribing connection per node. Channel naming is
-// defined here and nowhere else. ioredis resubscribes by itself after a reconnect and queues
-// publishes while disconnected, so a Redis restart delays events rather than dropping them.
+// defined here and nowhere else. ioredis resubscribes by itself after a reconnect. Publishes made
+// while disconnected wait in a PublishBudget (publish-budget.ts) of `maxQueueBytes`, so a short
+// Redis restart delays events rather than dropping them, and a long one cannot grow the node's
+// memory: past the budget publishes are dropped and the receivers repair them from the store.
 import { Redis } from "ioredis";
 import { withDeadline } from "../deadline.ts";
 import type { BusHandler, EventBus } from "./bus.ts";
+import { PublishBudget } from "./publish-budget.ts";
+
+/** Default byte budget of publishes waiting for a Redis connection (MAX_BUS_QUEUE_BYTES). */
+export const DEFAULT_BUS_QUEUE_BYTES = 16 * 1024 * 1024;
+
+export interface RedisBusHooks {
+  onError?: (err: Error) => void;
+  onResubscribed?: () => void;
+  /** A publish was dropped because `maxQueueBytes` were already waiting. */
+  onPublishDropped?: (bytes: number) => void;
+}
 
 export const CHANNEL_PREFIX = "chat:";
 export const channelOf = (group: string) => CHANNEL_PREFIX + group;
@@ -17,15 +30,25 @@ export const groupOfShardChannel = (channel: Buffer) => channel.toString("latin1
 export class RedisBus implements EventBus {
   private readonly pub: Redis;
   private readonly sub: Redis;
+  private readonly budget: PublishBudget;
 
   constructor(
     url: string,
     onPayload: BusHandler,
-    hooks: { onError?: (err: Error) => void; onResubscribed?: () => void } = {},
+    hooks: RedisBusHooks = {},
+    maxQueueBytes = DEFAULT_BUS_QUEUE_BYTES,
   ) {
     const options = { lazyConnect: false, maxRetriesPerRequest: null, connectionName: "chatroom" };
-    this.pub = new Redis(url, options);
+    // The publisher's own offline queue is off: the budget holds what waits, in bytes.
+    this.pub = new Redis(url, { ...options, enableOfflineQueue: false });
     this.sub = new Redis(url, options);
+    this.budget = new PublishBudget({
+      maxBytes: maxQueueBytes,
+      ready: () => this.pub.status === "ready",
+      send: (group, payload) => this.pub.publish(channelOf(group), payload),
+      onDrop: hooks.onPublishDropped,
+    });
+    this.pub.on("ready", () => this.budget.flush());
     const onError = hooks.onError ?? (() => {});
     this.pub.on("error", onError);
     this.sub.on("error", onError);
@@ -45,8 +68,13 @@ export class RedisBus implements EventBus {
     });
   }
 
-  async publish(group: string, payload: string): Promise<void> {
-    await this.pub.publish(channelOf(group), payload);
+  publish(group: string, payload: string): Promise<void> {
+    return this.budget.publish(group, payload);
+  }
+
+  /** Payload bytes waiting for the connection or not yet acknowledged by Redis. */
+  get queuedBytes(): number {
+    return this.budget.bytes;
   }
 
   async subscribe(group: string): Promise<void> {
@@ -69,6 +97,7 @@ export class RedisBus implements EventBus {
   }
 
   async close(): Promise<void> {
+    this.budget.close();
     await Promise.allSettled([this.pub.quit(), this.sub.quit()]);
   }
 }

@@ -4,7 +4,7 @@ import * as v from "valibot";
 import type { Metrics } from "../metrics/metrics.ts";
 import { operationLabel } from "../metrics/metrics.ts";
 import { ChatError, ClientFrames, Envelope, isOperation, type ErrorCode, type Operation } from "../protocol/index.ts";
-import { ackFrame, errorFrame, historyFrame } from "./events.ts";
+import { ackFrame, errorFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
 import type { Session } from "./identity.ts";
 import type { ChatService, Outcome } from "./service.ts";
@@ -32,12 +32,13 @@ export class Dispatcher {
   ) {
     this.handlers = {
       create: (s, f, rid) => service.create(s, f, rid),
-      update: (s, f) => service.update(s, f),
-      delete: (s, f) => service.delete(s, f),
+      update: (s, f, rid) => service.update(s, f, rid),
+      delete: (s, f, rid) => service.delete(s, f, rid),
       reply: (s, f, rid) => service.reply(s, f, rid),
       seen: (s, f) => service.seen(s, f),
       typing: (s, f) => service.typing(s, f),
       history: (s, f) => service.history(s, f),
+      presence: (s) => service.presence(s),
     };
   }
 
@@ -68,6 +69,7 @@ export class Dispatcher {
       if (!frame.success) throw new ChatError("bad_request", describe(frame.issues));
       const outcome = await this.handlers[op](session, frame.output as never, requestId);
       if (outcome.kind === "history") return historyFrame(session.group, outcome.messages, outcome.has_more, requestId);
+      if (outcome.kind === "presence") return presenceFrame(outcome.answer, requestId);
       if (requestId === undefined) return null;
       const { kind: _, ...fields } = outcome;
       return ackFrame(session.group, requestId, fields);

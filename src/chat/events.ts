@@ -1,6 +1,6 @@
 // Builds the frames the service sends, each serialised once. Key order is fixed here so every
 // node produces byte-identical events.
-import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, HistoryEvent, MessageView, ResumedEvent } from "../protocol/index.ts";
+import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, HistoryEvent, MessageView, PresenceChangeEvent, PresenceEvent, ResumedEvent } from "../protocol/index.ts";
 
 // Wire format of group events on the bus: exactly the frame clients receive, `group` included, so
 // a payload is relayed to every socket untouched. Stored events start with
@@ -15,7 +15,16 @@ export function seqOf(payload: Uint8Array | string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent): string => JSON.stringify(frame);
+export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent | PresenceChangeEvent | PresenceEvent): string =>
+  JSON.stringify(frame);
+
+export type PresenceAnswer = Omit<PresenceEvent, "operation" | "request_id">;
+
+export function presenceFrame(answer: PresenceAnswer, requestId?: string): string {
+  const head: Pick<PresenceEvent, "operation" | "group" | "request_id"> =
+    requestId === undefined ? { operation: "presence", group: answer.group } : { operation: "presence", group: answer.group, request_id: requestId };
+  return serialize({ ...head, count: answer.count, users: answer.users });
+}
 
 export const resumedFrame = (group: string, seq: number): string => serialize({ operation: "resumed", group, seq });
 

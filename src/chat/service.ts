@@ -3,13 +3,16 @@
 // and sends back what it is given.
 //
 // Stored operations commit first, then publish, then acknowledge: an acknowledged event is
-// durable, and an event other clients see is durable too.
+// durable, and an event other clients see is durable too. A retried write (same request_id)
+// publishes its original event again, in its current state; the sequencers drop the repeat.
 import type { EventBus } from "../bus/bus.ts";
 import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { ChatError, type ClientFrame, type GroupEvent, type MessageView } from "../protocol/index.ts";
 import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
-import { serialize } from "./events.ts";
+import { serialize, type PresenceAnswer } from "./events.ts";
+import type { Presence, PresenceChange } from "../presence/presence.ts";
+import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
 import { decodeFile } from "./files.ts";
@@ -24,7 +27,8 @@ export interface Limits {
 /** What the sender is told on success: the ack's fields, or a history answer. */
 export type Outcome =
   | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string }
-  | { kind: "history"; messages: MessageView[]; has_more: boolean };
+  | { kind: "history"; messages: MessageView[]; has_more: boolean }
+  | { kind: "presence"; answer: PresenceAnswer };
 
 export interface ServiceDeps {
   store: ChatStore;
@@ -39,6 +43,11 @@ export interface ServiceDeps {
   /** Told when a publish fails after the event was committed (the event is not lost: it is stored). */
   onPublishError?: (err: Error, group: string) => void;
   onDeliveryError?: (err: unknown, group: string) => void;
+  presence: Presence;
+  /** Above this many present users a group gets no join/leave events (PRESENCE_MAX_BROADCAST). */
+  presenceMaxBroadcast: number;
+  /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
+  onStored?: (group: string) => void;
 }
 
 /** Events per replay read: with bodies at their longest, a page is a few MB at most. */
@@ -131,22 +140,28 @@ export class ChatService {
     return this.storeMessage(s, f, f.message_id, requestId);
   }
 
-  async update(s: Session, f: ClientFrame<"update">): Promise<Outcome> {
+  /** With a request_id, a retry of the same update applies nothing new and answers the original ack. */
+  async update(s: Session, f: ClientFrame<"update">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
     this.checkBody(f.body);
     const attachment = f.file === undefined ? undefined : f.file === null ? null : this.file(f.file);
     const w = await this.timed("update", () =>
-      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment }),
+      this.deps.store.updateMessage({ group: s.group, user, messageId: f.message_id, body: f.body, attachment, retryKey: this.retryKey(requestId) }),
     );
     this.publish(s.group, { operation: "update", seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
-  async delete(s: Session, f: ClientFrame<"delete">): Promise<Outcome> {
+  /** With a request_id, a retry of the same delete answers the original ack (not `not_found`). */
+  async delete(s: Session, f: ClientFrame<"delete">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
-    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id }));
+    const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id, retryKey: this.retryKey(requestId) }));
     this.publish(s.group, { operation: "delete", seq: w.seq, group: s.group, message_id: w.message.id, user });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
+  }
+
+  private retryKey(requestId: string | undefined) {
+    return requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs };
   }
 
   /** Moderation (server API): deletes any author's message; the delete event names `by`. */
@@ -178,6 +193,39 @@ export class ChatService {
     return { kind: "history", messages: page.messages.map(toMessageView), has_more: page.hasMore };
   }
 
+  async presence(s: Session): Promise<Outcome> {
+    return { kind: "presence", answer: await this.presenceOf(s.group) };
+  }
+
+  /** Who is online in a group: `count` exact, the longest present first (at most 100). The server API calls this too. */
+  async presenceOf(group: string): Promise<PresenceAnswer> {
+    let snap;
+    try {
+      snap = await this.deps.presence.snapshot(group, PRESENCE_MAX_USERS);
+    } catch {
+      throw new ChatError("unavailable", "presence is unavailable, try again");
+    }
+    return { group, count: snap.count, users: snap.users.map((u) => ({ user: u.user, since: new Date(u.since).toISOString() })) };
+  }
+
+  /** A socket of `user` is now subscribed to `group` on this node (either endpoint). */
+  presenceOpen(group: string, user: string): void {
+    this.deps.presence.open(group, user);
+  }
+
+  /** That subscription ended (socket closed or unsubscribed). */
+  presenceClose(group: string, user: string): void {
+    this.deps.presence.close(group, user);
+  }
+
+  /** A transition this node decided: broadcast to the group unless it has too many present users. */
+  presenceChanged(c: PresenceChange): void {
+    const max = this.deps.presenceMaxBroadcast;
+    const broadcast = c.kind === "join" ? c.count <= max : c.count < max;
+    this.deps.metrics.presenceEvents.inc({ event: c.kind, broadcast: broadcast ? "yes" : "no" });
+    if (broadcast) this.publish(c.group, { operation: c.kind, group: c.group, user: c.user });
+  }
+
   /** An attachment's bytes and metadata, or null (the caller checks who may read its group). */
   attachment(id: string) {
     return this.deps.store.getAttachment(id);
@@ -198,10 +246,12 @@ export class ChatService {
         body: f.body,
         attachment,
         replyTo,
-        retryKey: requestId === undefined ? undefined : { requestId, windowMs: this.deps.delivery.retryWindowMs },
+        retryKey: this.retryKey(requestId),
       }),
     );
-    if (!w.duplicate) this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
+    // A retry's event is published again: its first attempt may have committed without this node
+    // learning it (and so without publishing). Receivers drop a seq they delivered already.
+    this.publish(s.group, { operation, seq: w.seq, group: s.group, message: toMessageView(w.message) });
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -224,14 +274,15 @@ export class ChatService {
     }
   }
 
-  private publishNow(group: string, event: GroupEvent): Promise<void> {
+  private publishNow(group: string, event: GroupEvent | PresenceChangeEvent): Promise<void> {
     this.deps.metrics.eventsPublished.inc({ operation: event.operation });
     const end = this.deps.metrics.busPublishDuration.startTimer();
     return this.deps.bus.publish(group, serialize(event)).finally(end);
   }
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
-  private publish(group: string, event: GroupEvent): void {
+  private publish(group: string, event: GroupEvent | PresenceChangeEvent): void {
+    if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }
 }

@@ -11,7 +11,12 @@
 //   connection is live again; an operation whose answer was lost with the connection is sent
 //   again with the same `request_id`, which the server de-duplicates, so a retry never stores a
 //   message twice. An operation answered `unavailable` or `rate_limited` is retried the same
-//   way after a backoff, until its `queueTimeoutMs` runs out.
+//   way after a backoff, until its `queueTimeoutMs` runs out. With `outboxStorage` the outbox
+//   survives a page reload (see saved-outbox.ts);
+// - every reconnect, whatever its cause (a dropped connection, a gap, an expired token), waits
+//   its backoff delay; the delay grows until a connection has stayed live for `reconnect.maxMs`;
+// - when the server closes the socket because the token expired (4001), the token function is
+//   called with `{expired: true}` for a fresh one, and the client resumes from its last seq.
 // The frame types and the validation of what goes out and comes in are the server's own valibot
 // schemas (src/protocol), so the SDK cannot drift from the protocol.
 import * as v from "valibot";
@@ -35,6 +40,7 @@ import {
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { Emitter } from "./emitter.ts";
 import { ChatRequestError } from "./errors.ts";
+import { isSaved, SavedOutbox, type OutboxStorage, type SavedOperation } from "./saved-outbox.ts";
 import { Timeline } from "./timeline.ts";
 import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
 
@@ -67,8 +73,12 @@ export interface ChatClientOptions {
   url?: string | (() => MaybeAsync<string>);
   /** Open dev mode: connect as this user (`?user=`). */
   user?: string;
-  /** JWT mode: the token (`?token=`), or a function called before every connection attempt. */
-  token?: string | (() => MaybeAsync<string>);
+  /**
+   * JWT mode: the token (`?token=`), or a function called before every connection attempt;
+   * `expired` is true when the server closed the last connection because the token expired
+   * (4001): return a fresh one then.
+   */
+  token?: string | ((context: { expired: boolean }) => MaybeAsync<string>);
   /** The WebSocket class; default: the global one (browsers, Node >= 22). In Node 20 pass `ws`. */
   WebSocket?: WebSocketConstructor;
   /**
@@ -89,6 +99,28 @@ export interface ChatClientOptions {
   typing?: TypingOptions;
   /** Check every incoming frame against the protocol's schemas. Default true. */
   validate?: boolean;
+  /**
+   * Where to keep the outbox across reloads (`localStorage` in a page): operations made before
+   * a reload are sent again, with their original request_ids, by the next client of the same
+   * group and user. Default: none (the outbox lives in memory only).
+   */
+  outboxStorage?: OutboxStorage;
+  /**
+   * The oldest saved operation sent again after a reload, when `queueTimeoutMs` does not bound
+   * it already. Default 86400000 (24 h, the server's default RETRY_WINDOW_S: an older retry
+   * could be stored twice).
+   */
+  outboxMaxAgeMs?: number;
+}
+
+/** An operation a previous client (before a reload) left in the saved outbox, sent again. */
+export interface RestoredOperation {
+  requestId: string;
+  operation: Operation;
+  /** The frame as it was sent. */
+  frame: Record<string, unknown>;
+  /** Its answer, or a ChatRequestError (never an unhandled rejection). */
+  result: Promise<AckEvent>;
 }
 
 /**
@@ -139,6 +171,8 @@ export interface ChatClientEvents {
   change: () => void;
   /** An error frame that answers no pending operation, or a frame outside the protocol. */
   error: (error: ChatRequestError) => void;
+  /** Operations saved by an earlier client (before a page reload), queued again; once, on the first connection attempt. */
+  restored: (operations: RestoredOperation[]) => void;
 }
 
 interface Pending {
@@ -154,13 +188,18 @@ interface Pending {
   attempts: number;
   /** The store's version when last sent: history merges keep what changed after it. */
   sentVersion: number;
+  /** When it was made (ms since the epoch); a restored operation keeps its original time. */
+  at: number;
   answerTimer?: ReturnType<typeof setTimeout>;
   lifeTimer?: ReturnType<typeof setTimeout>;
   retryTimer?: ReturnType<typeof setTimeout>;
 }
 
 const OPEN = 1;
+/** Close codes: the server's, and the ones the client reports when it gives up on a socket itself. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
 const CLOSE_GAP = 4000;
+const CLOSE_CONNECT_TIMEOUT = 4002;
 const decoder = new TextDecoder();
 
 function randomPrefix(): string {
@@ -201,6 +240,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     historyLimit: number;
     validate: boolean;
     backoff: Required<BackoffOptions>;
+    outboxMaxAgeMs: number;
   };
   private readonly WS: WebSocketConstructor;
 
@@ -209,6 +249,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Resets the backoff once a connection has stayed live long enough (see goLive). */
+  private stableTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The server closed the last connection because the token expired: ask for a fresh one. */
+  private tokenExpired = false;
+  /** The outbox's copy in `outboxStorage`, once the user (part of its key) is known. */
+  private saved: SavedOutbox | undefined;
+  private restoreDone = false;
   private liveOnce: Promise<void>;
   private settleLiveOnce!: { resolve: () => void; reject: (err: unknown) => void };
 
@@ -240,6 +287,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       historyLimit: options.historyLimit ?? 50,
       validate: options.validate ?? true,
       backoff: { baseMs: 500, maxMs: 10_000, factor: 2, ...options.reconnect },
+      outboxMaxAgeMs: options.outboxMaxAgeMs ?? 86_400_000,
     };
     this.seq = options.since ?? null;
     this.me = options.user ?? (typeof options.token === "string" ? jwtSubject(options.token) : undefined);
@@ -319,6 +367,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.typingSender.reset();
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.stableTimer);
     (globalThis as { removeEventListener?: (type: string, fn: () => void) => void }).removeEventListener?.("online", this.onOnline);
     const sock = this.ws;
     this.ws = null;
@@ -351,10 +400,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       const params = new URLSearchParams();
       if (user !== undefined) params.set("user", user);
       if (token !== undefined) {
-        const t = typeof token === "function" ? await token() : token;
+        const t = typeof token === "function" ? await token({ expired: this.tokenExpired }) : token;
         params.set("token", t);
         this.me = user ?? jwtSubject(t) ?? this.me;
+        this.tokenExpired = false;
       }
+      if (this.current !== "connecting") return; // closed meanwhile
+      this.restore();
       if (this.seq !== null) params.set("since", String(this.seq));
       const b = base === undefined ? globalThis.location.origin : typeof base === "function" ? await base() : base;
       url = socketUrl(b, this.group, params);
@@ -374,9 +426,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.ws = sock;
     sock.onopen = () => this.opened(sock);
     sock.onmessage = (ev: { data: unknown }) => this.received(sock, ev.data);
-    sock.onclose = (ev: { code?: number; reason?: string }) => this.lost(sock, ev.code ?? 1006, ev.reason ?? "");
+    sock.onclose = (ev: { code?: number; reason?: string }) => {
+      if (ev.code === CLOSE_TOKEN_EXPIRED && sock === this.ws) this.tokenExpired = true;
+      this.lost(sock, ev.code ?? 1006, ev.reason ?? "");
+    };
     sock.onerror = () => {}; // a close event always follows
-    this.connectTimer = setTimeout(() => this.drop(sock, 4001, "connection attempt timed out"), this.opts.connectTimeoutMs);
+    this.connectTimer = setTimeout(() => this.drop(sock, CLOSE_CONNECT_TIMEOUT, "connection attempt timed out"), this.opts.connectTimeoutMs);
   }
 
   private opened(sock: WebSocketLike): void {
@@ -388,7 +443,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   private goLive(): void {
     this.setState("live");
-    this.attempt = 0;
+    // Only a connection that stays up resets the backoff: one that goes live and is dropped at
+    // once (a gap that persists, a token refused right after the upgrade) backs off further.
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => (this.attempt = 0), this.opts.backoff.maxMs);
     // No position to resume from (a fresh start, or the server lost the stream we knew):
     // the newest page of history is the starting point.
     if (this.seq === null && this.opts.historyLimit > 0) this.loadLatest().catch(() => {}); // reported as an error event
@@ -397,7 +455,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   /** Abandons a socket (its late events are ignored) and reconnects. */
-  private drop(sock: WebSocketLike, code: number, reason: string, immediate = false): void {
+  private drop(sock: WebSocketLike, code: number, reason: string): void {
     if (sock !== this.ws) return;
     this.detach(sock);
     try {
@@ -405,7 +463,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     } catch {
       // not open yet, or already closing
     }
-    this.lost(sock, code, reason, immediate);
+    this.lost(sock, code, reason);
   }
 
   private detach(sock: WebSocketLike): void {
@@ -413,10 +471,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     sock.onerror = () => {}; // ws throws an error event nobody listens to
   }
 
-  private lost(sock: WebSocketLike, code: number, reason: string, immediate = false): void {
+  private lost(sock: WebSocketLike, code: number, reason: string): void {
     if (sock !== this.ws) return;
     this.ws = null;
     clearTimeout(this.connectTimer);
+    clearTimeout(this.stableTimer);
     for (const p of this.pending.values()) {
       p.sent = false;
       clearTimeout(p.answerTimer);
@@ -424,11 +483,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.typingSender.reset();
     this.typersTracker.clear();
     if (this.current === "closed") return;
-    this.scheduleReconnect(code, reason, immediate);
+    this.scheduleReconnect(code, reason);
   }
 
-  private scheduleReconnect(code?: number, reason?: string, immediate = false): void {
-    const delayMs = immediate ? 0 : backoffDelay(this.attempt, this.opts.backoff);
+  /** Every reconnect waits its backoff delay, whatever ended the connection. */
+  private scheduleReconnect(code?: number, reason?: string): void {
+    const delayMs = backoffDelay(this.attempt, this.opts.backoff);
     this.attempt++;
     this.setState("reconnecting", { delayMs, attempt: this.attempt, code, reason });
     this.reconnectTimer = setTimeout(() => void this.open(), delayMs);
@@ -479,7 +539,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (this.seq !== null) {
       if (e.seq <= this.seq) return; // already delivered (a replay overlapping what we had)
       // The server promises no gap; should one appear anyway, have it replayed from where we are.
-      if (e.seq !== this.seq + 1) return this.drop(sock, CLOSE_GAP, `gap: expected seq ${this.seq + 1}, got ${e.seq}`, true);
+      if (e.seq !== this.seq + 1) return this.drop(sock, CLOSE_GAP, `gap: expected seq ${this.seq + 1}, got ${e.seq}`);
     }
     this.seq = e.seq;
     if (e.operation === "delete") {
@@ -564,16 +624,61 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     // A typing indicator is only worth sending now: it is never queued.
     if (op === "typing" && this.current !== "live") return { promise: Promise.reject(new ChatRequestError("unavailable", "not connected")) };
     const requestId = `${this.idPrefix}-${++this.counter}`;
+    // The schema's output is what goes out: the text the server will store and broadcast (a
+    // body's lone surrogates already replaced), so the outbox holds what others will see.
+    const payload = JSON.stringify({ ...(parsed.output as object), operation: op, request_id: requestId });
+    const { promise, pending } = this.track({ requestId, op, target, payload, at: Date.now() });
+    this.pending.set(requestId, pending);
+    this.persist(op);
+    this.flush();
+    return { promise, pending };
+  }
+
+  /** A pending operation with its promise and its lifetime (counted from `at`, reloads included). */
+  private track(o: { requestId: string; op: Operation; target: string | undefined; payload: string; at: number }): { promise: Promise<AckEvent | HistoryEvent>; pending: Pending } {
     let p!: Pending;
     const promise = new Promise<AckEvent | HistoryEvent>((resolve, reject) => {
-      p = { requestId, op, target, payload: JSON.stringify({ ...fields, operation: op, request_id: requestId }), resolve, reject, sent: false, attempts: 0, sentVersion: 0 };
+      p = { ...o, resolve, reject, sent: false, attempts: 0, sentVersion: 0 };
     });
     if (Number.isFinite(this.opts.queueTimeoutMs)) {
-      p.lifeTimer = setTimeout(() => this.fail(p, new ChatRequestError("timeout", `${op} not answered within ${this.opts.queueTimeoutMs} ms`, requestId)), this.opts.queueTimeoutMs);
+      const left = Math.max(0, o.at + this.opts.queueTimeoutMs - Date.now());
+      p.lifeTimer = setTimeout(() => this.fail(p, new ChatRequestError("timeout", `${o.op} not answered within ${this.opts.queueTimeoutMs} ms`, o.requestId)), left);
     }
-    this.pending.set(requestId, p);
-    this.flush();
     return { promise, pending: p };
+  }
+
+  /** Writes the stored operations still waiting to `outboxStorage` (when `op` is one that is saved). */
+  private persist(op: Operation): void {
+    if (!this.saved || !isSaved(op)) return;
+    const list: SavedOperation[] = [];
+    for (const p of this.pending.values()) {
+      if (isSaved(p.op)) list.push({ request_id: p.requestId, operation: p.op, payload: p.payload, target: p.target, at: p.at });
+    }
+    this.saved.save(list);
+  }
+
+  /** Once the user is known: takes over the operations an earlier client saved, ahead of any made since. */
+  private restore(): void {
+    if (this.restoreDone || !this.options.outboxStorage) return;
+    this.restoreDone = true;
+    const key = `chatroom.outbox.${this.group}.${this.me ?? ""}`;
+    this.saved = new SavedOutbox(this.options.outboxStorage, key, (err) => this.emit("error", new ChatRequestError("internal", `the outbox could not be saved: ${err.message}`)));
+    const maxAge = Math.min(this.opts.queueTimeoutMs, this.opts.outboxMaxAgeMs);
+    const restored: RestoredOperation[] = [];
+    const before = [...this.pending];
+    this.pending.clear();
+    for (const s of this.saved.claim(Date.now() - maxAge)) {
+      if (this.pending.has(s.request_id) || before.some(([id]) => id === s.request_id)) continue;
+      const { promise, pending } = this.track({ requestId: s.request_id, op: s.operation, target: s.target, payload: s.payload, at: s.at });
+      pending.attempts = 1; // it may have reached the server before the reload
+      this.pending.set(s.request_id, pending);
+      promise.catch(() => {}); // the application sees it through `restored`, if it listens
+      const { operation: _, request_id: __, ...frame } = JSON.parse(s.payload) as Record<string, unknown>;
+      restored.push({ requestId: s.request_id, operation: s.operation, frame, result: promise as Promise<AckEvent> });
+    }
+    for (const [id, p] of before) this.pending.set(id, p);
+    this.persist("create");
+    if (restored.length > 0) this.emit("restored", restored);
   }
 
   /** Sends, in order, every operation waiting for a live connection. */
@@ -600,6 +705,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     clearTimeout(p.lifeTimer);
     clearTimeout(p.retryTimer);
     this.pending.delete(p.requestId);
+    this.persist(p.op);
   }
 
   private fail(p: Pending, err: ChatRequestError): void {

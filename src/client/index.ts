@@ -1,6 +1,6 @@
 // The chatroom client SDK, for browsers and Node. Types come from the server's own protocol
 // schemas (src/protocol), re-exported here so an application imports everything from one place.
-export { ChatClient, connectChat, socketUrl } from "./chat-client.ts";
+export { ChatClient, CLOSE_TOKEN_EXPIRED, connectChat, socketUrl } from "./chat-client.ts";
 export type {
   Answer,
   ChatClientEvents,
@@ -9,6 +9,7 @@ export type {
   HistoryPage,
   MessageType,
   RequestInput,
+  RestoredOperation,
   StateChange,
   WebSocketConstructor,
   WebSocketLike,
@@ -16,6 +17,7 @@ export type {
 export { ChatRequestError, type ClientErrorCode } from "./errors.ts";
 export { attachmentPath, fileFromBlob, type NamedFile } from "./files.ts";
 export type { BackoffOptions } from "./backoff.ts";
+export type { OutboxStorage } from "./saved-outbox.ts";
 export type { TypingOptions } from "./typing.ts";
 export type {
   AckEvent,

@@ -116,7 +116,11 @@ export const EnvSchema = v.object({
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
   WRITE_SHARDS: intVar(2, 1, 64),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
+  MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
+  PRESENCE_GRACE_MS: intVar(5_000, 0, 600_000),
+  PRESENCE_TTL_S: intVar(15, 1, 3_600),
+  PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   SERVER_API_KEYS: v.optional(
@@ -127,6 +131,14 @@ export const EnvSchema = v.object({
       v.check((keys) => keys.every((k) => k.length >= 16 && /^[\x21-\x7e]+$/.test(k)), "each key must be at least 16 printable ASCII characters without spaces"),
     ),
   ),
+  WEBHOOK_URL: url(["http:", "https:"]),
+  WEBHOOK_SECRET: v.optional(v.pipe(v.string(), v.minLength(16, "must be at least 16 characters"))),
+  WEBHOOK_TIMEOUT_MS: intVar(5_000, 100, 60_000),
+  WEBHOOK_MAX_ATTEMPTS: intVar(20, 1, 1_000),
+  WEBHOOK_BACKOFF_BASE_MS: intVar(500, 1, 600_000),
+  WEBHOOK_BACKOFF_MAX_MS: intVar(60_000, 1, 86_400_000),
+  WEBHOOK_CONCURRENCY: intVar(16, 1, 1_000),
+  WEBHOOK_POLL_MS: intVar(500, 10, 60_000),
   LOG_LEVEL: v.optional(v.picklist(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   NODE_ENV: v.optional(v.string(), "development"),
 });
@@ -159,6 +171,9 @@ export const jwtConfigured = (c: Config): boolean => Boolean(c.JWT_SECRET || c.J
  * `npm run migrate` shares). Throws one line naming what to fix.
  */
 export function checkStartup(c: Config): void {
+  if (Boolean(c.WEBHOOK_URL) !== Boolean(c.WEBHOOK_SECRET)) {
+    throw new ConfigError("invalid configuration: set WEBHOOK_URL and WEBHOOK_SECRET together (webhooks are always signed)");
+  }
   if (c.REDIS_URL && c.REDIS_CLUSTER_NODES) {
     throw new ConfigError("invalid configuration: set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both");
   }

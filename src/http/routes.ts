@@ -101,6 +101,22 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     })();
   });
 
+  app.get("/api/groups/:group/presence", (res, req) => {
+    const group = groupParam(req.getParameter(0) ?? "");
+    const creds = credentials(req, group ?? "");
+    const aborted = deferred(res);
+    if (group === null) return sendJson(res, 400, { error: "bad_request", message: "invalid group name" }, aborted);
+    void (async () => {
+      try {
+        const who = await identity.identify(creds);
+        if (!who.ok) return refused(res, aborted, who);
+        sendJson(res, 200, await service.presenceOf(group), aborted);
+      } catch (err) {
+        failed(res, aborted, err);
+      }
+    })();
+  });
+
   app.get("/files/:id", (res, req) => {
     const id = req.getParameter(0) ?? "";
     const aborted = deferred(res);

@@ -14,6 +14,9 @@ export interface Probes {
   databaseUp: () => Promise<boolean>;
   busUp: () => boolean;
   busChannels: () => number;
+  /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
+  busQueueBytes?: () => number;
+  presenceHeld?: () => number;
 }
 
 export function createMetrics() {
@@ -71,6 +74,19 @@ export function createMetrics() {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers: [registry],
     }),
+    busQueueBytes: new client.Gauge({
+      name: "chat_bus_queue_bytes",
+      help: "Bytes of published events waiting for the Redis connection or not yet acknowledged by Redis (budget MAX_BUS_QUEUE_BYTES)",
+      registers: [registry],
+      collect() {
+        this.set(probes.busQueueBytes?.() ?? 0);
+      },
+    }),
+    busPublishesDropped: new client.Counter({
+      name: "chat_bus_publishes_dropped_total",
+      help: "Events not published because MAX_BUS_QUEUE_BYTES were already waiting (receivers read them back from the database)",
+      registers: [registry],
+    }),
     busChannels: new client.Gauge({
       name: "chat_bus_channels",
       help: "Bus channels (Redis: chat:<group>) this node is subscribed to",
@@ -107,6 +123,32 @@ export function createMetrics() {
       labelNames: ["state"],
       registers: [registry],
     }),
+    presenceUsers: new client.Gauge({
+      name: "chat_presence_users",
+      help: "Distinct (group, user) pairs present through this node's sockets, grace included",
+      registers: [registry],
+      collect() {
+        this.set(probes.presenceHeld?.() ?? 0);
+      },
+    }),
+    presenceEvents: new client.Counter({
+      name: "chat_presence_events_total",
+      help: "Presence transitions this node decided, by event (join, leave) and whether they were broadcast (no: the group had more than PRESENCE_MAX_BROADCAST present users)",
+      labelNames: ["event", "broadcast"],
+      registers: [registry],
+    }),
+    presenceLeaseRenewals: new client.Counter({ name: "chat_presence_lease_renewals_total", help: "Presence node-lease renewals in Redis", registers: [registry] }),
+    presenceLeaseExpiries: new client.Counter({
+      name: "chat_presence_lease_expiries_total",
+      help: "Presence leases of other nodes that ran out and that this node reaped (their users left)",
+      registers: [registry],
+    }),
+    presenceResyncs: new client.Counter({
+      name: "chat_presence_resyncs_total",
+      help: "Times this node re-registered its whole presence share in Redis, by reason (redis_restart, lease_lost, reconnect)",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
     ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
     draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
   };
@@ -116,5 +158,6 @@ export function createMetrics() {
   for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
   for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
   for (const state of ["running", "waiting"]) m.replays.set({ state }, 0);
+  for (const event of ["join", "leave"]) for (const broadcast of ["yes", "no"]) m.presenceEvents.inc({ event, broadcast }, 0);
   return m;
 }

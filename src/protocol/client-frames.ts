@@ -3,7 +3,7 @@
 // size) are enforced by the service, which answers them with `too_large` rather than
 // `bad_request`.
 import * as v from "valibot";
-import { ContentType, EntityId, FileName, noNul, RequestId, UserId } from "./names.ts";
+import { ContentType, EntityId, FileName, noNul, RequestId, UserId, wellFormed } from "./names.ts";
 
 export const MESSAGE_TYPES = ["text", "file", "image"] as const;
 /** The most messages one history page may hold (WebSocket frame and HTTP query alike). */
@@ -28,7 +28,7 @@ export const FileInput = v.union(
 export type FileInput = v.InferOutput<typeof FileInput>;
 
 const messageType = v.picklist(MESSAGE_TYPES, `type must be one of ${MESSAGE_TYPES.join(", ")}`);
-const body = v.pipe(v.string("body must be a string"), noNul("body"));
+const body = v.pipe(v.string("body must be a string"), noNul("body"), wellFormed);
 const messageId = EntityId;
 const user = v.optional(UserId);
 
@@ -42,6 +42,7 @@ export const ClientFrames = {
     user,
     typing_status: v.pipe(v.string("typing_status must be a string"), v.regex(/^[a-z_]{1,32}$/, "typing_status must match ^[a-z_]{1,32}$")),
   }),
+  presence: v.object({}),
   history: v.object({
     before: v.optional(EntityId),
     limit: v.optional(

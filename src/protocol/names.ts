@@ -27,6 +27,19 @@ export const UserId = v.pipe(
 /** PostgreSQL text cannot hold U+0000: a stored string with one would fail the whole write. */
 export const noNul = (what: string) => v.check((s: string) => !s.includes("\u0000"), `${what} must not contain U+0000`);
 
+type WellFormedString = string & { isWellFormed?: () => boolean; toWellFormed?: () => string };
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/**
+ * Lone surrogates (half of a UTF-16 pair, e.g. "A\uD800B") become U+FFFD, as PostgreSQL's UTF-8
+ * would store them anyway: what is broadcast live, acknowledged and read back from history is
+ * the same text. The length does not change (one code unit for one).
+ */
+export const wellFormed = v.transform((s: string): string => {
+  const w = s as WellFormedString;
+  if (w.isWellFormed && w.toWellFormed) return w.isWellFormed() ? s : w.toWellFormed();
+  return s.replace(LONE_SURROGATE, "\uFFFD");
+});
+
 export const RequestId = v.pipe(
   v.string("request_id must be a string"),
   v.minLength(1, "request_id must be 1 to 64 characters"),

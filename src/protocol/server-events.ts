@@ -54,12 +54,23 @@ export const AckEvent = v.strictObject({
 });
 export const ErrorEvent = v.strictObject({ operation: v.literal("error"), group: v.optional(group), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
 export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), group, seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
+export const PresenceChangeEvent = v.strictObject({ operation: v.picklist(["join", "leave"]), group, user: v.string() });
+export const PresentUser = v.strictObject({ user: v.string(), since: v.string() });
+/** The answer to `presence` (frame and HTTP): `count` is exact, `users` the longest present, at most PRESENCE_MAX_USERS. */
+export const PresenceEvent = v.strictObject({
+  operation: v.literal("presence"),
+  group,
+  request_id: requestId,
+  count: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  users: v.array(PresentUser),
+});
+export const PRESENCE_MAX_USERS = 100;
 export const HistoryEvent = v.strictObject({ operation: v.literal("history"), group, request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
 
 /** Events broadcast to a whole group. */
 export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent]);
 /** Anything a socket may receive. */
-export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent]);
+export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent, PresenceChangeEvent, PresenceEvent]);
 
 export type MessageEvent = v.InferOutput<typeof MessageEvent>;
 export type DeleteEvent = v.InferOutput<typeof DeleteEvent>;
@@ -70,4 +81,6 @@ export type ErrorEvent = v.InferOutput<typeof ErrorEvent>;
 export type HistoryEvent = v.InferOutput<typeof HistoryEvent>;
 export type ResumedEvent = v.InferOutput<typeof ResumedEvent>;
 export type GroupEvent = v.InferOutput<typeof GroupEvent>;
+export type PresenceChangeEvent = v.InferOutput<typeof PresenceChangeEvent>;
+export type PresenceEvent = v.InferOutput<typeof PresenceEvent>;
 export type ServerEvent = v.InferOutput<typeof ServerEvent>;

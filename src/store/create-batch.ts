@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { Settled } from "./batcher.ts";
+import { addToOutbox } from "./outbox.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import type { ChatStore, MessageType, StoredMessage, Written } from "./store.ts";
 
@@ -49,7 +50,8 @@ function fromRow(r: MessageRow): StoredMessage {
 
 const retryKeyOf = (m: NewMessage) => (m.retryKey ? `${m.group}\u0000${m.user}\u0000${m.retryKey.requestId}` : null);
 
-export async function writeCreateBatch(tx: Tx, items: NewMessage[]): Promise<Settled<Created>[]> {
+/** `outbox`: also queue each new message for the webhooks (see outbox.ts), in this transaction. */
+export async function writeCreateBatch(tx: Tx, items: NewMessage[], outbox = false): Promise<Settled<Created>[]> {
   const groups = [...new Set(items.map((m) => m.group))].sort();
   const created = await tx.$queryRawUnsafe<{ name: string }[]>(
     `INSERT INTO "groups" ("name") SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING "name"`,
@@ -158,6 +160,7 @@ export async function writeCreateBatch(tx: Tx, items: NewMessage[]): Promise<Set
       fresh.map(({ p }) => p.id),
       fresh.map(({ m }) => m.user),
     );
+    if (outbox) await addToOutbox(tx, fresh.map(({ m, p }) => ({ group: m.group, seq: p.seq })));
     const bumped = [...lastSeq].filter(([name, seq]) => seq !== initialSeq.get(name));
     await tx.$executeRawUnsafe(
       `UPDATE "groups" SET "last_seq" = u.seq FROM unnest($1::text[], $2::int[]) AS u(name, seq) WHERE "groups"."name" = u.name`,

@@ -14,10 +14,17 @@ export interface DatabaseOptions {
   databaseUrl?: string | undefined;
   dataDir: string;
   poolSize?: number;
-  /** A write that waited this long behind others is refused unrun (see OrderedBatcher). */
+  /**
+   * The store's deadline (STORE_TIMEOUT_MS): a write that waited this long behind others is
+   * refused unrun (see OrderedBatcher), no write sends its COMMIT later than this minus a margin
+   * (see PrismaChatStore), and PostgreSQL itself ends any statement, or any transaction left
+   * idle, that outlasts it. Default 5000.
+   */
   writeTimeoutMs?: number;
   /** Ordered write queues, each committing one batch at a time (see PrismaChatStore). */
   writeShards?: number;
+  /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
+  webhookOutbox?: boolean;
 }
 
 export interface Database {
@@ -39,25 +46,32 @@ export async function migratePostgres(url: string): Promise<string[]> {
   }
 }
 
-const batching = (opts: DatabaseOptions) => ({ shards: opts.writeShards ?? 2, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000 });
+const batching = (opts: DatabaseOptions) => ({ shards: opts.writeShards ?? 2, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000, deadlineMs: opts.writeTimeoutMs ?? 5_000 });
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {
     const migrationsApplied = await migratePostgres(opts.databaseUrl);
+    const deadlineMs = opts.writeTimeoutMs ?? 5_000;
     const adapter = new PrismaPg({
       connectionString: opts.databaseUrl,
       max: opts.poolSize ?? 10,
-      connectionTimeoutMillis: 5_000,
+      // Every bound below the store's deadline: by the time a frame is answered `unavailable`,
+      // whatever it started is over or doomed, and cannot commit much later.
+      connectionTimeoutMillis: Math.max(50, Math.floor(deadlineMs / 2)),
       // A silent network (no RST, no answer) must end in `unavailable`, not in frames that hang
-      // and then run much later: give up on a query after 10 s, and notice dead peers.
-      query_timeout: 10_000,
+      // and then run much later: give up on a query at the deadline, and notice dead peers.
+      query_timeout: deadlineMs,
       keepAlive: true,
-      // A node cut off mid-transaction must not hold its groups' row locks for long: the server
-      // aborts a transaction left idle this long, releasing the locks for the other nodes.
-      idle_in_transaction_session_timeout: 15_000,
+      // The server's side of the same bound: a statement (a lock wait included) that outlasts
+      // the deadline is cancelled there.
+      statement_timeout: deadlineMs,
+      // A node cut off mid-transaction must not hold its groups' row locks, and a COMMIT stuck in
+      // a stalled network must not arrive later and apply: the server aborts a transaction left
+      // idle this long.
+      idle_in_transaction_session_timeout: deadlineMs,
     });
     const prisma = new PrismaClient({ adapter });
-    return { store: new PrismaChatStore(prisma, undefined, batching(opts)), prisma, kind: "postgresql", migrationsApplied };
+    return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
   const dir = path.resolve(opts.dataDir, "pglite");
   await mkdir(dir, { recursive: true });
@@ -65,5 +79,5 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const session: SqlSession = { query: (sql, params) => lite.query(sql, params) as never, exec: (sql) => lite.exec(sql) };
   const migrationsApplied = await applyMigrations(session, await readMigrations());
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
-  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts)), prisma, kind: "pglite", migrationsApplied };
+  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts), opts.webhookOutbox), prisma, kind: "pglite", migrationsApplied };
 }

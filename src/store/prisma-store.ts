@@ -3,9 +3,10 @@
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
-import { OrderedBatcher } from "./batcher.ts";
+import { OrderedBatcher, type Settled } from "./batcher.ts";
+import { addToOutbox } from "./outbox.ts";
 import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
-import type { ChatStore, LoggedEvent, MessageType, NewAttachment, StoredMessage, Written } from "./store.ts";
+import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
 
@@ -41,6 +42,27 @@ const toStored = (r: Row): StoredMessage => ({ ...r, type: r.type as MessageType
 /** Payload bytes per create batch: past a few MB, passing one statement's parameters stalls the event loop. */
 const MAX_BATCH_BYTES = 1024 * 1024;
 
+/** A write queued at `submittedAt` (performance.now()): its COMMIT must be sent by then plus the budget. */
+type Queued = NewMessage & { submittedAt: number };
+
+/**
+ * Room left for the COMMIT's round trip before the store's deadline: a write whose COMMIT cannot
+ * be sent by `deadline - margin` after the call is rolled back instead (see ChatStore).
+ */
+export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
+
+const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
+
+/** A retried write found already applied: thrown inside its transaction (rolling back the seq it took), answered outside. */
+class AlreadyApplied extends Error {
+  constructor(
+    readonly seq: number,
+    readonly messageId: string,
+  ) {
+    super("already applied");
+  }
+}
+
 /** FNV-1a: a cheap, stable spread of group names over the create shards. */
 function shardOf(group: string, shards: number): number {
   let h = 0x811c9dc5;
@@ -55,18 +77,24 @@ export class PrismaChatStore implements ChatStore {
    * of different shards lock disjoint groups, so they run side by side instead of queueing on
    * each other's row locks.
    */
-  private readonly writers: OrderedBatcher<NewMessage, Created>[];
+  private readonly writers: OrderedBatcher<Queued, Created>[];
+  /** How long after the call a write may still send its COMMIT. */
+  private readonly budgetMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { shards: number; maxBatch: number; maxWaitMs: number },
+    batching: { shards: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
+    private readonly outbox = false,
   ) {
+    const deadlineMs = batching.deadlineMs ?? 5_000;
+    this.budgetMs = deadlineMs - commitMarginMs(deadlineMs);
     this.writers = Array.from(
       { length: batching.shards },
       () =>
-        new OrderedBatcher<NewMessage, Created>(
-          (items) => this.prisma.$transaction((tx) => writeCreateBatch(tx, items), { maxWait: 10_000, timeout: 15_000 }),
+        new OrderedBatcher<Queued, Created>(
+          (items) => this.writeCreates(items),
           batching.maxBatch,
           MAX_BATCH_BYTES,
           (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
@@ -99,18 +127,79 @@ export class PrismaChatStore implements ChatStore {
     return id;
   }
 
-  /** Concurrent creates are written together (see create-batch.ts); each resolves once committed. */
-  createMessage(input: NewMessage): Promise<Created> {
-    return this.writerOf(input.group).submit(input);
+  /**
+   * A transaction that sends its COMMIT by `commitBy` (performance.now() time) or not at all:
+   * checked before it starts and again once its statements are done, and Prisma closes it
+   * (rolled back) should it still run then.
+   */
+  private transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const left = Math.floor(commitBy - performance.now());
+    if (left < 1) return Promise.reject(tooLate());
+    return this.prisma.$transaction(
+      async (tx) => {
+        const result = await fn(tx);
+        if (performance.now() > commitBy) throw tooLate();
+        return result;
+      },
+      { maxWait: left, timeout: left },
+    );
   }
 
-  private writerOf(group: string): OrderedBatcher<NewMessage, Created> {
+  /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
+  private async writeCreates(items: Queued[]): Promise<Settled<Created>[]> {
+    const now = performance.now();
+    const inTime = items.filter((m) => m.submittedAt + this.budgetMs > now);
+    const outcomes = new Map<Queued, Settled<Created>>();
+    if (inTime.length > 0) {
+      const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;
+      const written = await this.transaction(commitBy, (tx) => writeCreateBatch(tx, inTime, this.outbox));
+      inTime.forEach((m, i) => outcomes.set(m, written[i]!));
+    }
+    return items.map((m) => outcomes.get(m) ?? { ok: false, error: tooLate() });
+  }
+
+  /** Concurrent creates are written together (see create-batch.ts); each resolves once committed. */
+  createMessage(input: NewMessage): Promise<Created> {
+    return this.writerOf(input.group).submit({ ...input, submittedAt: performance.now() });
+  }
+
+  private writerOf(group: string): OrderedBatcher<Queued, Created> {
     return this.writers[shardOf(group, this.writers.length)]!;
   }
 
-  updateMessage(input: Parameters<ChatStore["updateMessage"]>[0]): Promise<Written> {
-    return this.writerOf(input.group).solo(() => this.prisma.$transaction(async (tx) => {
+  /** After the group's seq lock is taken: a retry of a write already applied rolls back and answers the original. */
+  private async checkRetry(tx: Tx, group: string, user: string, key: RetryKey | undefined): Promise<void> {
+    if (!key) return;
+    const prior = await tx.requestKey.findUnique({
+      where: { groupName_userId_requestId: { groupName: group, userId: user, requestId: key.requestId } },
+      select: { seq: true, messageId: true, createdAt: true },
+    });
+    if (prior && prior.createdAt.getTime() > Date.now() - key.windowMs) throw new AlreadyApplied(prior.seq, prior.messageId);
+  }
+
+  private async keepRetryKey(tx: Tx, group: string, user: string, key: RetryKey | undefined, seq: number, messageId: string): Promise<void> {
+    if (!key) return;
+    const id = { groupName: group, userId: user, requestId: key.requestId };
+    // An expired key of the same request_id is replaced.
+    await tx.requestKey.upsert({ where: { groupName_userId_requestId: id }, create: { ...id, seq, messageId }, update: { seq, messageId, createdAt: new Date() } });
+  }
+
+  /** Runs one update or delete in the group's write order, within the commit budget, retry-safe. */
+  private async soloWrite(group: string, fn: (tx: Tx) => Promise<Written>): Promise<Written & { duplicate: boolean }> {
+    const commitBy = performance.now() + this.budgetMs;
+    try {
+      return { ...(await this.writerOf(group).solo(() => this.transaction(commitBy, fn))), duplicate: false };
+    } catch (err) {
+      if (!(err instanceof AlreadyApplied)) throw err;
+      const row = await this.prisma.message.findUniqueOrThrow({ where: { id: err.messageId }, select: messageSelect });
+      return { seq: err.seq, message: toStored(row), duplicate: true };
+    }
+  }
+
+  updateMessage(input: Parameters<ChatStore["updateMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+    return this.soloWrite(input.group, async (tx) => {
       const seq = await this.nextSeq(tx, input.group);
+      await this.checkRetry(tx, input.group, input.user, input.retryKey);
       const current = await this.liveMessage(tx, input.group, input.messageId);
       if (current.userId !== input.user) throw new ChatError("forbidden", "only the author may update a message");
       let attachmentId = current.attachmentId;
@@ -130,13 +219,16 @@ export class PrismaChatStore implements ChatStore {
         select: messageSelect,
       });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
+      await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
-    }));
+    });
   }
 
-  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean }): Promise<Written> {
-    return this.writerOf(input.group).solo(() => this.prisma.$transaction(async (tx) => {
+  deleteMessage(input: Parameters<ChatStore["deleteMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+    return this.soloWrite(input.group, async (tx) => {
       const seq = await this.nextSeq(tx, input.group);
+      await this.checkRetry(tx, input.group, input.user, input.retryKey);
       const current = await this.liveMessage(tx, input.group, input.messageId);
       if (!input.anyAuthor && current.userId !== input.user) throw new ChatError("forbidden", "only the author may delete a message");
       const row = await tx.message.update({
@@ -151,12 +243,14 @@ export class PrismaChatStore implements ChatStore {
       });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
+      await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
-    }));
+    });
   }
 
   async markSeen(input: { group: string; user: string; messageId: string }) {
-    return this.prisma.$transaction(async (tx) => {
+    return this.transaction(performance.now() + this.budgetMs, async (tx) => {
       await this.liveMessage(tx, input.group, input.messageId);
       const key = { messageId_userId: { messageId: input.messageId, userId: input.user } };
       const { count } = await tx.seenReceipt.createMany({ data: [{ messageId: input.messageId, userId: input.user }], skipDuplicates: true });
@@ -187,9 +281,9 @@ export class PrismaChatStore implements ChatStore {
       where: { groupName: input.group, seq: { gt: input.after, ...(input.until !== undefined ? { lte: input.until } : {}) } },
       orderBy: { seq: "asc" },
       take: input.limit,
-      select: { seq: true, operation: true, userId: true, message: { select: messageSelect } },
+      select: { seq: true, operation: true, userId: true, createdAt: true, message: { select: messageSelect } },
     });
-    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message) }));
+    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message), committedAt: r.createdAt }));
   }
 
   async lastSeq(group: string): Promise<number> {

@@ -8,8 +8,17 @@
 // - A rule broken inside the transaction (unknown message, wrong author) throws a ChatError and
 //   changes nothing, not even the seq counter.
 // - Reads return the current state: a deleted message is a tombstone with no body or attachment.
+// - With webhooks configured, each stored event's webhook outbox row (outbox.ts) is written in
+//   the event's own transaction.
 // - Because the seq counter's row lock is held until commit, a group's events commit in seq
 //   order: once seq N is visible, every seq below N is visible too. Gap repair relies on this.
+// - Retry-safe: a write with a retryKey that was already applied (same group, user and
+//   request_id, within its window) applies nothing and answers the original (`duplicate`).
+// - No write commits after its deadline: a write that cannot send its COMMIT within the store's
+//   deadline (minus a margin for the commit's round trip), counted from the call, is rolled back
+//   and fails with `unavailable`, so a caller told `unavailable` at the deadline is not
+//   contradicted by a late commit (except by a commit whose confirmation alone is delayed past
+//   the margin: the retryKey covers that one).
 import type { MessageView } from "../protocol/index.ts";
 
 export type MessageType = MessageView["type"];
@@ -51,9 +60,11 @@ export interface LoggedEvent {
   operation: "create" | "reply" | "update" | "delete";
   userId: string;
   message: StoredMessage;
+  /** When the event was stored (its transaction's start), where the store knows it. */
+  committedAt?: Date;
 }
 
-/** An idempotency key for creates: a retry with the same one stores nothing new. */
+/** An idempotency key for stored writes: a retry with the same one stores nothing new. */
 export interface RetryKey {
   requestId: string;
   /** Only a message created this recently counts as the original. */
@@ -78,9 +89,10 @@ export interface ChatStore {
     messageId: string;
     body: string;
     attachment: NewAttachment | null | undefined;
-  }): Promise<Written>;
+    retryKey?: RetryKey;
+  }): Promise<Written & { duplicate: boolean }>;
   /** Only the author may delete, unless `anyAuthor` (moderation): then `user` is recorded as who deleted it. */
-  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean }): Promise<Written>;
+  deleteMessage(input: { group: string; user: string; messageId: string; anyAuthor?: boolean; retryKey?: RetryKey }): Promise<Written & { duplicate: boolean }>;
   /** Idempotent per (message, user): `first` is false when the receipt already existed. */
   markSeen(input: { group: string; user: string; messageId: string }): Promise<{ seenAt: Date; first: boolean }>;
   /** The `limit` messages before `before` (exclusive; all when absent), oldest first. */

@@ -4,39 +4,14 @@
 // reconnects, resumes with since and retries its unanswered creates without losing or
 // duplicating a message. A fake server covers what a correct server never does (silence, gaps).
 import { setTimeout as sleep } from "node:timers/promises";
-import t, { type Test } from "tap";
+import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
-import { attachmentPath, ChatClient, ChatRequestError, type ChatClientOptions, type ConnectionState, type GroupEvent, type WebSocketLike } from "../../src/client/index.ts";
+import { attachmentPath, ChatRequestError, type ConnectionState, type WebSocketLike } from "../../src/client/index.ts";
 import { spawnNode, startInProcess } from "../helpers/node.ts";
 import { freshDatabase } from "../helpers/services.ts";
+import { client, createEvent, recorder, until } from "../helpers/sdk.ts";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-
-/** A client with test-friendly timings, closed at teardown. */
-function client(t: Test, opts: Partial<ChatClientOptions> & { group: string }): ChatClient {
-  const c = new ChatClient({ WebSocket, reconnect: { baseMs: 50, maxMs: 400 }, ...opts });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Records every stored event a client delivers. */
-function recorder(c: ChatClient) {
-  const events: GroupEvent[] = [];
-  c.on("event", (e) => events.push(e));
-  return {
-    events,
-    seqs: () => events.flatMap((e) => ("seq" in e ? [e.seq] : [])),
-    bodies: () => events.flatMap((e) => (e.operation === "create" || e.operation === "reply" ? [e.message.body] : [])),
-  };
-}
 
 function rejection(p: Promise<unknown>): Promise<ChatRequestError> {
   return p.then(
@@ -201,8 +176,6 @@ t.test("without an answer an operation times out; close rejects what is waiting"
 });
 
 // The fake server speaks just enough protocol to send events with chosen seqs.
-const view = (id: string) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false });
-const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`) });
 
 t.test("repeats are dropped by seq, and a gap makes the client reconnect and have it replayed", async (t) => {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });

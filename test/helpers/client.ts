@@ -14,11 +14,13 @@ export class ChatClient {
   closed: Promise<{ code: number; reason: string }>;
   private counter = 0;
 
-  constructor(readonly ws: WebSocket) {
+  /** `presence`: keep join/leave frames (other tests ignore them: they come with every `?user=` socket). */
+  constructor(readonly ws: WebSocket, opts: { presence?: boolean } = {}) {
     ws.on("message", (data, isBinary) => {
       const parsed = v.safeParse(ServerEvent, JSON.parse(data.toString()));
       if (!parsed.success) throw new Error(`server sent a frame outside the protocol: ${data.toString()} (${parsed.issues[0].message})`);
       if (isBinary) throw new Error("server sent a binary frame");
+      if (!opts.presence && (parsed.output.operation === "join" || parsed.output.operation === "leave")) return;
       this.received.push(parsed.output);
       for (const w of this.waiters.splice(0)) w();
     });
@@ -82,9 +84,9 @@ export function wsUrl(port: number, group: string, query: Record<string, string>
 }
 
 /** Connects and waits for the open; closed at teardown. */
-export function connect(t: Test, port: number, group: string, query: Record<string, string> = {}): Promise<ChatClient> {
+export function connect(t: Test, port: number, group: string, query: Record<string, string> = {}, opts: { presence?: boolean } = {}): Promise<ChatClient> {
   const ws = new WebSocket(wsUrl(port, group, query), { perMessageDeflate: false });
-  const client = new ChatClient(ws);
+  const client = new ChatClient(ws, opts);
   t.teardown(() => {
     if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
   });

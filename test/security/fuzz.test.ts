@@ -67,6 +67,7 @@ const REQUIRED: Record<string, string[]> = {
   reply: ["message_id", "type"],
   seen: ["message_id"],
   typing: ["typing_status"],
+  presence: [],
   history: [],
 };
 const WITH_ID = ["update", "delete", "seen", "reply"];
@@ -182,7 +183,8 @@ class Generator {
     ] as const;
     let roll = this.r() * kinds.reduce((s, [, w]) => s + w, 0);
     const kind = kinds.find(([, w]) => (roll -= w) < 0)![0];
-    const op = this.pick(OPERATIONS as readonly string[]);
+    // Operations with fields to corrupt (presence has none), in OPERATIONS order so seeds replay.
+    const op = this.pick(OPERATIONS.filter((o) => (OP_FIELDS[o]?.length ?? 0) > 0) as readonly string[]);
     switch (kind) {
       case "binary": {
         const bytes = new Uint8Array(this.int(3000));

@@ -3,7 +3,7 @@
 // `/files/<id>`, built from the attachment id.
 import * as v from "valibot";
 import { UserId } from "../../protocol/index.ts";
-import { attachmentPath, ChatClient, fileFromBlob, type MessageView, type StateChange } from "../index.ts";
+import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type StateChange } from "../index.ts";
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
@@ -28,6 +28,7 @@ const textInput = $<HTMLInputElement>("#text");
 const fileInput = $<HTMLInputElement>("#file");
 const fileName = $<HTMLElement>("#file-name");
 const notice = $<HTMLElement>("#notice");
+const renewForm = $<HTMLFormElement>("#renew");
 
 const RASTER = /^image\/(?:png|jpeg|gif|webp|avif|bmp)$/;
 
@@ -157,7 +158,12 @@ function renderState(change?: StateChange): void {
     connecting: "connecting…",
     syncing: "catching up…",
     live: "● live",
-    reconnecting: change?.delayMs !== undefined ? `offline · retrying in ${Math.ceil(change.delayMs / 1000)} s` : "offline",
+    reconnecting:
+      change?.code === CLOSE_TOKEN_EXPIRED
+        ? "session expired · renewing…"
+        : change?.delayMs !== undefined
+          ? `offline · retrying in ${Math.ceil(change.delayMs / 1000)} s`
+          : "offline",
     closed: "disconnected",
   };
   stateBadge.textContent = (text[state] ?? state) + unsent;
@@ -180,6 +186,51 @@ function markSeen(): void {
   }
 }
 
+/** Shows an operation waiting for its answer, greyed, until `result` settles. */
+function showPending(text: string, result: Promise<AckEvent>): void {
+  const pending = el("li", {}, el("div", { className: "meta", text: "sending…" }), el("div", { className: "body", text }));
+  outbox.append(pending);
+  scroller.scrollTop = scroller.scrollHeight;
+  renderState();
+  result.then(
+    () => pending.remove(),
+    (err: Error) => {
+      pending.classList.add("failed");
+      pending.querySelector(".meta")!.textContent = `not sent: ${err.message}`;
+      showNotice(err.message);
+    },
+  ).finally(renderState);
+}
+
+/** The page's outbox survives a reload in localStorage (when the browser allows it). */
+function pageStorage(): OutboxStorage | undefined {
+  try {
+    localStorage.getItem("chatroom");
+    return localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The token for the next connection; once the server said it expired, a new one is asked for. */
+function renewedToken(): Promise<string> {
+  renewForm.hidden = false;
+  const input = renewForm.elements.namedItem("token") as HTMLInputElement;
+  input.value = "";
+  input.focus();
+  return new Promise((resolve) => {
+    renewForm.onsubmit = (ev) => {
+      ev.preventDefault();
+      const fresh = input.value.trim();
+      if (!fresh) return;
+      renewForm.hidden = true;
+      renewForm.onsubmit = null;
+      token = fresh;
+      resolve(fresh);
+    };
+  });
+}
+
 // ---- joining and leaving ------------------------------------------------------------------
 
 function join(group: string, user: string, jwt: string | undefined): void {
@@ -187,23 +238,37 @@ function join(group: string, user: string, jwt: string | undefined): void {
   const name = v.safeParse(UserId, user);
   if (!jwt && !name.success) return showNotice(name.issues[0].message);
   try {
-    chat = new ChatClient({ group, ...(jwt ? { token: jwt } : { user }) });
+    const identity = jwt ? { token: ({ expired }: { expired: boolean }) => (expired ? renewedToken() : token!) } : { user };
+    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage() });
   } catch (err) {
     showNotice((err as Error).message);
     return;
   }
-  me = chat.user ?? user;
+  me = chat.user ?? (jwt ? undefined : user);
   try {
     localStorage.setItem("chatroom", JSON.stringify({ group, user }));
   } catch {
     // storage disabled: nothing to remember
   }
-  chat.on("state", (change) => renderState(change));
+  chat.on("state", (change) => {
+    // With a token, who we are is known once the first token is fetched (its `sub`).
+    if (chat?.user !== undefined && chat.user !== me) {
+      me = chat.user;
+      roomLabel.textContent = `#${group} as ${me}`;
+    }
+    renderState(change);
+  });
   chat.on("change", () => {
     render();
     renderState();
   });
   chat.on("typers", renderTypers);
+  // What the page had not sent when it was reloaded goes out again (with its original request_ids).
+  chat.on("restored", (ops) => {
+    for (const op of ops) {
+      if (op.operation === "create" || op.operation === "reply") showPending(String(op.frame.body ?? ""), op.result);
+    }
+  });
   chat.on("error", (err) => showNotice(err.message));
   const mark = (m: MessageView) => toMark.push(m.id);
   chat.on("created", mark);
@@ -213,7 +278,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
     const newest = [...page.messages].reverse().find((m) => m.user !== me && !m.deleted);
     if (reset && newest) toMark.push(newest.id);
   });
-  roomLabel.textContent = `#${group} as ${me}`;
+  roomLabel.textContent = me === undefined ? `#${group}` : `#${group} as ${me}`;
   joinForm.hidden = true;
   chatSection.hidden = false;
   leaveButton.hidden = false;
@@ -225,6 +290,8 @@ function join(group: string, user: string, jwt: string | undefined): void {
 function leave(): void {
   chat?.close();
   chat = null;
+  renewForm.hidden = true;
+  renewForm.onsubmit = null;
   for (const row of rows.values()) row.li.remove();
   rows.clear();
   outbox.replaceChildren();
@@ -274,23 +341,14 @@ composer.addEventListener("submit", (ev) => {
   fileName.textContent = "";
   setReply(null);
   // Shown at once, greyed until the server acknowledges it (it may wait offline in the outbox).
-  const pending = el("li", {}, el("div", { className: "meta", text: "sending…" }), el("div", { className: "body", text: body || file?.name || "" }));
-  outbox.append(pending);
-  scroller.scrollTop = scroller.scrollHeight;
-  renderState();
-  void (async () => {
-    try {
+  showPending(
+    body || file?.name || "",
+    (async () => {
       const attachment = file ? await fileFromBlob(file) : undefined;
       const opts = attachment ? { file: attachment } : {};
-      await (target ? client.reply(target, body, opts) : client.send(body, opts));
-      pending.remove();
-    } catch (err) {
-      pending.classList.add("failed");
-      pending.querySelector(".meta")!.textContent = `not sent: ${(err as Error).message}`;
-      showNotice((err as Error).message);
-    }
-    renderState();
-  })();
+      return target ? client.reply(target, body, opts) : client.send(body, opts);
+    })(),
+  );
 });
 
 // ---- message actions ----------------------------------------------------------------------

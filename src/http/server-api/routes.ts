@@ -4,6 +4,7 @@
 // frames, so a publish is stored, broadcast and de-duplicated exactly like a create.
 import type { ControlChannel } from "../../bus/control.ts";
 import type { ChatService } from "../../chat/service.ts";
+import type { WebhookOutbox } from "../../store/outbox.ts";
 import { CLOSE_DISCONNECTED, ChatError } from "../../protocol/index.ts";
 import type { TemplatedApp } from "../../gateway/uws.ts";
 import { send } from "../respond.ts";
@@ -11,7 +12,11 @@ import { ApiKeys } from "./keys.ts";
 import { buildOpenApi } from "./openapi.ts";
 import { registerRoute, route, type AnyRoute, type RunnerDeps } from "./route.ts";
 import {
+  DeadLettersAnswer,
+  DeadLettersQuery,
   DeleteQuery,
+  RequeueAnswer,
+  RequeueRequest,
   DisconnectAnswer,
   GroupParam,
   HistoryAnswer,
@@ -26,6 +31,8 @@ export interface ServerApiDeps {
   service: ChatService;
   control: ControlChannel;
   busUp: () => boolean;
+  /** The webhook outbox, when webhooks are configured (its dead letters are listed and requeued here). */
+  outbox: WebhookOutbox | null;
 }
 
 const ack = (out: Awaited<ReturnType<ChatService["create"]>>) => {
@@ -35,8 +42,33 @@ const ack = (out: Awaited<ReturnType<ChatService["create"]>>) => {
 
 /** Every route of the server API; the OpenAPI document is generated from this list. */
 export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
-  const { service } = deps;
+  const { service, outbox } = deps;
+  const webhookRoutes = !outbox ? [] : [
+    route({
+      method: "get",
+      path: "/api/server/webhooks/dead-letters",
+      summary: "Webhook events that failed WEBHOOK_MAX_ATTEMPTS times and are no longer retried, oldest group and seq first",
+      params: {},
+      query: DeadLettersQuery,
+      answer: { status: 200, schema: DeadLettersAnswer, description: "the dead letters" },
+      errors: [],
+      handle: async ({ query }) => ({
+        dead_letters: (await outbox.deadLetters(query.limit)).map((d) => ({ group: d.group, seq: d.seq, attempts: d.attempts, last_error: d.lastError, created: d.createdAt.toISOString() })),
+      }),
+    }),
+    route({
+      method: "post",
+      path: "/api/server/webhooks/dead-letters/requeue",
+      summary: "Deliver dead letters again (all, one group's, or one event's): they are retried from scratch, after any later events of their group already delivered",
+      params: {},
+      body: RequeueRequest,
+      answer: { status: 200, schema: RequeueAnswer, description: "how many were requeued" },
+      errors: [],
+      handle: async ({ body }) => ({ requeued: await outbox.requeue({ group: body.group, seq: body.seq }) }),
+    }),
+  ];
   return [
+    ...webhookRoutes,
     route({
       method: "post",
       path: "/api/server/groups/:group/messages",

@@ -56,3 +56,14 @@ export const ERROR_STATUS: Record<HttpErrorCode, number> = {
   internal: 500,
   unavailable: 503,
 };
+
+/** GET /api/server/webhooks/dead-letters */
+export const DeadLettersQuery = v.object({
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,4}$/, "limit must be 1 to 1000"), v.toNumber(), v.minValue(1, "limit must be 1 to 1000"), v.maxValue(1000, "limit must be 1 to 1000")), "100"),
+});
+export const DeadLettersAnswer = v.object({
+  dead_letters: v.array(v.object({ group: v.string(), seq: v.number(), attempts: v.number(), last_error: v.nullable(v.string()), created: v.string() })),
+});
+/** POST /api/server/webhooks/dead-letters/requeue: all dead letters, one group's, or one event's. */
+export const RequeueRequest = v.object({ group: v.optional(GroupName), seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))) });
+export const RequeueAnswer = v.object({ requeued: v.number() });

@@ -1,0 +1,159 @@
+// The Redis layout of presence and the Lua scripts that change it, written down once. Every key
+// carries the hash tag `{chatpresence}` (one slot: the scripts touch keys they derive).
+//
+//   {chatpresence}:nodes           ZSET  node id -> lease expiry (ms, Redis clock)
+//   {chatpresence}:n:<node>        HASH  "<group> <user>" -> since (ms): what the node holds
+//   {chatpresence}:r:<group>       HASH  user -> how many nodes hold them
+//   {chatpresence}:g:<group>       ZSET  user -> since (ms): the present users, oldest first
+//   {chatpresence}:reaped:<node>   STRING set for a day once the node was reaped
+//
+// A user is present while their holder count is > 0. Every script is O(log n) in the group's
+// size, except `sync` and `reap`, which are O(the node's pairs).
+export const PREFIX = "{chatpresence}";
+export const NODES_KEY = `${PREFIX}:nodes`;
+export const groupKey = (group: string) => `${PREFIX}:g:${group}`;
+
+const COMMON = `
+local P = '${PREFIX}'
+local NODES = KEYS[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function split(f)
+  local i = string.find(f, ' ', 1, true)
+  return string.sub(f, 1, i - 1), string.sub(f, i + 1)
+end
+-- The node's lease is gone: {-2, 0} it was reaped (the cluster saw its users leave), {-1, 0} Redis lost its data.
+local function unknown(node)
+  if redis.call('EXISTS', P .. ':reaped:' .. node) == 1 then return {-2, 0} end
+  return {-1, 0}
+end
+-- One more node holds the user: the group count after a join, or false.
+local function hold(group, user, since)
+  local g = P .. ':g:' .. group
+  if redis.call('HINCRBY', P .. ':r:' .. group, user, 1) == 1 then
+    redis.call('ZADD', g, since, user)
+    return redis.call('ZCARD', g)
+  end
+  redis.call('ZADD', g, 'LT', since, user)
+  return false
+end
+-- One node fewer holds the user: the group count after a leave, or false.
+local function unhold(group, user)
+  local r = redis.call('HINCRBY', P .. ':r:' .. group, user, -1)
+  if r > 0 then return false end
+  redis.call('HDEL', P .. ':r:' .. group, user)
+  redis.call('ZREM', P .. ':g:' .. group, user)
+  if r < 0 then return false end
+  return redis.call('ZCARD', P .. ':g:' .. group)
+end
+`;
+
+/** KEYS nodes; ARGV node, group, user, since -> {1, count} joined, {0, 0} already present, {-1|-2, 0} node unknown (see `unknown`). */
+export const ACQUIRE = `${COMMON}
+local node, group, user, since = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
+redis.call('HSET', P .. ':n:' .. node, group .. ' ' .. user, since)
+local c = hold(group, user, since)
+if c then return {1, c} end
+return {0, 0}
+`;
+
+/** KEYS nodes; ARGV node, group, user -> {1, count} left, {0, 0} still held elsewhere, {-1|-2, 0} node unknown. */
+export const RELEASE = `${COMMON}
+local node, group, user = ARGV[1], ARGV[2], ARGV[3]
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
+if redis.call('HDEL', P .. ':n:' .. node, group .. ' ' .. user) == 0 then return {0, 0} end
+local c = unhold(group, user)
+if c then return {1, c} end
+return {0, 0}
+`;
+
+/** KEYS nodes; ARGV node, ttlMs -> 1 renewed, 0 unknown (Redis lost its data), 2 expired or reaped. */
+export const RENEW = `${COMMON}
+local node, ttl = ARGV[1], tonumber(ARGV[2])
+local s = redis.call('ZSCORE', NODES, node)
+local now = now_ms()
+if not s then
+  if redis.call('EXISTS', P .. ':reaped:' .. node) == 1 then return 2 end
+  return 0
+end
+if tonumber(s) < now then return 2 end
+redis.call('ZADD', NODES, now + ttl, node)
+return 1
+`;
+
+/** KEYS nodes; ARGV node, leaseMs -> 1: the lease now ends in leaseMs (a stopping node's grace). */
+export const CUT = `${COMMON}
+local node, ms = ARGV[1], tonumber(ARGV[2])
+if not redis.call('ZSCORE', NODES, node) then return 0 end
+redis.call('ZADD', NODES, now_ms() + ms, node)
+return 1
+`;
+
+/**
+ * Makes the node's registered pairs exactly the given ones and renews its lease.
+ * KEYS nodes; ARGV node, ttlMs, announce (1/0), then key, since pairs.
+ * -> flat list of kind, group, user, count for each transition (only when announcing).
+ */
+export const SYNC = `${COMMON}
+local node, ttl, announce = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local nkey = P .. ':n:' .. node
+local want = {}
+for i = 4, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+local out = {}
+local old = redis.call('HKEYS', nkey)
+for _, f in ipairs(old) do
+  if want[f] == nil then
+    redis.call('HDEL', nkey, f)
+    local g, u = split(f)
+    local c = unhold(g, u)
+    if c and announce then out[#out + 1] = 'leave'; out[#out + 1] = g; out[#out + 1] = u; out[#out + 1] = c end
+  else
+    want[f] = nil
+  end
+end
+for f, since in pairs(want) do
+  redis.call('HSET', nkey, f, since)
+  local g, u = split(f)
+  local c = hold(g, u, tonumber(since))
+  if c and announce then out[#out + 1] = 'join'; out[#out + 1] = g; out[#out + 1] = u; out[#out + 1] = c end
+end
+redis.call('ZADD', NODES, now_ms() + ttl, node)
+redis.call('DEL', P .. ':reaped:' .. node)
+return out
+`;
+
+/**
+ * Releases up to `batch` pairs of one node whose lease ran out.
+ * KEYS nodes; ARGV batch -> {} when no lease ran out, else {node, done (1/0), then group, user, count per leave}.
+ */
+export const REAP = `${COMMON}
+local batch = tonumber(ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', NODES, '-inf', now_ms(), 'LIMIT', 0, 1)
+if #dead == 0 then return {} end
+local node = dead[1]
+local nkey = P .. ':n:' .. node
+local out = {node, 0}
+local fields = redis.call('HRANDFIELD', nkey, batch)
+for _, f in ipairs(fields) do
+  redis.call('HDEL', nkey, f)
+  local g, u = split(f)
+  local c = unhold(g, u)
+  if c then out[#out + 1] = g; out[#out + 1] = u; out[#out + 1] = c end
+end
+if redis.call('EXISTS', nkey) == 0 then
+  redis.call('ZREM', NODES, node)
+  redis.call('SET', P .. ':reaped:' .. node, 1, 'EX', 86400)
+  out[2] = 1
+end
+return out
+`;
+
+/** KEYS nodes; ARGV group, user -> {present (1/0), count}. */
+export const CHECK = `${COMMON}
+local group, user = ARGV[1], ARGV[2]
+local present = redis.call('ZSCORE', P .. ':g:' .. group, user) and 1 or 0
+return {present, redis.call('ZCARD', P .. ':g:' .. group)}
+`;

@@ -1,0 +1,98 @@
+// The Redis presence keeps the seam's promises (the shared suite, several nodes on one private
+// redis-server), and its own: leases, reaping, rebuild after a Redis restart.
+import t, { type Test } from "tap";
+import { RedisPresence } from "../../src/presence/redis-presence.ts";
+import type { PresenceChange, PresenceHooks } from "../../src/presence/presence.ts";
+import { eventually, uniqueGroup } from "../helpers/probe.ts";
+import { privateRedis } from "../helpers/redis-server.ts";
+import { GRACE_MS, presenceSuite } from "./presence-suite.ts";
+
+const redis = await privateRedis(t);
+const TTL_MS = 1_500;
+
+function make(tt: Test, onChange: (c: PresenceChange) => void, hooks: PresenceHooks = {}) {
+  const p = new RedisPresence(redis.url, { graceMs: GRACE_MS, ttlMs: TTL_MS }, onChange, hooks);
+  tt.teardown(() => p.stop());
+  return p;
+}
+
+presenceSuite(
+  t,
+  async (tt, onChange) => {
+    const p = make(tt, onChange);
+    await p.start();
+    return p;
+  },
+  { cluster: true },
+);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test("a node that stops renewing (crash) is reaped: its users leave within ttl + grace", async (t) => {
+  const changes: PresenceChange[] = [];
+  const g = uniqueGroup("crash");
+  const a = make(t, () => {});
+  const b = make(t, (c) => c.group === g && changes.push(c));
+  await a.start();
+  await b.start();
+  a.open(g, "hal");
+  b.open(g, "ivy");
+  a.open(g, "ivy");
+  await sleep(200);
+  // A crash: no more renewals, no lease cut, no releases.
+  const frozen = a as unknown as { timers: NodeJS.Timeout[]; stopped: boolean; redis: { disconnect(): void } };
+  for (const timer of frozen.timers) clearInterval(timer);
+  frozen.stopped = true;
+  frozen.redis.disconnect();
+  const crashedAt = Date.now();
+  t.ok(await eventually(() => changes.some((c) => c.kind === "leave"), TTL_MS + GRACE_MS + 3_000), "hal leaves");
+  const took = Date.now() - crashedAt;
+  t.ok(took <= TTL_MS + GRACE_MS + 500, `within ttl + grace (+ 500 ms slack): ${took} ms`);
+  await sleep(GRACE_MS);
+  t.same(changes.filter((c) => c.kind === "leave").map((c) => `${c.user} ${c.count}`), ["hal 1"], "ivy (also on b) stays");
+  t.same((await b.snapshot(g, 10)).users.map((u) => u.user), ["ivy"]);
+});
+
+t.test("a Redis restart rebuilds presence from the live nodes with no join or leave", async (t) => {
+  const changes: PresenceChange[] = [];
+  const resyncs: string[] = [];
+  const g = uniqueGroup("restart");
+  const a = make(t, (c) => c.group === g && changes.push(c), { onResync: (r: string) => resyncs.push(r) });
+  const b = make(t, (c) => c.group === g && changes.push(c), { onResync: (r: string) => resyncs.push(r) });
+  await a.start();
+  await b.start();
+  a.open(g, "jo");
+  b.open(g, "kim");
+  b.open(g, "jo");
+  t.ok(await eventually(() => changes.length === 2, 3_000));
+  const before = await a.snapshot(g, 10);
+  await redis.stop("SIGKILL");
+  await sleep(300);
+  await redis.start();
+  t.ok(await eventually(async () => (await a.snapshot(g, 10).catch(() => ({ count: -1 }))).count === 2, 10_000), "rebuilt");
+  await sleep(TTL_MS);
+  t.same(changes.map((c) => `${c.kind} ${c.user}`).sort(), ["join jo", "join kim"], "no leave or join");
+  t.same(await b.snapshot(g, 10), before, "same users, same since");
+  t.ok(resyncs.length >= 2, `both nodes re-synced (${resyncs.join(", ")})`);
+  // Presence keeps working afterwards.
+  b.close(g, "kim");
+  t.ok(await eventually(() => changes.length === 3, 3_000));
+  t.same(changes[2], { kind: "leave", group: g, user: "kim", count: 1 });
+});
+
+t.test("a transition made while Redis is down is announced once it is back", async (t) => {
+  const changes: PresenceChange[] = [];
+  const g = uniqueGroup("down");
+  const a = make(t, (c) => c.group === g && changes.push(c));
+  await a.start();
+  a.open(g, "lee");
+  t.ok(await eventually(() => changes.length === 1, 3_000));
+  await redis.stop("SIGKILL");
+  a.open(g, "max");
+  a.close(g, "lee");
+  await sleep(GRACE_MS + 100);
+  await redis.start();
+  t.ok(await eventually(() => changes.length === 3, 10_000), "announced");
+  t.same(changes.slice(1).map((c) => `${c.kind} ${c.user}`).sort(), ["join max", "leave lee"]);
+  t.same((await a.snapshot(g, 10)).users.map((u) => u.user), ["max"]);
+});
