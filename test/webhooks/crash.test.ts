@@ -15,11 +15,12 @@ t.test("a node killed mid-delivery: another node delivers everything, in order",
   await requireRedis();
   const url = await freshDatabase(t);
   const receiver = new WebhookReceiver(SECRET);
-  const env = { DATABASE_URL: url, REDIS_URL, SERVER_API_KEYS: KEY, WEBHOOK_URL: await receiver.start(t), WEBHOOK_SECRET: SECRET, WEBHOOK_TIMEOUT_MS: "1000", WEBHOOK_POLL_MS: "100" };
+  const env = { DATABASE_URL: url, REDIS_URL, SERVER_API_KEYS: KEY, WEBHOOK_URL: await receiver.start(t), WEBHOOK_SECRET: SECRET, WEBHOOK_TIMEOUT_MS: "4000", WEBHOOK_POLL_MS: "100" };
   const a = await spawnNode(t, env);
   await untilReady(a.port);
   const g = uniqueGroup("wh-kill");
-  // The first attempt at seq 2 never gets an answer: node A is stuck in it when it dies.
+  // The first attempt at seq 2 never gets an answer: node A is stuck in it when it dies (its
+  // timeout, 4 s, leaves a loaded machine ample time to kill it first).
   receiver.answer = (e, attempt) => (e.seq === 2 && attempt === 1 ? "hang" : 200);
   const api = new ChatServerClient({ url: `http://127.0.0.1:${a.port}`, apiKey: KEY });
   for (let i = 0; i < 4; i++) await api.publish(g, { user: "bot", type: "text", body: `m${i}` });
@@ -33,7 +34,7 @@ t.test("a node killed mid-delivery: another node delivers everything, in order",
   t.equal(rows[0].leased, true, "its head is leased by the dead node, which holds the whole group");
   const b = await spawnNode(t, env);
   await untilReady(b.port);
-  t.ok(await receiver.until(g, 4, 20_000), "node B delivers them once the lease expires");
+  t.ok(await receiver.until(g, 4, 30_000), "node B delivers them once the lease (2 x 4 s + 2 s) expires");
   t.same(receiver.accepted(g), [1, 2, 3, 4], "in order, nothing lost");
   t.same(receiver.of(g).map((r) => r.delivery), [`${g}:1`, `${g}:2`, `${g}:2`, `${g}:3`, `${g}:4`], "the interrupted one twice, with the same delivery id");
 });

@@ -32,7 +32,6 @@ t.before(async () => {
     WEBHOOK_BACKOFF_MAX_MS: "300",
     WEBHOOK_MAX_ATTEMPTS: "6",
     WEBHOOK_POLL_MS: "100",
-    WEBHOOK_TIMEOUT_MS: "2000",
   };
   nodes = await Promise.all([0, 1].map(() => spawnNode(t, env)));
   await Promise.all(nodes.map((n) => untilReady(n.port)));
