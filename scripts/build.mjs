@@ -80,11 +80,42 @@ export async function bundlePage({ minify = true } = {}) {
   return files;
 }
 
+/**
+ * The generated Prisma client embeds its query compiler as a 4.6 MB base64 module, which the
+ * node keeps in its heap twice (the module's source and the string) for its whole life. The
+ * build decodes it once into dist/<name>.wasm and makes the client read that file instead.
+ */
+function queryCompilerFromFile(wasmFiles) {
+  return {
+    name: "prisma-query-compiler-file",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]generated[\\/]internal[\\/]class\.ts$/ }, async (args) => {
+        let text = readFileSync(args.path, "utf8");
+        const pattern = /getQueryCompilerWasmModule: async \(\) => \{\s*const \{ wasm \} = await import\("(@prisma\/client\/runtime\/([\w.]+)\.wasm-base64\.mjs)"\)\s*return await decodeBase64AsWasm\(wasm\)\s*\}/;
+        const m = pattern.exec(text);
+        if (!m) throw new Error(`${args.path}: the query compiler's loader has an unexpected shape; update scripts/build.mjs`);
+        const [, specifier, name] = m;
+        const { wasm } = await import(specifier);
+        wasmFiles.set(`${name}.wasm`, Buffer.from(wasm, "base64"));
+        text = text.replace(
+          pattern,
+          `getQueryCompilerWasmModule: async () => {
+    const { readFile } = await import("node:fs/promises")
+    return await WebAssembly.compile(await readFile(new URL("./${name}.wasm", import.meta.url)))
+  }`,
+        );
+        return { contents: text, loader: "ts" };
+      });
+    },
+  };
+}
+
 export async function build() {
   const esbuild = await import("esbuild");
   const started = Date.now();
   const sources = sourceHash();
   rmSync(DIST, { recursive: true, force: true });
+  const wasmFiles = new Map();
   await esbuild.build({
     entryPoints: ENTRIES,
     outdir: DIST,
@@ -98,7 +129,9 @@ export async function build() {
     target: "node20",
     sourcemap: "linked",
     logLevel: "warning",
+    plugins: [queryCompilerFromFile(wasmFiles)],
   });
+  for (const [name, bytes] of wasmFiles) writeFileSync(path.join(DIST, name), bytes);
   mkdirSync(path.join(DIST, "page"));
   for (const [name, text] of await bundlePage()) writeFileSync(path.join(DIST, "page", name), text);
   writeFileSync(INFO, JSON.stringify({ sources, built: new Date().toISOString() }) + "\n");

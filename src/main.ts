@@ -1,8 +1,15 @@
 // The process entry: configuration, one node, and signal handling.
+import v8 from "node:v8";
 import { checkStartup, ConfigError, loadConfig } from "./config/env.ts";
 import "./gateway/uws.ts"; // fail fast, before anything else, when the native server cannot load
 import { createLogger } from "./log.ts";
 import { startNode } from "./server.ts";
+
+// WebAssembly (Prisma's query compiler; PGlite's whole PostgreSQL when embedded) runs on V8's
+// baseline compiler only. TurboFan's optimised copies of those modules cost ~50 MB of RSS per
+// node (docs/benchmarks.md, "memory"); Prisma caches query plans, so the compiler runs once per
+// query shape and its speed does not show in the write path.
+v8.setFlagsFromString("--liftoff-only");
 
 let config;
 try {

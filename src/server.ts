@@ -9,14 +9,21 @@ import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
+import { ReadState } from "./chat/read-state.ts";
+import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { identityFromConfig } from "./gateway/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
-import { withDeadline } from "./deadline.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
+import { registerProbeRoutes } from "./http/probes.ts";
+import { sendJson } from "./http/respond.ts";
+import { DependencyMonitor } from "./health/dependencies.ts";
+import { Readiness } from "./health/readiness.ts";
+import { uws, type us_listen_socket } from "./gateway/uws.ts";
 import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
@@ -28,6 +35,8 @@ import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
   port: number;
+  /** Where probes and metrics are served when METRICS_PORT is set (else on `port`). */
+  metricsPort: number | null;
   gateway: Gateway;
   service: ChatService;
   subscriptions: Subscriptions;
@@ -41,7 +50,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, webhookOutbox: Boolean(config.WEBHOOK_URL) });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
@@ -150,26 +159,34 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     onStored: () => webhooks?.kick(),
   });
-  const dispatcher = new Dispatcher(service, metrics, log);
+  const chat = service;
+  const reads = new ReadState({
+    store: new PrismaReadState(db.prisma),
+    broadcast: (group, event) => chat.broadcast(group, event),
+    onError: (err, group) => log.warn({ err, group }, "could not record a membership"),
+  });
+  const dispatcher = new Dispatcher(service, metrics, log, reads);
 
-  const databaseUp = () => withDeadline(db.store.ping(), 2_000, () => new Error("database did not answer within 2000 ms")).then(() => true, () => false);
+  // Shared services are probed in the background; readiness fails only for this node's own
+  // reasons (src/health/readiness.ts says why).
+  const dependencies = new DependencyMonitor(
+    { database: () => db.store.ping(), redis: () => bus.isUp() },
+    { intervalMs: 1_000, timeoutMs: 2_000 },
+    (name, state) => (state.up ? log.info({ dependency: name }, "dependency up") : log.warn({ dependency: name, err: state.error }, "dependency down")),
+  );
+  dependencies.start();
+  const readiness = new Readiness(dependencies, config.READY_MAX_LOOP_DELAY_MS);
   metrics.setProbes({
-    databaseUp,
-    busUp: () => bus.isUp(),
+    databaseUp: () => dependencies.state.database.up,
+    busUp: () => dependencies.state.redis.up,
     busChannels: () => service.memberships.size,
+    ready: () => readiness.report().ready,
     busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
   });
 
-  let draining = false;
-  const readiness = async () => {
-    const database = await databaseUp();
-    const checks = { database, bus: bus.isUp(), draining };
-    const ready = database && checks.bus && !draining;
-    metrics.ready.set(ready ? 1 : 0);
-    return { ready, checks };
-  };
-
+  const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
+  metrics.setProbes({ httpHeld: () => httpBudget.held });
   const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
   subscriptions = new Subscriptions(
     service,
@@ -187,8 +204,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // Presence follows subscriptions: a user is present in a group while one of their sockets follows it.
   subscriptions.on("open", (sub) => sub.user !== null && service.presenceOpen(sub.group, sub.user));
   subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
+  subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, readiness, log },
+    { service, reads, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log, httpBudget },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
@@ -229,22 +247,41 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     });
     log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
   }
+  // Probes and metrics: on the main port, or only on METRICS_PORT (kept off the public Service).
+  const probeApp = config.METRICS_PORT === undefined ? gateway.app : uws.App();
+  registerProbeRoutes(probeApp, { metrics, readiness: () => readiness.report(), log });
+  let metricsSocket: us_listen_socket | null = null;
+  let metricsPort: number | null = null;
+  if (config.METRICS_PORT !== undefined) {
+    probeApp.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
+    metricsSocket = await new Promise<us_listen_socket>((resolve, reject) =>
+      probeApp.listen(config.HOST, config.METRICS_PORT!, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${config.HOST}:${config.METRICS_PORT} (METRICS_PORT)`)))),
+    );
+    metricsPort = uws.us_socket_local_port(metricsSocket as never);
+  }
   const port = await gateway.listen(config.HOST, config.PORT);
+  readiness.listening = true;
+  readiness.start(); // the event loop is watched from here: start-up's own work does not count
   if (webhooks) {
     webhooks.start();
     log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
   }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
+  if (metricsPort !== null) log.info({ metricsPort }, "probes and metrics listening");
 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     (stopping ??= (async () => {
-      draining = true;
+      readiness.draining = true;
       metrics.draining.set(1);
       metrics.ready.set(0);
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
+      readiness.listening = false;
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      dependencies.stop();
+      readiness.stop();
+      if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
       await webhooks?.stop();
       await bus.close();
@@ -252,5 +289,6 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({}, "stopped");
     })());
 
-  return { port, gateway, service, subscriptions, shutdown };
+  return { port, metricsPort, gateway, service, subscriptions, shutdown };
+
 }

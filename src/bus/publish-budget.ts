@@ -37,6 +37,7 @@ export class PublishBudget {
   private readonly waiting: Entry[] = [];
   private held = 0;
   private counter = 0;
+  private closed = false;
 
   constructor(private readonly opts: PublishBudgetOptions) {}
 
@@ -46,6 +47,7 @@ export class PublishBudget {
   }
 
   publish(group: string, payload: string): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("bus closed"));
     const size = Buffer.byteLength(payload);
     if (this.held + size > this.opts.maxBytes) {
       this.opts.onDrop?.(size);
@@ -64,8 +66,9 @@ export class PublishBudget {
     while (this.waiting.length > 0 && this.opts.ready()) this.send(this.waiting.shift()!);
   }
 
-  /** Refuses everything still waiting (the bus is closing). */
+  /** Refuses everything still waiting, and anything the closing connection gives back (the bus is closing). */
   close(): void {
+    this.closed = true;
     for (const e of this.waiting.splice(0)) this.settle(e, new Error("bus closed"));
   }
 
@@ -73,7 +76,7 @@ export class PublishBudget {
     this.opts.send(e.group, e.payload).then(
       () => this.settle(e),
       (err: Error) => {
-        if (this.opts.ready()) return this.settle(e, err);
+        if (this.opts.ready() || this.closed) return this.settle(e, err);
         // The connection went away before the command was written: wait for the next `ready`,
         // in its place among the others.
         const at = this.waiting.findIndex((w) => w.n > e.n);

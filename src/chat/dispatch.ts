@@ -3,10 +3,11 @@
 import * as v from "valibot";
 import type { Metrics } from "../metrics/metrics.ts";
 import { operationLabel } from "../metrics/metrics.ts";
-import { ChatError, ClientFrames, Envelope, isOperation, type ErrorCode, type Operation } from "../protocol/index.ts";
-import { ackFrame, errorFrame, historyFrame, presenceFrame } from "./events.ts";
+import { ChatError, ClientFrames, Envelope, isOperation, type ClientFrame, type ErrorCode, type Operation } from "../protocol/index.ts";
+import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
-import type { Session } from "./identity.ts";
+import { actingUser, type Session } from "./identity.ts";
+import type { ReadState } from "./read-state.ts";
 import type { ChatService, Outcome } from "./service.ts";
 
 type Handler = (s: Session, frame: never, requestId: string | undefined) => Promise<Outcome>;
@@ -29,15 +30,31 @@ export class Dispatcher {
     service: ChatService,
     private readonly metrics: Metrics,
     private readonly log: DispatchLog,
+    reads: ReadState,
   ) {
+    // A stored operation makes its user a member of the group (after it succeeded).
+    const member = <F extends { user?: string }>(run: (s: Session, f: F, rid: string | undefined) => Promise<Outcome>) =>
+      async (s: Session, f: F, rid: string | undefined) => {
+        const outcome = await run(s, f, rid);
+        reads.touch(s.group, actingUser(s, f.user));
+        return outcome;
+      };
     this.handlers = {
-      create: (s, f, rid) => service.create(s, f, rid),
-      update: (s, f, rid) => service.update(s, f, rid),
-      delete: (s, f, rid) => service.delete(s, f, rid),
-      reply: (s, f, rid) => service.reply(s, f, rid),
-      seen: (s, f) => service.seen(s, f),
+      create: member((s, f: ClientFrame<"create">, rid) => service.create(s, f, rid)),
+      update: member((s, f: ClientFrame<"update">, rid) => service.update(s, f, rid)),
+      delete: member((s, f: ClientFrame<"delete">, rid) => service.delete(s, f, rid)),
+      reply: member((s, f: ClientFrame<"reply">, rid) => service.reply(s, f, rid)),
+      // A seen moves the reader's marker to the message (and makes them a member).
+      seen: async (s, f: ClientFrame<"seen">) => {
+        const outcome = await service.seen(s, f);
+        await reads.seen(s, f);
+        return outcome;
+      },
       typing: (s, f) => service.typing(s, f),
       history: (s, f) => service.history(s, f),
+      read: (s, f) => reads.read(s, f),
+      leave: (s, f) => reads.leave(s, f),
+      groups: (s, f) => reads.groupsFrame(s, f),
       presence: (s) => service.presence(s),
     };
   }
@@ -69,6 +86,10 @@ export class Dispatcher {
       if (!frame.success) throw new ChatError("bad_request", describe(frame.issues));
       const outcome = await this.handlers[op](session, frame.output as never, requestId);
       if (outcome.kind === "history") return historyFrame(session.group, outcome.messages, outcome.has_more, requestId);
+      if (outcome.kind === "groups") {
+        const { kind: _, ...page } = outcome;
+        return groupsFrame(page, requestId);
+      }
       if (outcome.kind === "presence") return presenceFrame(outcome.answer, requestId);
       if (requestId === undefined) return null;
       const { kind: _, ...fields } = outcome;

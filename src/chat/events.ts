@@ -1,6 +1,6 @@
 // Builds the frames the service sends, each serialised once. Key order is fixed here so every
 // node produces byte-identical events.
-import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, HistoryEvent, MessageView, PresenceChangeEvent, PresenceEvent, ResumedEvent } from "../protocol/index.ts";
+import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, GroupsEvent, HistoryEvent, MessageView, PresenceChangeEvent, PresenceEvent, ResumedEvent } from "../protocol/index.ts";
 
 // Wire format of group events on the bus: exactly the frame clients receive, `group` included, so
 // a payload is relayed to every socket untouched. Stored events start with
@@ -15,7 +15,7 @@ export function seqOf(payload: Uint8Array | string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent | PresenceChangeEvent | PresenceEvent): string =>
+export const serialize = (frame: GroupEvent | AckEvent | ErrorEvent | HistoryEvent | ResumedEvent | PresenceChangeEvent | PresenceEvent | GroupsEvent): string =>
   JSON.stringify(frame);
 
 export type PresenceAnswer = Omit<PresenceEvent, "operation" | "request_id">;
@@ -43,5 +43,11 @@ export function historyFrame(group: string, messages: MessageView[], hasMore: bo
   const frame: HistoryEvent = requestId === undefined
     ? { operation: "history", group, messages, has_more: hasMore }
     : { operation: "history", group, request_id: requestId, messages, has_more: hasMore };
+  return serialize(frame);
+}
+
+/** The answer to `groups`: about no one group, so it carries none. */
+export function groupsFrame(page: Omit<GroupsEvent, "operation" | "request_id">, requestId?: string): string {
+  const frame: GroupsEvent = requestId === undefined ? { operation: "groups", ...page } : { operation: "groups", request_id: requestId, ...page };
   return serialize(frame);
 }

@@ -8,7 +8,7 @@
 import type { EventBus } from "../bus/bus.ts";
 import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { ChatError, type ClientFrame, type GroupEvent, type MessageView } from "../protocol/index.ts";
+import { ChatError, type ClientFrame, type ConversationView, type GroupEvent, type MessageView } from "../protocol/index.ts";
 import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
 import { serialize, type PresenceAnswer } from "./events.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
@@ -26,8 +26,9 @@ export interface Limits {
 
 /** What the sender is told on success: the ack's fields, or a history answer. */
 export type Outcome =
-  | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string }
+  | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string; read_seq?: number }
   | { kind: "history"; messages: MessageView[]; has_more: boolean }
+  | { kind: "groups"; groups: ConversationView[]; has_more: boolean; next?: string }
   | { kind: "presence"; answer: PresenceAnswer };
 
 export interface ServiceDeps {
@@ -226,9 +227,14 @@ export class ChatService {
     if (broadcast) this.publish(c.group, { operation: c.kind, group: c.group, user: c.user });
   }
 
-  /** An attachment's bytes and metadata, or null (the caller checks who may read its group). */
-  attachment(id: string) {
-    return this.deps.store.getAttachment(id);
+  /** An attachment's metadata and group, or null (the caller checks who may read its group). */
+  attachmentInfo(id: string) {
+    return this.guard.run(() => this.deps.store.attachmentInfo(id));
+  }
+
+  /** One chunk of an attachment's bytes (see ChatStore.readAttachment). */
+  readAttachment(id: string, offset: number, length: number) {
+    return this.guard.run(() => this.deps.store.readAttachment(id, offset, length));
   }
 
   private async storeMessage(s: Session, f: ClientFrame<"create">, replyTo: string | null, requestId: string | undefined): Promise<Outcome> {
@@ -278,6 +284,11 @@ export class ChatService {
     this.deps.metrics.eventsPublished.inc({ operation: event.operation });
     const end = this.deps.metrics.busPublishDuration.startTimer();
     return this.deps.bus.publish(group, serialize(event)).finally(end);
+  }
+
+  /** Sends an event to every socket of the group on every node (read markers use it). */
+  broadcast(group: string, event: GroupEvent): void {
+    this.publish(group, event);
   }
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */

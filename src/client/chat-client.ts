@@ -34,6 +34,7 @@ import {
   type MessageEvent,
   type MessageView,
   type Operation,
+  type PresenceEvent,
   type SeenEvent,
   type TypingEvent,
 } from "../protocol/index.ts";
@@ -42,6 +43,7 @@ import { Emitter } from "./emitter.ts";
 import { ChatRequestError } from "./errors.ts";
 import { isSaved, SavedOutbox, type OutboxStorage, type SavedOperation } from "./saved-outbox.ts";
 import { Timeline } from "./timeline.ts";
+import { PresenceList, type PresenceState } from "./presence.ts";
 import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
 
 /** The part of the WebSocket API the SDK uses: the browser's and `ws`'s both fit. */
@@ -111,6 +113,11 @@ export interface ChatClientOptions {
    * could be stored twice).
    */
   outboxMaxAgeMs?: number;
+  /**
+   * Keep `presence` (who is online) current: ask the server each time the connection goes live,
+   * then follow join and leave events. Default false (join and leave are still followed).
+   */
+  presence?: boolean;
 }
 
 /** An operation a previous client (before a reload) left in the saved outbox, sent again. */
@@ -145,7 +152,7 @@ export interface StateChange {
 }
 
 export type RequestInput<Op extends Operation> = v.InferInput<(typeof ClientFrames)[Op]>;
-export type Answer<Op extends Operation> = Op extends "history" ? HistoryEvent : AckEvent;
+export type Answer<Op extends Operation> = Op extends "history" ? HistoryEvent : Op extends "presence" ? PresenceEvent : AckEvent;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 export interface HistoryPage {
   messages: MessageView[];
@@ -163,6 +170,8 @@ export interface ChatClientEvents {
   typing: (event: TypingEvent) => void;
   /** Who is typing now (others only), each expiring without a refresh. */
   typers: (users: string[]) => void;
+  /** Who is online changed (a `presence` answer on going live, then join and leave events). */
+  presence: (state: PresenceState) => void;
   /** Every stored event, in seq order, exactly once. */
   event: (event: GroupEvent) => void;
   /** A page of history was merged into `messages`; `reset`: it replaced them. */
@@ -181,7 +190,7 @@ interface Pending {
   payload: string;
   /** The message a delete targets (a retried delete of a message seen deleted succeeded). */
   target: string | undefined;
-  resolve: (answer: AckEvent | HistoryEvent) => void;
+  resolve: (answer: AckEvent | HistoryEvent | PresenceEvent) => void;
   reject: (err: ChatRequestError) => void;
   /** Sent on the current socket and awaiting its answer. */
   sent: boolean;
@@ -269,6 +278,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   private readonly typingSender: TypingSender;
   private readonly typersTracker: Typers;
+  private readonly online = new PresenceList((state) => this.emit("presence", state));
   private readonly onOnline = () => this.reconnectNow();
 
   constructor(private readonly options: ChatClientOptions) {
@@ -337,6 +347,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.typersTracker.users;
   }
 
+  /** Who is online in the group: the server's count and the users known by name. */
+  get presence(): PresenceState {
+    return this.online.state;
+  }
+
   /** Operations not answered yet (queued offline or in flight). */
   get outbox(): number {
     return this.pending.size;
@@ -381,6 +396,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     for (const p of [...this.pending.values()]) this.fail(p, new ChatRequestError("closed", "the client was closed", p.requestId));
     this.typersTracker.clear();
+    this.online.clear();
     this.setState("closed");
     this.settleLiveOnce.reject(new ChatRequestError("closed", "the client was closed"));
   }
@@ -451,6 +467,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     // the newest page of history is the starting point.
     if (this.seq === null && this.opts.historyLimit > 0) this.loadLatest().catch(() => {}); // reported as an error event
     this.flush();
+    // Joins and leaves missed while offline: the answer (no request_id) replaces what we knew.
+    if (this.options.presence && this.ws?.readyState === OPEN) this.ws.send(JSON.stringify({ operation: "presence" }));
     this.settleLiveOnce.resolve();
   }
 
@@ -514,9 +532,15 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       return;
     }
     switch (frame.operation) {
+      case "presence":
+        this.online.answer(frame);
+        return this.answered(frame);
       case "ack":
       case "history":
         return this.answered(frame);
+      case "join":
+      case "leave":
+        return this.online.event(frame);
       case "error":
         return this.errored(frame);
       case "resumed":
@@ -568,7 +592,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.emit("typing", e);
   }
 
-  private answered(frame: AckEvent | HistoryEvent): void {
+  private answered(frame: AckEvent | HistoryEvent | PresenceEvent): void {
     const p = frame.request_id === undefined ? undefined : this.pending.get(frame.request_id);
     if (!p) return; // answered after it timed out
     this.settle(p);
@@ -617,7 +641,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.enqueue(op, fields).promise as Promise<Answer<Op>>;
   }
 
-  private enqueue(op: Operation, fields: object, target?: string): { promise: Promise<AckEvent | HistoryEvent>; pending?: Pending } {
+  private enqueue(op: Operation, fields: object, target?: string): { promise: Promise<AckEvent | HistoryEvent | PresenceEvent>; pending?: Pending } {
     if (this.current === "closed") return { promise: Promise.reject(new ChatRequestError("closed", "the client was closed")) };
     const parsed = v.safeParse(ClientFrames[op] as v.GenericSchema, fields);
     if (!parsed.success) return { promise: Promise.reject(new ChatRequestError("bad_request", `${op}: ${parsed.issues[0].message}`)) };
@@ -635,9 +659,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   /** A pending operation with its promise and its lifetime (counted from `at`, reloads included). */
-  private track(o: { requestId: string; op: Operation; target: string | undefined; payload: string; at: number }): { promise: Promise<AckEvent | HistoryEvent>; pending: Pending } {
+  private track(o: { requestId: string; op: Operation; target: string | undefined; payload: string; at: number }): { promise: Promise<AckEvent | HistoryEvent | PresenceEvent>; pending: Pending } {
     let p!: Pending;
-    const promise = new Promise<AckEvent | HistoryEvent>((resolve, reject) => {
+    const promise = new Promise<AckEvent | HistoryEvent | PresenceEvent>((resolve, reject) => {
       p = { ...o, resolve, reject, sent: false, attempts: 0, sentVersion: 0 };
     });
     if (Number.isFinite(this.opts.queueTimeoutMs)) {

@@ -18,6 +18,7 @@ export { ChatRequestError, type ClientErrorCode } from "./errors.ts";
 export { attachmentPath, fileFromBlob, type NamedFile } from "./files.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export type { OutboxStorage } from "./saved-outbox.ts";
+export type { PresenceState } from "./presence.ts";
 export type { TypingOptions } from "./typing.ts";
 export type {
   AckEvent,

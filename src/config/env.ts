@@ -115,6 +115,7 @@ export const EnvSchema = v.object({
   ALLOWED_ORIGINS: originList,
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
   WRITE_SHARDS: intVar(2, 1, 64),
+  DATABASE_POOL_SIZE: intVar(10, 1, 1000),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   RETRY_WINDOW_S: intVar(86_400, 0, 30 * 86_400),
@@ -123,6 +124,12 @@ export const EnvSchema = v.object({
   PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+  // HTTP answers being written, node-wide (src/http/budget.ts).
+  MAX_FILE_READS: intVar(32, 1, 100_000),
+  HTTP_BUFFER_BYTES: intVar(32 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+  // Probes and metrics (src/http/probes.ts, src/health/).
+  METRICS_PORT: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^\d+$/, "must be a whole number"), v.toNumber(), v.integer(), v.minValue(0, "must be at least 0"), v.maxValue(65535, "must be at most 65535"))),
+  READY_MAX_LOOP_DELAY_MS: intVar(5_000, 50, 600_000),
   SERVER_API_KEYS: v.optional(
     v.pipe(
       v.string(),
@@ -186,6 +193,9 @@ export function checkStartup(c: Config): void {
     if (c.NODE_ENV === "production") {
       throw new ConfigError("refusing to start: NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (without one, anyone can connect as any user)");
     }
+  }
+  if (c.METRICS_PORT !== undefined && c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
+    throw new ConfigError("invalid configuration: METRICS_PORT must differ from PORT (unset it to serve probes and metrics on PORT)");
   }
   if (c.NODE_ENV === "production" && c.JWT_SECRET !== undefined && Buffer.byteLength(c.JWT_SECRET) < 32) {
     throw new ConfigError("refusing to start: JWT_SECRET must be at least 32 bytes with NODE_ENV=production (HS256 needs a 256-bit key)");

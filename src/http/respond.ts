@@ -1,6 +1,7 @@
 // Small helpers for answering uWS HTTP requests, including from async handlers (where a
 // response may have been aborted, and writes must be corked).
 import type { HttpResponse } from "../gateway/uws.ts";
+import { PendingResponse } from "./stream.ts";
 
 export const STATUS = {
   200: "200 OK",
@@ -25,19 +26,25 @@ export function deferred(res: HttpResponse): () => boolean {
   return () => aborted;
 }
 
-export function send(
+/**
+ * Answers with backpressure (see stream.ts): the answer stays pending until the client has read
+ * it, so a client that pipelines requests without reading is cut off instead of piling answers
+ * up in the node. `sendAnswer` resolves true once it is out, false when the client went away.
+ */
+export function sendAnswer(
   res: HttpResponse,
   status: Status,
   body: string | Uint8Array,
   headers: Record<string, string> = {},
   aborted: () => boolean = () => false,
-): void {
-  if (aborted()) return;
-  res.cork(() => {
-    res.writeStatus(STATUS[status]);
-    for (const [k, val] of Object.entries(headers)) res.writeHeader(k, val);
-    res.end(body);
-  });
+): Promise<boolean> {
+  if (aborted()) return Promise.resolve(false);
+  const bytes = typeof body === "string" ? Buffer.from(body) : body;
+  return new PendingResponse(res).write(bytes, 0, bytes.byteLength, { status: STATUS[status], headers });
+}
+
+export function send(...args: Parameters<typeof sendAnswer>): void {
+  void sendAnswer(...args);
 }
 
 export function sendJson(res: HttpResponse, status: Status, value: unknown, aborted?: () => boolean): void {

@@ -1,4 +1,4 @@
-// The node's HTTP surface: probes, metrics, history and attachments. Anything else is 404.
+// The node's public HTTP surface: history and attachments (probes and metrics: probes.ts). Anything else is 404.
 import * as v from "valibot";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -6,15 +6,21 @@ import { ChatError, EntityId, HISTORY_MAX_LIMIT, HistoryLimit } from "../protoco
 import { refusalCode, type IdentityProvider, type IdentityResult } from "../gateway/identity.ts";
 import { groupParam } from "../gateway/params.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../gateway/uws.ts";
-import { deferred, send, sendJson, type Status } from "./respond.ts";
+import type { HttpBudget } from "./budget.ts";
+import { registerFileRoute } from "./files.ts";
+import { deferred, send, sendAnswer, sendJson, type Status } from "./respond.ts";
 import { registerPageRoutes } from "./page.ts";
+import { registerReadStateRoutes } from "./read-state-routes.ts";
+import type { ReadState } from "../chat/read-state.ts";
 
 export interface HttpDeps {
   service: ChatService;
+  /** Membership and read state: GET /api/me/groups, GET /api/groups/<group>/members. */
+  reads: ReadState;
   metrics: Metrics;
   identity: IdentityProvider;
-  /** Whether the node should receive traffic, with the reasons when not. */
-  readiness: () => Promise<{ ready: boolean; checks: Record<string, boolean> }>;
+  /** The node-wide budget for HTTP answers being written (file downloads, history pages). */
+  httpBudget: HttpBudget;
   log: { error(obj: object, msg: string): void };
 }
 
@@ -34,16 +40,7 @@ const CODE_STATUS: Record<string, Status> = {
   unavailable: 503,
 };
 
-/** Raster images are safe to show inline; everything else (SVG included: it can carry script) downloads. */
-const INLINE_TYPES = /^image\/(?:png|jpeg|gif|webp|avif|bmp)$/;
-
-/** A Content-Disposition that no file name can break out of. */
-export function contentDisposition(kind: "inline" | "attachment", name: string): string {
-  const ascii = name.replace(/[^\x20-\x7e]|["\\;]/g, "_");
-  return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
-}
-
-function errorStatus(err: unknown): { status: Status; code: string; message: string } {
+export function errorStatus(err: unknown): { status: Status; code: string; message: string } {
   if (err instanceof ChatError) return { status: CODE_STATUS[err.code] ?? 500, code: err.code, message: err.message };
   return { status: 500, code: "internal", message: "internal error" };
 }
@@ -66,21 +63,6 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     sendJson(res, e.status, { error: e.code, message: e.message }, aborted);
   };
 
-  app.get("/healthz", (res) => send(res, 200, "ok", { "Content-Type": "text/plain" }));
-
-  app.get("/readyz", (res) => {
-    const aborted = deferred(res);
-    void deps.readiness().then((r) => sendJson(res, r.ready ? 200 : 503, r, aborted));
-  });
-
-  app.get("/metrics", (res) => {
-    const aborted = deferred(res);
-    metrics.registry
-      .metrics()
-      .then((text) => send(res, 200, text, { "Content-Type": metrics.registry.contentType }, aborted))
-      .catch((err) => failed(res, aborted, err));
-  });
-
   app.get("/api/groups/:group/messages", (res, req) => {
     const group = groupParam(req.getParameter(0) ?? "");
     const creds = credentials(req, group ?? "");
@@ -94,7 +76,16 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
         if (!who.ok) return refused(res, aborted, who);
         const out = await service.history({ group, user: who.user }, { before: query.output.before, limit: query.output.limit });
         if (out.kind !== "history") throw new Error("history answered with an ack");
-        sendJson(res, 200, { messages: out.messages, has_more: out.has_more }, aborted);
+        // A page is bounded (HISTORY_MAX_LIMIT messages) but up to a few MB: it is held until the
+        // client has read it, so it counts against the node's HTTP budget.
+        const body = Buffer.from(JSON.stringify({ messages: out.messages, has_more: out.has_more }));
+        const held = deps.httpBudget.reserve(body.byteLength);
+        if (typeof held === "string") {
+          metrics.limitHits.inc({ limit: held });
+          metrics.errors.inc({ code: "unavailable" });
+          return sendJson(res, 503, { error: "unavailable", message: "this node is busy writing answers; retry shortly" }, aborted);
+        }
+        void sendAnswer(res, 200, body, { "Content-Type": "application/json" }, aborted).finally(() => held.release());
       } catch (err) {
         failed(res, aborted, err);
       }
@@ -117,35 +108,22 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
     })();
   });
 
-  app.get("/files/:id", (res, req) => {
-    const id = req.getParameter(0) ?? "";
-    const aborted = deferred(res);
-    if (!v.is(EntityId, id)) return sendJson(res, 404, { error: "not_found", message: "no such file" }, aborted);
-    const creds = credentials(req);
-    void (async () => {
-      try {
-        // Authenticate before the lookup, so that without a valid token nothing tells whether the file exists.
-        const caller = await identity.identify(creds);
-        if (!caller.ok) return refused(res, aborted, caller);
-        const file = await service.attachment(id);
-        if (!file) return sendJson(res, 404, { error: "not_found", message: "no such file" }, aborted);
-        // Then the file's group against the token's `groups` claim.
-        const who = await identity.identify({ ...creds, group: file.groupName });
-        if (!who.ok) return refused(res, aborted, who);
-        const inline = INLINE_TYPES.test(file.contentType);
-        send(res, 200, file.data, {
-          "Content-Type": file.contentType,
-          "X-Content-Type-Options": "nosniff",
-          "Content-Disposition": contentDisposition(inline ? "inline" : "attachment", file.name),
-          "Content-Security-Policy": "default-src 'none'; sandbox",
-          "Cache-Control": "private, max-age=31536000, immutable",
-        }, aborted);
-      } catch (err) {
-        failed(res, aborted, err);
-      }
-    })();
+  registerFileRoute(app, {
+    service,
+    metrics,
+    budget: deps.httpBudget,
+    failed,
+    authorize: (req, res, aborted) => {
+      const creds = credentials(req);
+      return async (group) => {
+        const who = await identity.identify({ ...creds, group });
+        if (!who.ok) refused(res, aborted, who);
+        return who.ok;
+      };
+    },
   });
 
+  registerReadStateRoutes(app, deps, { refused, failed }); // GET /api/me/groups, /api/groups/<group>/members
   registerPageRoutes(app, deps.log); // GET / and /assets/*: the chat page
 
   app.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));

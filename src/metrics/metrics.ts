@@ -11,9 +11,14 @@ export const operationLabel = (op: unknown): string =>
 
 /** Live readings taken at scrape time; wired once the store and bus exist. */
 export interface Probes {
-  databaseUp: () => Promise<boolean>;
+  /** The last background probe's reading (src/health/dependencies.ts), not a query per scrape. */
+  databaseUp: () => boolean;
   busUp: () => boolean;
   busChannels: () => number;
+  /** What HTTP answers being written hold (src/http/budget.ts). */
+  httpHeld?: () => { bytes: number; fileReads: number };
+  /** Whether /readyz would answer 200. */
+  ready?: () => boolean;
   /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
   busQueueBytes?: () => number;
   presenceHeld?: () => number;
@@ -21,12 +26,12 @@ export interface Probes {
 
 export function createMetrics() {
   const registry = new client.Registry();
-  const probes: Probes = { databaseUp: async () => false, busUp: () => false, busChannels: () => 0 };
+  const probes: Probes = { databaseUp: () => false, busUp: () => false, busChannels: () => 0 };
   client.collectDefaultMetrics({ register: registry });
   const m = {
     registry,
     /** Replaces the live readings behind the up/channel gauges. */
-    setProbes(p: Probes) {
+    setProbes(p: Partial<Probes>) {
       Object.assign(probes, p);
     },
     connections: new client.Gauge({ name: "chat_connections", help: "Open WebSocket connections on this node", registers: [registry] }),
@@ -97,10 +102,10 @@ export function createMetrics() {
     }),
     dbUp: new client.Gauge({
       name: "chat_db_up",
-      help: "1 when the database answered a ping at scrape time",
+      help: "1 when the database answered the node's last background ping (every second)",
       registers: [registry],
-      async collect() {
-        this.set((await probes.databaseUp()) ? 1 : 0);
+      collect() {
+        this.set(probes.databaseUp() ? 1 : 0);
       },
     }),
     redisUp: new client.Gauge({
@@ -122,6 +127,30 @@ export function createMetrics() {
       help: "Replay reads running, or waiting for a slot (MAX_CONCURRENT_REPLAYS), by state",
       labelNames: ["state"],
       registers: [registry],
+    }),
+    httpBufferBytes: new client.Gauge({
+      name: "chat_http_buffer_bytes",
+      help: "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES",
+      registers: [registry],
+      collect() {
+        this.set(probes.httpHeld?.().bytes ?? 0);
+      },
+    }),
+    fileReads: new client.Gauge({
+      name: "chat_file_reads",
+      help: "File downloads being written; at most MAX_FILE_READS",
+      registers: [registry],
+      collect() {
+        this.set(probes.httpHeld?.().fileReads ?? 0);
+      },
+    }),
+    ready: new client.Gauge({
+      name: "chat_ready",
+      help: "1 when the node reports ready (/readyz answers 200)",
+      registers: [registry],
+      collect() {
+        if (probes.ready) this.set(probes.ready() ? 1 : 0);
+      },
     }),
     presenceUsers: new client.Gauge({
       name: "chat_presence_users",
@@ -149,7 +178,6 @@ export function createMetrics() {
       labelNames: ["reason"],
       registers: [registry],
     }),
-    ready: new client.Gauge({ name: "chat_ready", help: "1 when the node reports ready", registers: [registry] }),
     draining: new client.Gauge({ name: "chat_draining", help: "1 while the node drains for shutdown", registers: [registry] }),
   };
   // Zero series for every label value up front: dashboards and alerts see 0, not "no data".

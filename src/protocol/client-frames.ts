@@ -3,7 +3,7 @@
 // size) are enforced by the service, which answers them with `too_large` rather than
 // `bad_request`.
 import * as v from "valibot";
-import { ContentType, EntityId, FileName, noNul, RequestId, UserId, wellFormed } from "./names.ts";
+import { ContentType, EntityId, FileName, GroupsCursor, noNul, RequestId, Seq, UserId, wellFormed } from "./names.ts";
 
 export const MESSAGE_TYPES = ["text", "file", "image"] as const;
 /** The most messages one history page may hold (WebSocket frame and HTTP query alike). */
@@ -50,6 +50,12 @@ export const ClientFrames = {
       50,
     ),
   }),
+  /** Moves the sender's read marker forward to `seq` (membership and read state, issue 12). */
+  read: v.object({ user, seq: Seq }),
+  /** Ends the sender's membership of the group. */
+  leave: v.object({ user }),
+  /** The sender's conversation list, most recent activity first; `before` is a previous answer's `next`. */
+  groups: v.object({ user, before: v.optional(GroupsCursor), limit: v.optional(HistoryLimit, 50) }),
 } as const;
 
 export type Operation = keyof typeof ClientFrames;

@@ -17,6 +17,8 @@ export const LIMITS = [
   "node_buffer", //       MAX_NODE_BUFFER_BYTES: rate_limited, or close 4008 for a resume
   "pending_bytes", //     MAX_PENDING_BYTES: rate_limited
   "replay_slots", //      MAX_CONCURRENT_REPLAYS: the replay waits for a slot
+  "file_reads", //        MAX_FILE_READS: GET /files answered 503
+  "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

@@ -60,3 +60,17 @@ export const ContentType = v.pipe(
   v.regex(/^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/, "content_type must be a MIME type like image/png"),
   v.toLowerCase(),
 );
+
+/** A group's event seq as a client names it: an integer from 0 (nothing) to 2^31 - 1. */
+export const Seq = v.pipe(
+  v.number("seq must be a number"),
+  v.integer("seq must be a whole number"),
+  v.minValue(0, "seq must be >= 0"),
+  v.maxValue(2 ** 31 - 1, "seq must be < 2^31"),
+);
+
+/** A place in a conversation list, as the server hands it out in `next`: `<ms>.<group>`. */
+export const GroupsCursor = v.pipe(
+  v.string("before must be a string"),
+  v.regex(/^\d{1,15}\.[A-Za-z0-9._-]{1,99}$/, "before must be a cursor from a previous answer's next"),
+);

@@ -51,6 +51,8 @@ export const AckEvent = v.strictObject({
   message_id: v.optional(v.string()),
   seq: v.optional(seq),
   seen_at: v.optional(v.string()),
+  /** The sender's read marker after a `read`. */
+  read_seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
 });
 export const ErrorEvent = v.strictObject({ operation: v.literal("error"), group: v.optional(group), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
 export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), group, seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
@@ -67,10 +69,37 @@ export const PresenceEvent = v.strictObject({
 export const PRESENCE_MAX_USERS = 100;
 export const HistoryEvent = v.strictObject({ operation: v.literal("history"), group, request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
 
+const readSeq = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** A member's read marker moved forward. */
+export const ReadEvent = v.strictObject({ operation: v.literal("read"), group, user: v.string(), read_seq: readSeq, read_at: v.string() });
+/** One entry of a conversation list. */
+export const ConversationView = v.strictObject({
+  group,
+  last_seq: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  read_seq: readSeq,
+  unread: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  last_message: v.nullable(MessageView),
+  last_activity: v.string(),
+});
+export type ConversationView = v.InferOutput<typeof ConversationView>;
+/** The answer to `groups` (and the body of GET /api/me/groups, without `operation`/`request_id`). */
+export const GroupsEvent = v.strictObject({
+  operation: v.literal("groups"),
+  request_id: requestId,
+  groups: v.array(ConversationView),
+  has_more: v.boolean(),
+  /** The `before` of the next page, when there is one. */
+  next: v.optional(v.string()),
+});
+/** One member of a group with their marker (GET /api/groups/<group>/members). */
+export const MemberView = v.strictObject({ user: v.string(), read_seq: readSeq, joined_at: v.string() });
+export type MemberView = v.InferOutput<typeof MemberView>;
+export const MembersPage = v.strictObject({ members: v.array(MemberView), has_more: v.boolean() });
+
 /** Events broadcast to a whole group. */
-export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent]);
+export const GroupEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, ReadEvent]);
 /** Anything a socket may receive. */
-export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent, PresenceChangeEvent, PresenceEvent]);
+export const ServerEvent = v.variant("operation", [MessageEvent, DeleteEvent, SeenEvent, TypingEvent, ReadEvent, AckEvent, ErrorEvent, HistoryEvent, ResumedEvent, GroupsEvent, PresenceChangeEvent, PresenceEvent]);
 
 export type MessageEvent = v.InferOutput<typeof MessageEvent>;
 export type DeleteEvent = v.InferOutput<typeof DeleteEvent>;
@@ -80,6 +109,8 @@ export type AckEvent = v.InferOutput<typeof AckEvent>;
 export type ErrorEvent = v.InferOutput<typeof ErrorEvent>;
 export type HistoryEvent = v.InferOutput<typeof HistoryEvent>;
 export type ResumedEvent = v.InferOutput<typeof ResumedEvent>;
+export type ReadEvent = v.InferOutput<typeof ReadEvent>;
+export type GroupsEvent = v.InferOutput<typeof GroupsEvent>;
 export type GroupEvent = v.InferOutput<typeof GroupEvent>;
 export type PresenceChangeEvent = v.InferOutput<typeof PresenceChangeEvent>;
 export type PresenceEvent = v.InferOutput<typeof PresenceEvent>;

@@ -1,11 +1,10 @@
 // Opens the configured database: PostgreSQL when DATABASE_URL is set, else embedded PGlite under
 // DATA_DIR. Migrations are applied before the Prisma client is handed out.
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
-import { PrismaPGlite } from "pglite-prisma-adapter";
 import { PrismaClient } from "./generated/client.ts";
 import { applyMigrations, readMigrations, type SqlSession } from "./migrate.ts";
 import { PrismaChatStore } from "./prisma-store.ts";
@@ -46,6 +45,13 @@ export async function migratePostgres(url: string): Promise<string[]> {
   }
 }
 
+/**
+ * The embedded PostgreSQL's memory settings: one process serving one node's chat, so the
+ * server defaults (128 MB of shared buffers, 4 MB per sort) are cut to what a dev database
+ * needs. RSS of an idle embedded node: docs/benchmarks.md.
+ */
+const EMBEDDED_SETTINGS = ["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "work_mem=1MB", "-c", "maintenance_work_mem=8MB", "-c", "temp_buffers=1MB"];
+
 const batching = (opts: DatabaseOptions) => ({ shards: opts.writeShards ?? 2, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000, deadlineMs: opts.writeTimeoutMs ?? 5_000 });
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
@@ -73,9 +79,19 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const prisma = new PrismaClient({ adapter });
     return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
+  // Loaded only here: a node on PostgreSQL never pays for the embedded database's code.
+  const existed = existsSync(path.resolve(opts.dataDir, "pglite", "PG_VERSION"));
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
   const dir = path.resolve(opts.dataDir, "pglite");
   await mkdir(dir, { recursive: true });
-  const lite = await PGlite.create(dir);
+  const options = { dataDir: dir, startParams: [...PGlite.defaultStartParams, ...EMBEDDED_SETTINGS] };
+  let lite = await PGlite.create(options);
+  if (!existed) {
+    // A fresh data directory is made by initdb, whose WebAssembly instance and memory (~400 MB)
+    // the first handle keeps until closed: close it and open the directory again.
+    await lite.close();
+    lite = await PGlite.create(options);
+  }
   const session: SqlSession = { query: (sql, params) => lite.query(sql, params) as never, exec: (sql) => lite.exec(sql) };
   const migrationsApplied = await applyMigrations(session, await readMigrations());
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });

@@ -291,11 +291,18 @@ export class PrismaChatStore implements ChatStore {
     return g?.lastSeq ?? 0;
   }
 
-  async getAttachment(id: string) {
+  async attachmentInfo(id: string) {
     return this.prisma.attachment.findUnique({
       where: { id },
-      select: { id: true, groupName: true, name: true, contentType: true, size: true, data: true },
+      select: { id: true, groupName: true, name: true, contentType: true, size: true },
     });
+  }
+
+  async readAttachment(id: string, offset: number, length: number): Promise<Uint8Array | null> {
+    // substring on bytea is 1-based; PostgreSQL detoasts only the slice it needs.
+    const rows = await this.prisma.$queryRaw<{ chunk: Uint8Array }[]>`
+      SELECT substring("data" from ${offset + 1}::int for ${length}::int) AS "chunk" FROM "attachments" WHERE "id" = ${id}`;
+    return rows[0]?.chunk ?? null;
   }
 
   async ping(): Promise<void> {

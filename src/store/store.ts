@@ -101,7 +101,14 @@ export interface ChatStore {
   eventsSince(input: { group: string; after: number; until?: number; limit: number }): Promise<LoggedEvent[]>;
   /** The seq of the group's newest stored event (0 for a group with none). */
   lastSeq(group: string): Promise<number>;
-  getAttachment(id: string): Promise<(AttachmentMeta & { groupName: string; data: Uint8Array }) | null>;
+  /** An attachment's metadata and group, without its bytes; null when there is none. */
+  attachmentInfo(id: string): Promise<(AttachmentMeta & { groupName: string }) | null>;
+  /**
+   * Up to `length` bytes of an attachment from `offset` (fewer at the end), read in the
+   * database, so that serving a file never holds more than one chunk of it; null when the
+   * attachment is gone (deleted since its info was read).
+   */
+  readAttachment(id: string, offset: number, length: number): Promise<Uint8Array | null>;
   /** Resolves when the database answers; for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

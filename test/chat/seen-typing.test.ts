@@ -20,6 +20,8 @@ t.test("the first seen is stored and broadcast; a repeat is acknowledged with th
   const ev = await a.next((f) => f.operation === "seen");
   t.same(ev, { operation: "seen", group: "seen", message_id: c.message_id, user: "bob", seen_at: first.seen_at });
   await b.next((f) => f.operation === "seen");
+  t.match(await a.next((f) => f.operation === "read"), { operation: "read", group: "seen", user: "bob", read_seq: 1 }, "and it moved bob's read marker");
+  await b.next((f) => f.operation === "read");
 
   const again = await b.request({ operation: "seen", message_id: c.message_id });
   t.equal(again.seen_at, first.seen_at, "same seen_at");

@@ -105,6 +105,9 @@ t.test("two people chat in one group: typing, send, reply, seen, edit, files, de
   await join(bob, group, "bob");
   t.match(await alice.textContent("#room"), /e2e-room as alice/);
   t.match(await alice.textContent("#state"), /live/, "the connection state is shown");
+  await alice.waitForSelector("#online:has-text('2 online: alice, bob')");
+  await bob.waitForSelector("#online:has-text('2 online: alice, bob')");
+  t.pass("both see who is online");
 
   // Alice types: Bob sees it; she sends: Bob sees the message and the indicator goes.
   await alice.locator("#text").pressSequentially("hello bob", { delay: 20 });

@@ -1,12 +1,13 @@
 // Fault injection: the node's link to PostgreSQL is cut (through a TCP proxy in this test) and
 // restored, without restarting the node. While it is cut every stored operation is answered
 // `unavailable` (one answer per frame, within seconds: never an ack, never silence), typing keeps
-// working, /readyz is 503; once restored the node recovers by itself. Nothing answered
+// working, /readyz stays 200 and reports the database down (readiness fails only for a node's own
+// reasons: a shared outage must not empty the load balancer); once restored the node recovers by itself. Nothing answered
 // `unavailable` is stored, everything acknowledged is, and a sender that retries `unavailable`
 // with the same request_id ends up with each message stored exactly once.
 import t, { type Test } from "tap";
 import { spawnNode } from "../helpers/node.ts";
-import { eventually, httpGet, statusOf, uniqueGroup } from "../helpers/probe.ts";
+import { eventually, httpGet, metric, statusOf, uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase, PG_ADMIN_URL, sql } from "../helpers/services.ts";
 import { TcpProxy, type ProxyMode } from "../helpers/tcp-proxy.ts";
 import { assertSeqs, range, Recorder, repeats, type Answer } from "../helpers/delivery.ts";
@@ -23,10 +24,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Every answer must come within this long, even while the database is unreachable. */
 const ANSWER_MS = 15_000;
 
-// The node answers /readyz within its 2 s database probe; give the request more than that.
+/** /readyz's status and what its body says about the database (from the node's background probe). */
 const readyz = async () => {
   const r = await httpGet(node.port, "/readyz", 5_000);
-  return "status" in r ? r.status : 0;
+  if (!("status" in r)) return r.error;
+  const up = (JSON.parse(r.body) as { dependencies?: { database?: { up?: boolean } } }).dependencies?.database?.up;
+  return `${r.status} database ${up ? "up" : "down"}`;
 };
 
 interface Retrying {
@@ -75,7 +78,7 @@ async function outage(t: Test, mode: Exclude<ProxyMode, "open">) {
   const carol = new Recorder("carol", "carol");
   const dave = new Recorder("dave", "dave");
   for (const r of [alice, bob, carol, dave]) await r.connect(t, node.port, g);
-  t.equal(await readyz(), 200, "ready before the cut");
+  t.ok(await eventually(async () => (await readyz()) === "200 database up", 10_000, 100), "ready, and the database reported up, before the cut");
   const first = await alice.ask({ operation: "create", type: "text", body: "before the cut" }, "a-first", ANSWER_MS);
   t.match(first, { operation: "ack", seq: 1 }, "a create is acknowledged before the cut");
   const m0 = (first as { message_id: string }).message_id;
@@ -86,7 +89,8 @@ async function outage(t: Test, mode: Exclude<ProxyMode, "open">) {
   // --- the cut ---
   const cutAt = Date.now();
   await proxy.cut(mode);
-  t.ok(await eventually(async () => (await readyz()) === 503, 8_000, 100), `/readyz turns 503 (${Date.now() - cutAt} ms after the cut)`);
+  t.ok(await eventually(async () => (await readyz()) === "200 database down", 8_000, 100), `/readyz reports the database down and stays 200 (${Date.now() - cutAt} ms after the cut)`);
+  t.equal(await metric(node.port, "chat_db_up"), 0, "chat_db_up is 0");
 
   // Every stored operation, sent only after the cut, answered `unavailable`; typing still works.
   const probes: { rid: string; frame: Record<string, unknown> }[] = [
@@ -112,9 +116,9 @@ async function outage(t: Test, mode: Exclude<ProxyMode, "open">) {
     t.match(alice.answers.get(p.rid), [{ operation: "error", code: "unavailable", request_id: p.rid }], `${p.frame.operation} during the cut: unavailable`);
   }
 
-  // The cut lasts; readiness stays 503 and the node does not crash.
+  // The cut lasts; the node stays ready, reports it, and does not crash.
   await sleep(500);
-  t.equal(await readyz(), 503, "still not ready while the database is cut");
+  t.equal(await readyz(), "200 database down", "still reported down while the database is cut");
   t.equal(await statusOf(node.port, "/healthz"), 200, "but alive");
 
   // --- restore ---
@@ -134,9 +138,10 @@ async function outage(t: Test, mode: Exclude<ProxyMode, "open">) {
     await sleep(100);
   }
   t.ok(firstAckMs >= 0, `creates are acknowledged again without a restart (${firstAckMs} ms after the restore)`);
-  const readyMs = (await eventually(async () => (await readyz()) === 200, 15_000, 100)) ? Date.now() - restoredAt : -1;
-  t.ok(readyMs >= 0, `/readyz is 200 again (${readyMs} ms after the restore)`);
-  t.comment(`pg ${mode}: slowest answer during the cut ${slowest} ms; first ack ${firstAckMs} ms and readyz 200 ${readyMs} ms after the restore`);
+  const readyMs = (await eventually(async () => (await readyz()) === "200 database up", 15_000, 100)) ? Date.now() - restoredAt : -1;
+  t.ok(readyMs >= 0, `/readyz reports the database up again (${readyMs} ms after the restore)`);
+  t.equal(await metric(node.port, "chat_db_up"), 1, "chat_db_up is 1 again");
+  t.comment(`pg ${mode}: slowest answer during the cut ${slowest} ms; first ack ${firstAckMs} ms and database up in readyz ${readyMs} ms after the restore`);
   t.comment(
     `pg ${mode}: answers to the frames sent during the cut: ${JSON.stringify(
       probes.map((p) => {

@@ -50,7 +50,8 @@ function contractProblems(docs: Doc[]): string[] {
   const server: Doc = deployment.spec.template.spec.containers.find((c: Doc) => c.name === "chatroom");
   if (!server) return ["the Deployment has no container named chatroom"];
   const httpPort = server.ports?.find((p: Doc) => p.name === "http")?.containerPort;
-  const resolvePort = (port: unknown) => (port === "http" ? httpPort : port);
+  const metricsPort = server.ports?.find((p: Doc) => p.name === "metrics")?.containerPort;
+  const resolvePort = (port: unknown) => (port === "http" ? httpPort : port === "metrics" ? metricsPort : port);
 
   // Environment of every container running the service's image: the names must be ones the
   // node reads, and the values must pass its own validation.
@@ -104,11 +105,17 @@ function contractProblems(docs: Doc[]): string[] {
   if (httpPort !== defaultPort || (config && config.PORT !== httpPort)) {
     problems.push(`container port http is ${httpPort}; the node listens on ${config?.PORT} (default ${defaultPort})`);
   }
+  // Probes and metrics are served on METRICS_PORT only, a port the Service does not expose, so
+  // the public Ingress cannot reach them.
+  if (config && config.METRICS_PORT === undefined) problems.push("METRICS_PORT is not set: /healthz, /readyz and /metrics would be served on the public port");
+  if (config?.METRICS_PORT !== undefined && metricsPort !== config.METRICS_PORT) problems.push(`container port metrics is ${metricsPort}; the node serves probes and metrics on ${config.METRICS_PORT}`);
   for (const [probe, wanted] of [["startupProbe", "/healthz"], ["livenessProbe", "/healthz"], ["readinessProbe", "/readyz"]] as const) {
     const get = server[probe]?.httpGet;
-    if (get?.path !== wanted || resolvePort(get?.port) !== httpPort) problems.push(`${probe} is not GET ${wanted} on port ${httpPort}`);
+    if (get?.path !== wanted || resolvePort(get?.port) !== config?.METRICS_PORT) problems.push(`${probe} is not GET ${wanted} on port ${config?.METRICS_PORT}`);
   }
-  for (const p of ["/healthz", "/readyz"]) if (!inSource(p)) problems.push(`probe path ${p} is not served by src/`);
+  for (const p of ["/healthz", "/readyz", "/metrics"]) if (!inSource(p)) problems.push(`probe path ${p} is not served by src/`);
+  const scrape = deployment.spec.template.metadata.annotations ?? {};
+  if (scrape["prometheus.io/path"] !== "/metrics" || Number(scrape["prometheus.io/port"]) !== config?.METRICS_PORT) problems.push(`Prometheus does not scrape /metrics on port ${config?.METRICS_PORT}`);
 
   // Drain: the kubelet kills the pod after terminationGracePeriodSeconds, counted from the
   // start of preStop; SIGTERM comes after preStop, then DRAIN_DELAY_MS, then the shutdown.
@@ -121,6 +128,9 @@ function contractProblems(docs: Doc[]): string[] {
   // Wiring between objects.
   const svcPort = service.spec.ports.find((p: Doc) => p.name === "http");
   if (svcPort?.port !== 80 || resolvePort(svcPort.targetPort) !== httpPort) problems.push("Service port http is not 80 -> the container's http port");
+  for (const p of service.spec.ports as Doc[]) {
+    if (p !== svcPort) problems.push(`Service exposes port ${p.name ?? p.port} besides http: the Ingress could route the public to it`);
+  }
   if (!labelsMatch(service.spec.selector, podLabels)) problems.push("Service selector does not select the server pods");
   if (labelsMatch(service.spec.selector, job.spec.template.metadata.labels)) problems.push("Service selector also selects migration pods");
   for (const ing of docs.filter((d) => d.kind === "Ingress")) {
@@ -150,6 +160,7 @@ function contractProblems(docs: Doc[]): string[] {
   }
   const allowed = (rules: Doc[] = []) => rules.flatMap((r) => (r.ports ?? []).map((p: Doc) => `${p.protocol ?? "TCP"}/${resolvePort(p.port)}`));
   if (!allowed(np?.spec.ingress).includes(`TCP/${httpPort}`)) problems.push(`NetworkPolicy does not admit TCP ${httpPort}`);
+  if (!allowed(np?.spec.ingress).includes(`TCP/${metricsPort}`)) problems.push(`NetworkPolicy does not admit TCP ${metricsPort} (kubelet probes, Prometheus)`);
   const backends = [config?.DATABASE_URL, config?.REDIS_URL].flatMap((url) => {
     if (!url) return [];
     const u = new URL(url);
@@ -238,6 +249,15 @@ t.test("the checks catch broken manifests", async (t) => {
   docs = fresh();
   deploymentOf(docs).spec.template.spec.containers[0].readinessProbe.httpGet.path = "/ready";
   onlyProblem(docs, /readinessProbe is not GET \/readyz/, "probe path");
+  docs = fresh();
+  deploymentOf(docs).spec.template.spec.containers[0].readinessProbe.httpGet.port = "http";
+  onlyProblem(docs, /readinessProbe is not GET \/readyz on port 9090/, "probe on the public port");
+  docs = fresh();
+  docs.find((d) => d.kind === "Service" && d.metadata.name === "chatroom")!.spec.ports.push({ name: "metrics", port: 9090, targetPort: "metrics" });
+  onlyProblem(docs, /Service exposes port metrics besides http/, "metrics port on the Service");
+  docs = fresh();
+  delete docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === "chatroom")!.data.METRICS_PORT;
+  t.ok(contractProblems(docs).some((p) => /METRICS_PORT is not set/.test(p)), "probes on the public port: METRICS_PORT missing");
   docs = fresh();
   docs.find((d) => d.kind === "Job")!.spec.template.spec.containers[0].command = ["node", "--import", "tsx", "src/store/migrate-cli.ts"];
   onlyProblem(docs, /migration Job runs src\/store\/migrate-cli\.ts, which npm run build does not produce/, "migration script");

@@ -14,7 +14,12 @@ t.test("healthz and readyz", async (t) => {
   t.equal((await get("/healthz")).status, 200);
   const ready = await get("/readyz");
   t.equal(ready.status, 200);
-  t.same(await ready.json(), { ready: true, checks: { database: true, bus: true, draining: false } });
+  t.match(await ready.json(), {
+    ready: true,
+    checks: { listening: true, draining: false, event_loop: true },
+    dependencies: { database: { up: true, since: String, checked_at: String }, redis: { up: true } },
+    event_loop_delay_ms: Number,
+  });
 });
 
 t.test("anything else is 404", async (t) => {

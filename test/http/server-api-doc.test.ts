@@ -5,9 +5,10 @@ import net from "node:net";
 import t from "tap";
 import { serverApiRoutes } from "../../src/http/server-api/routes.ts";
 import { openApiPath } from "../../src/http/server-api/openapi.ts";
-import { startInProcess } from "../helpers/node.ts";
+import { spawnNode, startInProcess } from "../helpers/node.ts";
 import { eventually, uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase, sql } from "../helpers/services.ts";
+import { privateRedis } from "../helpers/redis-server.ts";
 
 const KEY = "doc-key-0123456789abcdef";
 const url = await freshDatabase(t);
@@ -83,4 +84,23 @@ t.test("a request aborted halfway through its body stores nothing and the node k
   t.ok(await eventually(async () => (await call(on.port, "GET", `/api/server/groups/${g}/messages`)).status === 200, 2_000), "still serving");
   const { rows } = await db.query(`SELECT count(*)::int AS n FROM messages WHERE group_name = $1`, [g]);
   t.equal(rows[0].n, 0);
+});
+
+t.test("with the bus down a disconnect is 503 unavailable, and the node stays up", async (t) => {
+  const redis = await privateRedis(t);
+  // A process of its own: an in-process node's Redis client would keep retrying after the test.
+  const node = await spawnNode(t, { DATABASE_URL: url, REDIS_URL: redis.url, SERVER_API_KEYS: KEY });
+  t.equal((await call(node.port, "POST", "/api/server/users/u1/disconnect")).status, 202, "202 while Redis is up");
+  await redis.stop("SIGKILL");
+  // The node notices the lost connection within a moment (each call before that still publishes).
+  let r!: Response;
+  t.ok(await eventually(async () => (r = await call(node.port, "POST", "/api/server/users/u1/disconnect")).status === 503, 15_000, 100), "503 once the node knows");
+  t.same(await r.json(), { code: "unavailable", message: "event bus unavailable, nothing was sent" });
+});
+
+t.test("answers are counted by route and status", async (t) => {
+  const text = await (await fetch(`http://127.0.0.1:${on.port}/metrics`)).text();
+  t.match(text, /^chat_server_api_requests_total\{route="\/api\/server\/groups\/:group\/messages",status="413"\} 2$/m);
+  t.match(text, /^chat_limit_hits_total\{limit="frame_size"\} 1$/m, "the request budget counts as frame_size");
+  t.match(text, /^chat_limit_hits_total\{limit="body_length"\} 1$/m);
 });

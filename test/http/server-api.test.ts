@@ -5,7 +5,7 @@
 import t from "tap";
 import { connect, type ChatClient, type Frame } from "../helpers/client.ts";
 import { spawnNode, type NodeProcess } from "../helpers/node.ts";
-import { uniqueGroup, untilReady } from "../helpers/probe.ts";
+import { eventually, uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase, REDIS_URL, requireRedis, sql } from "../helpers/services.ts";
 
 const KEY_OLD = "old-key-0123456789abcdef";
@@ -155,4 +155,21 @@ t.test("a disconnect closes the user's sockets on every node with 4010, and no o
   const odd = await api(nodes[1]!, "POST", `/api/server/users/${encodeURIComponent("a b/é")}/disconnect`);
   t.equal(odd.status, 202, "user ids are percent-decoded");
   t.equal(odd.json.user, "a b/é");
+});
+
+t.test("presence lists the users online in a group on either node", async (t) => {
+  const g = uniqueGroup("api-presence");
+  await connect(t, nodes[0]!.port, g, { user: "alice" });
+  await connect(t, nodes[1]!.port, g, { user: "bob" });
+  let last: unknown;
+  const both = await eventually(async () => {
+    const r = await api(nodes[1]!, "GET", `/api/server/groups/${g}/presence`);
+    last = r;
+    return r.status === 200 && r.json.count === 2;
+  }, 10_000, 50);
+  t.ok(both, `both users present: ${JSON.stringify(last)}`);
+  const r = await api(nodes[0]!, "GET", `/api/server/groups/${g}/presence`);
+  t.match(r.json, { group: g, count: 2 });
+  t.same(r.json.users.map((u: { user: string }) => u.user).sort(), ["alice", "bob"]);
+  t.same(await api(nodes[0]!, "GET", `/api/server/groups/${uniqueGroup("empty")}/presence`).then((x) => x.json.count), 0);
 });

@@ -49,7 +49,7 @@ interface Hostile {
   rid?: string;
 }
 
-const FIELDS = new Set(["operation", "request_id", "user", "type", "body", "file", "message_id", "typing_status", "before", "limit"]);
+const FIELDS = new Set(["operation", "request_id", "user", "type", "body", "file", "message_id", "typing_status", "before", "limit", "seq"]);
 /** Fields of each operation a wrong value can go into (history's only ones are optional). */
 const OP_FIELDS: Record<string, string[]> = {
   create: ["user", "type", "body", "file"],
@@ -59,6 +59,9 @@ const OP_FIELDS: Record<string, string[]> = {
   seen: ["user", "message_id"],
   typing: ["user", "typing_status"],
   history: ["before", "limit"],
+  read: ["user", "seq"],
+  leave: ["user"],
+  groups: ["user", "before", "limit"],
 };
 const REQUIRED: Record<string, string[]> = {
   create: ["type"],
@@ -69,6 +72,9 @@ const REQUIRED: Record<string, string[]> = {
   typing: ["typing_status"],
   presence: [],
   history: [],
+  read: ["seq"],
+  leave: [],
+  groups: [],
 };
 const WITH_ID = ["update", "delete", "seen", "reply"];
 /** Number literals that no numeric field accepts (history's limit is 1 to 100, whole). */
@@ -127,7 +133,7 @@ class Generator {
   wrongValue(field: string): Json {
     const values: Json[] = [123, -1.5, 0, true, false, [], ["x"], {}, { nested: { deep: [1] } }];
     if (field !== "file") values.push(null); // file: null is valid (no attachment)
-    if (field === "limit") return this.pick(values.filter((x) => typeof x !== "number"));
+    if (field === "limit" || field === "seq") return this.pick(values.filter((x) => typeof x !== "number"));
     return this.pick(values);
   }
   foreignId(): string {
@@ -150,6 +156,12 @@ class Generator {
         return { ...f, message_id: this.foreignId() };
       case "typing":
         return { ...f, typing_status: "typing" };
+      case "read":
+        return { ...f, seq: 0 };
+      case "leave":
+        return f;
+      case "groups":
+        return { ...f, limit: 10 };
       default:
         return { ...f, limit: 10 };
     }

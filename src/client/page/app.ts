@@ -3,7 +3,7 @@
 // `/files/<id>`, built from the attachment id.
 import * as v from "valibot";
 import { UserId } from "../../protocol/index.ts";
-import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type StateChange } from "../index.ts";
+import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type PresenceState, type StateChange } from "../index.ts";
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
@@ -21,6 +21,7 @@ const olderButton = $<HTMLButtonElement>("#older");
 const list = $<HTMLOListElement>("#messages");
 const outbox = $<HTMLOListElement>("#outbox");
 const typingLine = $<HTMLElement>("#typing");
+const onlineLine = $<HTMLElement>("#online");
 const replying = $<HTMLElement>("#replying");
 const replyingTo = $<HTMLElement>("#replying-to");
 const composer = $<HTMLFormElement>("#composer");
@@ -155,7 +156,7 @@ function renderState(change?: StateChange): void {
   const unsent = outbox.childElementCount > 0 ? ` · ${outbox.childElementCount} unsent` : "";
   const text: Record<string, string> = {
     idle: "not connected",
-    connecting: "connecting…",
+    connecting: renewForm.hidden ? "connecting…" : "session expired · waiting for a new token",
     syncing: "catching up…",
     live: "● live",
     reconnecting:
@@ -172,6 +173,15 @@ function renderState(change?: StateChange): void {
 function renderTypers(users: string[]): void {
   typingLine.textContent =
     users.length === 0 ? "" : users.length === 1 ? `${users[0]} is typing…` : users.length <= 3 ? `${users.join(", ")} are typing…` : `${users.length} people are typing…`;
+}
+
+/** Who is online: names as text only (never markup), the rest as a count. */
+function renderOnline(state: PresenceState | null): void {
+  onlineLine.hidden = state === null;
+  if (state === null) return;
+  const shown = state.users.slice(0, 5);
+  const more = state.count - shown.length;
+  onlineLine.textContent = `● ${state.count} online: ${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }
 
 /** Marks messages of others as seen, once each, while the page is visible. */
@@ -215,6 +225,7 @@ function pageStorage(): OutboxStorage | undefined {
 /** The token for the next connection; once the server said it expired, a new one is asked for. */
 function renewedToken(): Promise<string> {
   renewForm.hidden = false;
+  renderState();
   const input = renewForm.elements.namedItem("token") as HTMLInputElement;
   input.value = "";
   input.focus();
@@ -239,7 +250,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
   if (!jwt && !name.success) return showNotice(name.issues[0].message);
   try {
     const identity = jwt ? { token: ({ expired }: { expired: boolean }) => (expired ? renewedToken() : token!) } : { user };
-    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage() });
+    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage(), presence: true });
   } catch (err) {
     showNotice((err as Error).message);
     return;
@@ -263,6 +274,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
     renderState();
   });
   chat.on("typers", renderTypers);
+  chat.on("presence", renderOnline);
   // What the page had not sent when it was reloaded goes out again (with its original request_ids).
   chat.on("restored", (ops) => {
     for (const op of ops) {
@@ -298,6 +310,7 @@ function leave(): void {
   seenSent.clear();
   setReply(null);
   renderTypers([]);
+  renderOnline(null);
   renderState();
   roomLabel.textContent = "";
   chatSection.hidden = true;

@@ -76,6 +76,11 @@ export class ChatServerClient {
     return this.call("GET", `/groups/${encodeURIComponent(group)}/messages${q.size ? `?${q}` : ""}`);
   }
 
+  /** Who is online in the group (count exact, at most 100 users listed). */
+  presence(group: string): Promise<{ group: string; count: number; users: { user: string; since: string }[] }> {
+    return this.call("GET", `/groups/${encodeURIComponent(group)}/presence`);
+  }
+
   /** Closes the user's sockets on every node (close code 4010). */
   disconnect(user: string): Promise<{ user: string; published: true }> {
     return this.call("POST", `/users/${encodeURIComponent(user)}/disconnect`);

@@ -7,6 +7,7 @@ import type { ChatService } from "../../chat/service.ts";
 import type { WebhookOutbox } from "../../store/outbox.ts";
 import { CLOSE_DISCONNECTED, ChatError } from "../../protocol/index.ts";
 import type { TemplatedApp } from "../../gateway/uws.ts";
+import { withDeadline } from "../../deadline.ts";
 import { send } from "../respond.ts";
 import { ApiKeys } from "./keys.ts";
 import { buildOpenApi } from "./openapi.ts";
@@ -15,6 +16,7 @@ import {
   DeadLettersAnswer,
   DeadLettersQuery,
   DeleteQuery,
+  PresenceAnswer,
   RequeueAnswer,
   RequeueRequest,
   DisconnectAnswer,
@@ -107,6 +109,15 @@ export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
       },
     }),
     route({
+      method: "get",
+      path: "/api/server/groups/:group/presence",
+      summary: "Who is online in the group on any node: `count` is exact, `users` the longest present first (at most 100)",
+      params: { group: GroupParam },
+      answer: { status: 200, schema: PresenceAnswer, description: "the group's presence" },
+      errors: [],
+      handle: async ({ params }) => service.presenceOf(params.group),
+    }),
+    route({
       method: "post",
       path: "/api/server/users/:user/disconnect",
       summary: `Close every socket of the user on every node (close code ${CLOSE_DISCONNECTED}); sent over the bus, at most once`,
@@ -115,7 +126,8 @@ export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
       errors: [],
       handle: async ({ params }) => {
         if (!deps.busUp()) throw new ChatError("unavailable", "event bus unavailable, nothing was sent");
-        await deps.control.publish({ command: "disconnect", user: params.user });
+        // A connection that died unnoticed queues the publish: answer unavailable rather than hang.
+        await withDeadline(deps.control.publish({ command: "disconnect", user: params.user }), 2_000, () => new ChatError("unavailable", "event bus did not accept the command within 2000 ms"));
         return { user: params.user, published: true as const };
       },
     }),

@@ -2,7 +2,7 @@
 // and the OpenAPI document (openapi.ts) all come from here. Message fields reuse the WebSocket
 // protocol's own schemas, so a publish is checked exactly like a create frame.
 import * as v from "valibot";
-import { ClientFrames, EntityId, ERROR_CODES, GroupName, MessageView, RequestId, UserId } from "../../protocol/index.ts";
+import { ClientFrames, EntityId, ERROR_CODES, GroupName, MessageView, PresentUser, RequestId, UserId } from "../../protocol/index.ts";
 import { HistoryQuery } from "../routes.ts";
 
 const create = ClientFrames.create.entries;
@@ -67,3 +67,6 @@ export const DeadLettersAnswer = v.object({
 /** POST /api/server/webhooks/dead-letters/requeue: all dead letters, one group's, or one event's. */
 export const RequeueRequest = v.object({ group: v.optional(GroupName), seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))) });
 export const RequeueAnswer = v.object({ requeued: v.number() });
+
+/** GET /api/server/groups/<group>/presence: the presence frame's answer without its envelope. */
+export const PresenceAnswer = v.object({ group: v.string(), count: v.pipe(v.number(), v.integer(), v.minValue(0)), users: v.array(PresentUser) });
