@@ -3,11 +3,12 @@
 import * as v from "valibot";
 import type { Metrics } from "../metrics/metrics.ts";
 import { operationLabel } from "../metrics/metrics.ts";
-import { ChatError, ClientFrames, Envelope, isOperation, type ClientFrame, type ErrorCode, type Operation } from "../protocol/index.ts";
+import { ChatError, ClientFrames, Envelope, GroupName, isOperation, type ClientFrame, type ErrorCode, type Operation } from "../protocol/index.ts";
 import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
 import { actingUser, type Session } from "./identity.ts";
 import type { ReadState } from "./read-state.ts";
+import type { Multiplex } from "./multiplex.ts";
 import type { ChatService, Outcome } from "./service.ts";
 
 type Handler = (s: Session, frame: never, requestId: string | undefined) => Promise<Outcome>;
@@ -56,11 +57,47 @@ export class Dispatcher {
       leave: (s, f) => reads.leave(s, f),
       groups: (s, f) => reads.groupsFrame(s, f),
       presence: (s) => service.presence(s),
+      // Answered in dispatch() for a multiplexed socket; a per-group socket follows its one group.
+      subscribe: () => Promise.reject(new ChatError("bad_request", "subscribe is only for /ws/ sockets; this socket follows its one group")),
+      unsubscribe: () => Promise.reject(new ChatError("bad_request", "unsubscribe is only for /ws/ sockets; this socket follows its one group")),
     };
+    this.reads = reads;
   }
 
-  /** Never throws: every failure becomes an error frame for the sender. */
-  async dispatch(session: Session, text: string): Promise<string | null> {
+  private readonly reads: ReadState;
+
+  /**
+   * On a multiplexed socket every frame names its `group` (but `groups`, which is about none):
+   * a frame for a group the socket does not follow is `bad_request`, except `subscribe`, and
+   * `leave`, which ends a membership whether or not the socket follows the group (and unsubscribes).
+   */
+  private async multiplexed(mux: Multiplex, session: Session, op: string, frame: unknown): Promise<Outcome | null> {
+    if (op === "subscribe") {
+      const { since } = frame as ClientFrame<"subscribe">;
+      const { seq, start } = await mux.subscribe(session.group, since ?? null);
+      // After the ack has gone out (the caller sends it when this resolves): ack, then replay.
+      setImmediate(start);
+      return { kind: "ack", seq };
+    }
+    if (op === "unsubscribe") {
+      if (!mux.unsubscribe(session.group)) throw new ChatError("bad_request", `not subscribed to group ${session.group}`);
+      return { kind: "ack" };
+    }
+    if (op === "leave") {
+      const outcome = await this.reads.leave(session, frame as ClientFrame<"leave">);
+      mux.unsubscribe(session.group);
+      return outcome;
+    }
+    if (!mux.has(session.group)) throw new ChatError("bad_request", `not subscribed to group ${session.group}: subscribe first`);
+    return null;
+  }
+
+  /**
+   * Never throws: every failure becomes an error frame for the sender. A per-group socket's
+   * session names its group; a multiplexed socket (`mux`) passes a session whose group is ""
+   * and each frame names its own.
+   */
+  async dispatch(session: Session, text: string, mux?: Multiplex): Promise<string | null> {
     let requestId: string | undefined;
     let operation: unknown;
     try {
@@ -82,9 +119,14 @@ export class Dispatcher {
       if (!opParsed.success) throw new ChatError("bad_request", opParsed.issues[0].message);
       const op = opParsed.output;
       if (!isOperation(op)) throw new ChatError("unknown_operation", `unknown operation ${JSON.stringify(op.slice(0, 32))}`);
+      if (mux && op !== "groups") {
+        const group = v.safeParse(GroupName, (raw as { group?: unknown }).group);
+        if (!group.success) throw new ChatError("bad_request", `group: ${(raw as { group?: unknown }).group === undefined ? "every frame on /ws/ names its group" : group.issues[0].message}`);
+        session = { ...session, group: group.output };
+      }
       const frame = v.safeParse(ClientFrames[op], raw);
       if (!frame.success) throw new ChatError("bad_request", describe(frame.issues));
-      const outcome = await this.handlers[op](session, frame.output as never, requestId);
+      const outcome = (mux && (await this.multiplexed(mux, session, op, frame.output))) || (await this.handlers[op](session, frame.output as never, requestId));
       if (outcome.kind === "history") return historyFrame(session.group, outcome.messages, outcome.has_more, requestId);
       if (outcome.kind === "groups") {
         const { kind: _, ...page } = outcome;
@@ -109,7 +151,7 @@ export class Dispatcher {
         this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
       }
       this.metrics.errors.inc({ code });
-      return errorFrame(code, message, requestId, session.group);
+      return errorFrame(code, message, requestId, session.group === "" ? undefined : session.group);
     }
   }
 }

@@ -99,6 +99,8 @@ export const EnvSchema = v.object({
   MAX_USER_FRAMES_PER_SECOND: intVar(1000, 1, 1_000_000),
   MAX_SOCKETS_PER_USER: intVar(20, 1, 1_000_000),
   MAX_GROUPS_PER_NODE: intVar(10_000, 1, 10_000_000),
+  /** Groups one `/ws/` socket may follow at once; one more `subscribe` is `too_large`. */
+  MAX_SUBSCRIPTIONS_PER_SOCKET: intVar(500, 1, 100_000),
   IDLE_TIMEOUT_S: intVar(120, 8, 960),
   MAX_BACKPRESSURE_BYTES: intVar(16 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
   MAX_PENDING_BYTES: intVar(16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

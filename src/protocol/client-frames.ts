@@ -56,6 +56,10 @@ export const ClientFrames = {
   leave: v.object({ user }),
   /** The sender's conversation list, most recent activity first; `before` is a previous answer's `next`. */
   groups: v.object({ user, before: v.optional(GroupsCursor), limit: v.optional(HistoryLimit, 50) }),
+  /** `/ws/` only: follow the frame's `group`, resuming after `since` when given. */
+  subscribe: v.object({ since: v.optional(Seq) }),
+  /** `/ws/` only: stop following the frame's `group`. */
+  unsubscribe: v.object({}),
 } as const;
 
 export type Operation = keyof typeof ClientFrames;

@@ -11,6 +11,7 @@ export const LIMITS = [
   "pending_frames", //    MAX_PENDING_FRAMES: rate_limited
   "sockets_per_user", //  MAX_SOCKETS_PER_USER: HTTP 429 at the upgrade
   "groups_per_node", //   MAX_GROUPS_PER_NODE: HTTP 503 at the upgrade
+  "subscriptions_per_socket", // MAX_SUBSCRIPTIONS_PER_SOCKET: too_large on /ws/ subscribe
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
   "held_bytes", //        MAX_HELD_BYTES: close 4008 (events held for one resuming subscription)

@@ -49,7 +49,8 @@ export const AckEvent = v.strictObject({
   group,
   request_id: v.string(),
   message_id: v.optional(v.string()),
-  seq: v.optional(seq),
+  /** A stored event's seq; for `subscribe`, the group's last seq (0 for a group without events). */
+  seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   seen_at: v.optional(v.string()),
   /** The sender's read marker after a `read`. */
   read_seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),

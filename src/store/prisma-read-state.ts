@@ -40,7 +40,7 @@ const UPSERT_MARKER = `
 
 // One statement: the page of the user's groups (by the membership key, each group's newest event
 // by the group_events key), then for those groups only the unread count and the last message.
-const CONVERSATIONS = `
+export const CONVERSATIONS_SQL = `
   WITH page AS (
     SELECT mb."group_name", mb."read_seq", COALESCE(g."last_seq", 0) AS last_seq,
            COALESCE(ge."created_at", mb."joined_at") AS last_activity
@@ -130,7 +130,7 @@ export class PrismaReadState implements ReadStateStore {
 
   async conversations(user: string, page: { limit: number; before?: ConversationCursor }) {
     const rows = await this.prisma.$queryRawUnsafe<ConversationRow[]>(
-      CONVERSATIONS,
+      CONVERSATIONS_SQL,
       user,
       page.limit + 1,
       page.before?.at ?? null,

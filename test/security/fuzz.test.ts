@@ -62,6 +62,9 @@ const OP_FIELDS: Record<string, string[]> = {
   read: ["user", "seq"],
   leave: ["user"],
   groups: ["user", "before", "limit"],
+  // /ws/ only: on a per-group socket any subscribe or unsubscribe is bad_request, so never a base.
+  subscribe: [],
+  unsubscribe: [],
 };
 const REQUIRED: Record<string, string[]> = {
   create: ["type"],
@@ -75,6 +78,8 @@ const REQUIRED: Record<string, string[]> = {
   read: ["seq"],
   leave: [],
   groups: [],
+  subscribe: [],
+  unsubscribe: [],
 };
 const WITH_ID = ["update", "delete", "seen", "reply"];
 /** Number literals that no numeric field accepts (history's limit is 1 to 100, whole). */
