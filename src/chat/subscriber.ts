@@ -25,6 +25,7 @@ export class Subscriber {
     const sub = this.node.open(group, this.user, this.outlet, () => this.byGroup.delete(group));
     this.byGroup.set(group, sub);
     sub.start(since);
+    this.node.opened(sub);
     return sub;
   }
 

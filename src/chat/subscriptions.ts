@@ -40,6 +40,8 @@ export class Subscriptions {
   private readonly slots: Slots;
   private readonly listeners = { open: new Set<Listener>(), close: new Set<Listener>() };
   private resumingCount = 0;
+  /** Subscriptions whose open listeners ran: only those get the close listeners (each pair exactly once). */
+  private readonly announced = new WeakSet<Subscription>();
 
   constructor(
     private readonly service: SubscriptionService,
@@ -70,7 +72,7 @@ export class Subscriptions {
     this.service.leave(group);
   }
 
-  /** Hears every subscription that opens (before its replay starts) or closes; returns the unsubscribe. */
+  /** Hears every subscription that opens (once it has started: live, or replaying) or closes; returns the unsubscribe. */
   on(event: "open" | "close", listener: Listener): () => void {
     this.listeners[event].add(listener);
     return () => void this.listeners[event].delete(listener);
@@ -100,14 +102,19 @@ export class Subscriptions {
       closed: (sub) => {
         onClose();
         this.service.leave(sub.group);
-        for (const l of this.listeners.close) l(sub);
+        if (this.announced.delete(sub)) for (const l of this.listeners.close) l(sub);
       },
       hit: (limit) => this.hit(limit),
       replayFailed: (err, sub) => this.log.warn({ err, group: sub.group, user: sub.user }, "replay failed"),
     };
-    const sub = new Subscription(group, user, outlet, ctx);
+    return new Subscription(group, user, outlet, ctx);
+  }
+
+  /** Used by Subscriber once the subscription has started (a live one is in the fan-out already, so it hears what its own opening causes, such as its user's `join`). */
+  opened(sub: Subscription): void {
+    if (sub.state === "closed") return;
+    this.announced.add(sub);
     for (const l of this.listeners.open) l(sub);
-    return sub;
   }
 
   private setResuming(sub: Subscription, on: boolean): void {
