@@ -29,8 +29,7 @@ import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
 import type { Presence, PresenceChange } from "./presence/presence.ts";
-import { MemoryPresence } from "./presence/memory-presence.ts";
-import { RedisPresence } from "./presence/redis-presence.ts";
+import { presenceFromConfig } from "./presence/start.ts";
 import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
@@ -50,7 +49,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeShards: config.WRITE_SHARDS, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL) });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL) });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
@@ -94,42 +93,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   }
 
   // Presence transitions become join/leave events published by the service (which exists below).
-  const presenceChanged = (c: PresenceChange) => service?.presenceChanged(c);
-  const presenceOpts = { graceMs: config.PRESENCE_GRACE_MS, ttlMs: config.PRESENCE_TTL_S * 1000 };
   let presence: Presence;
-  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
-    let lastError = "";
-    const target = config.REDIS_CLUSTER_NODES
-      ? { nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }
-      : config.REDIS_URL!;
-    const redisPresence = new RedisPresence(target, presenceOpts, presenceChanged, {
-      onLeaseRenewed: () => metrics.presenceLeaseRenewals.inc(),
-      onLeaseExpired: (node, users) => {
-        metrics.presenceLeaseExpiries.inc();
-        log.info({ node, users }, "presence: reaped a node whose lease ran out");
-      },
-      onResync: (reason) => {
-        metrics.presenceResyncs.inc({ reason });
-        log.info({ reason }, "presence: re-registering this node's share");
-      },
-      onDirtyAnnounced: (kind, group, user) => log.info({ kind, group, user }, "presence: announcing a change made while Redis was away"),
-      onError: (err) => {
-        if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
-        lastError = err.message;
-      },
-    });
-    try {
-      await redisPresence.start();
-    } catch (err) {
-      await redisPresence.stop();
-      await bus.close();
-      await db.store.close();
-      throw new Error(`Redis is not reachable for presence: ${(err as Error).message}`);
-    }
-    log.info({ node: redisPresence.id, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS }, "presence lease held");
-    presence = redisPresence;
-  } else {
-    presence = new MemoryPresence(presenceOpts, presenceChanged);
+  try {
+    presence = await presenceFromConfig(config, metrics, log, (c: PresenceChange) => service?.presenceChanged(c));
+  } catch (err) {
+    await bus.close();
+    await db.store.close();
+    throw err;
   }
 
   service = new ChatService({
@@ -157,7 +127,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
-    onStored: () => webhooks?.kick(),
+    onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
   const reads = new ReadState({

@@ -116,7 +116,7 @@ export const EnvSchema = v.object({
   JWT_CLOCK_TOLERANCE_S: intVar(30, 0, 3600),
   ALLOWED_ORIGINS: originList,
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
-  WRITE_SHARDS: intVar(2, 1, 64),
+  WRITE_CONCURRENCY: intVar(4, 1, 64),
   DATABASE_POOL_SIZE: intVar(10, 1, 1000),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
@@ -124,6 +124,7 @@ export const EnvSchema = v.object({
   PRESENCE_GRACE_MS: intVar(5_000, 0, 600_000),
   PRESENCE_TTL_S: intVar(15, 1, 3_600),
   PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
+  PRESENCE: v.optional(v.picklist(["on", "off"], "must be on or off"), "on"),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   // HTTP answers being written, node-wide (src/http/budget.ts).

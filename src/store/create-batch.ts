@@ -4,7 +4,7 @@
 // that is refused (unknown reply target) or is a retry takes no seq.
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
-import type { Settled } from "./batcher.ts";
+import type { Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import type { ChatStore, MessageType, StoredMessage, Written } from "./store.ts";

@@ -15,13 +15,13 @@ export interface DatabaseOptions {
   poolSize?: number;
   /**
    * The store's deadline (STORE_TIMEOUT_MS): a write that waited this long behind others is
-   * refused unrun (see OrderedBatcher), no write sends its COMMIT later than this minus a margin
+   * refused unrun (see GroupScheduler), no write sends its COMMIT later than this minus a margin
    * (see PrismaChatStore), and PostgreSQL itself ends any statement, or any transaction left
    * idle, that outlasts it. Default 5000.
    */
   writeTimeoutMs?: number;
-  /** Ordered write queues, each committing one batch at a time (see PrismaChatStore). */
-  writeShards?: number;
+  /** Write batches in flight at once, never two holding one group (see GroupScheduler). Default 4. */
+  writeConcurrency?: number;
   /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
   webhookOutbox?: boolean;
 }
@@ -52,7 +52,7 @@ export async function migratePostgres(url: string): Promise<string[]> {
  */
 const EMBEDDED_SETTINGS = ["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "work_mem=1MB", "-c", "maintenance_work_mem=8MB", "-c", "temp_buffers=1MB"];
 
-const batching = (opts: DatabaseOptions) => ({ shards: opts.writeShards ?? 2, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000, deadlineMs: opts.writeTimeoutMs ?? 5_000 });
+const batching = (opts: DatabaseOptions) => ({ concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000, deadlineMs: opts.writeTimeoutMs ?? 5_000 });
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {

@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
-import { OrderedBatcher, type Settled } from "./batcher.ts";
+import { GroupScheduler, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
 import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
@@ -63,44 +63,33 @@ class AlreadyApplied extends Error {
   }
 }
 
-/** FNV-1a: a cheap, stable spread of group names over the create shards. */
-function shardOf(group: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < group.length; i++) h = Math.imul(h ^ group.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % shards;
-}
-
 export class PrismaChatStore implements ChatStore {
   /**
-   * One ordered write queue per shard of groups: a group's writes (creates, replies, updates,
-   * deletes) commit in the order they were submitted, consecutive creates in one batch; queues
-   * of different shards lock disjoint groups, so they run side by side instead of queueing on
-   * each other's row locks.
+   * The write scheduler: a group's writes (creates, replies, updates, deletes) commit in the
+   * order they were submitted, its consecutive creates batched with other groups' creates; up to
+   * `concurrency` batches run at once, never two holding the same group, so they do not queue
+   * on each other's row locks, and an update, a delete or a lock wait holds up only its group.
    */
-  private readonly writers: OrderedBatcher<Queued, Created>[];
+  private readonly writer: GroupScheduler<Queued, Created>;
   /** How long after the call a write may still send its COMMIT. */
   private readonly budgetMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { shards: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs - commitMarginMs(deadlineMs);
-    this.writers = Array.from(
-      { length: batching.shards },
-      () =>
-        new OrderedBatcher<Queued, Created>(
-          (items) => this.writeCreates(items),
-          batching.maxBatch,
-          MAX_BATCH_BYTES,
-          (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
-          batching.maxWaitMs,
-        ),
-    );
+    this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
+      concurrency: batching.concurrency,
+      maxBatch: batching.maxBatch,
+      maxBatchWeight: MAX_BATCH_BYTES,
+      weigh: (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
+      maxWaitMs: batching.maxWaitMs,
+    });
   }
 
   /** Takes the group's next seq; the row lock it holds until commit orders the group's writes. */
@@ -160,11 +149,7 @@ export class PrismaChatStore implements ChatStore {
 
   /** Concurrent creates are written together (see create-batch.ts); each resolves once committed. */
   createMessage(input: NewMessage): Promise<Created> {
-    return this.writerOf(input.group).submit({ ...input, submittedAt: performance.now() });
-  }
-
-  private writerOf(group: string): OrderedBatcher<Queued, Created> {
-    return this.writers[shardOf(group, this.writers.length)]!;
+    return this.writer.submit(input.group, { ...input, submittedAt: performance.now() });
   }
 
   /** After the group's seq lock is taken: a retry of a write already applied rolls back and answers the original. */
@@ -188,7 +173,7 @@ export class PrismaChatStore implements ChatStore {
   private async soloWrite(group: string, fn: (tx: Tx) => Promise<Written>): Promise<Written & { duplicate: boolean }> {
     const commitBy = performance.now() + this.budgetMs;
     try {
-      return { ...(await this.writerOf(group).solo(() => this.transaction(commitBy, fn))), duplicate: false };
+      return { ...(await this.writer.solo(group, () => this.transaction(commitBy, fn))), duplicate: false };
     } catch (err) {
       if (!(err instanceof AlreadyApplied)) throw err;
       const row = await this.prisma.message.findUniqueOrThrow({ where: { id: err.messageId }, select: messageSelect });

@@ -1,0 +1,176 @@
+// The write scheduler: per-group order over a bounded pool of concurrent batches ("group
+// commit" without making unrelated groups wait).
+//
+// Guarantee: a group's jobs run in the order they were submitted, one batch at a time for that
+// group: a job starts only after every earlier job of its group has settled. Across groups
+// there is no order. At most `concurrency` batches run at once. Consecutive batchable items of
+// any number of groups are written together in one batch; a solo job (an update, a delete)
+// runs alone but holds up only its own group. A group in flight is in exactly one batch, so two
+// batches of this node never wait on each other's row locks.
+//
+// At low load an item is written at once, alone; under load the batches grow with the backlog,
+// so throughput rises without a fixed delay. Ready groups are served first come, first served.
+import { ChatError } from "../protocol/index.ts";
+
+export type Settled<O> = { ok: true; value: O } | { ok: false; error: unknown };
+
+interface Pending<I, O> {
+  /** A batchable item, or a job that runs alone. */
+  job: { item: I } | { solo: () => Promise<unknown> };
+  resolve: (value: O) => void;
+  reject: (error: unknown) => void;
+  queuedAt: number;
+  weight: number;
+}
+
+export interface SchedulerOptions<I> {
+  /** Batches (or solo jobs) in flight at once. */
+  concurrency: number;
+  /** Items per batch at most. */
+  maxBatch: number;
+  /** A batch stops growing once its items weigh this much (bytes of payload), so one huge batch cannot stall the process. */
+  maxBatchWeight: number;
+  weigh: (item: I) => number;
+  /**
+   * A job that waited longer than this (behind a write that hangs) is refused unrun: its caller
+   * has been told `unavailable` by then, and must not see it applied later.
+   */
+  maxWaitMs: number;
+  /** The clock (ms); tests pass their own. */
+  now?: () => number;
+}
+
+export class GroupScheduler<I, O> {
+  /** Queued jobs of each group with any, in submission order. */
+  private readonly queues = new Map<string, Pending<I, O>[]>();
+  /** Groups with queued jobs and nothing in flight, in the order they became ready. */
+  private readonly ready = new Set<string>();
+  /** Groups with a batch or solo job in flight. */
+  private readonly busy = new Set<string>();
+  private running = 0;
+  private readonly now: () => number;
+
+  constructor(
+    /** Writes a batch; returns one outcome per item, in order. Throwing fails every item. */
+    private readonly write: (items: I[]) => Promise<Settled<O>[]>,
+    private readonly opts: SchedulerOptions<I>,
+  ) {
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Batches and solo jobs in flight. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Jobs waiting (not yet in flight). */
+  get queued(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.length;
+    return n;
+  }
+
+  submit(group: string, item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.enqueue(group, { job: { item }, resolve, reject, queuedAt: this.now(), weight: this.opts.weigh(item) });
+    });
+  }
+
+  /** Runs `job` after every job of `group` submitted before it, and before any submitted after it. */
+  solo<T>(group: string, job: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.enqueue(group, { job: { solo: job }, resolve: resolve as (v: unknown) => void, reject, queuedAt: this.now(), weight: 0 });
+    });
+  }
+
+  private enqueue(group: string, p: Pending<I, O>): void {
+    let q = this.queues.get(group);
+    if (!q) this.queues.set(group, (q = []));
+    q.push(p);
+    if (!this.busy.has(group)) this.ready.add(group);
+    this.pump();
+  }
+
+  /** Refuses a group's jobs that waited too long; they are a prefix of its queue. */
+  private dropStale(group: string, q: Pending<I, O>[]): void {
+    const stale = this.now() - this.opts.maxWaitMs;
+    let n = 0;
+    while (n < q.length && q[n]!.queuedAt < stale) n++;
+    for (const p of q.splice(0, n)) p.reject(new ChatError("unavailable", "storage is unavailable, try again"));
+    if (q.length === 0) {
+      this.queues.delete(group);
+      this.ready.delete(group);
+    }
+  }
+
+  private pump(): void {
+    while (this.running < this.opts.concurrency && this.ready.size > 0) {
+      const started = this.startNext();
+      if (!started) break;
+    }
+  }
+
+  /** Starts one batch or solo job from the ready groups; false when nothing could start. */
+  private startNext(): boolean {
+    const groups: string[] = [];
+    const batch: Pending<I, O>[] = [];
+    let weight = 0;
+    for (const group of this.ready) {
+      const q = this.queues.get(group)!;
+      this.dropStale(group, q);
+      if (q.length === 0) continue;
+      const head = q[0]!;
+      if ("solo" in head.job) {
+        if (batch.length > 0) continue; // runs alone, in a later turn
+        q.shift();
+        this.take(group, q);
+        this.run([group], head.job.solo().then(head.resolve as (v: unknown) => void, head.reject));
+        return true;
+      }
+      let n = 0;
+      while (n < q.length && batch.length < this.opts.maxBatch && (batch.length === 0 || weight < this.opts.maxBatchWeight)) {
+        const p = q[n]!;
+        if ("solo" in p.job) break;
+        batch.push(p);
+        weight += p.weight;
+        n++;
+      }
+      if (n === 0) break; // the batch is full
+      q.splice(0, n);
+      this.take(group, q);
+      groups.push(group);
+      if (batch.length >= this.opts.maxBatch || weight >= this.opts.maxBatchWeight) break;
+    }
+    if (batch.length === 0) return false;
+    const done = this.write(batch.map((p) => (p.job as { item: I }).item)).then(
+      (outcomes) =>
+        batch.forEach((p, i) => {
+          const o = outcomes[i]!;
+          if (o.ok) p.resolve(o.value);
+          else p.reject(o.error);
+        }),
+      (error) => batch.forEach((p) => p.reject(error)),
+    );
+    this.run(groups, done);
+    return true;
+  }
+
+  /** Marks a group in flight (no longer ready); an emptied queue is forgotten. */
+  private take(group: string, q: Pending<I, O>[]): void {
+    this.ready.delete(group);
+    this.busy.add(group);
+    if (q.length === 0) this.queues.delete(group);
+  }
+
+  private run(groups: string[], done: Promise<void>): void {
+    this.running++;
+    void done.finally(() => {
+      this.running--;
+      for (const g of groups) {
+        this.busy.delete(g);
+        if (this.queues.has(g)) this.ready.add(g); // back of the line: groups waiting longer go first
+      }
+      this.pump();
+    });
+  }
+}
