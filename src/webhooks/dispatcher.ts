@@ -91,10 +91,12 @@ export class WebhookDispatcher {
         this.again = false;
         const room = this.opts.concurrency - this.inflight.size;
         if (room <= 0) break;
+        // The lease runs from the database's clock at the claim: count it from before asking.
+        const asked = performance.now();
         const claimed = await this.outbox.claim(this.owner, { groups: room, perGroup: this.opts.perGroup, leaseMs: this.leaseMs });
         for (const rows of claimed) {
           const group = rows[0]!.group;
-          const run = this.deliverGroup(group, rows, performance.now() + this.leaseMs)
+          const run = this.deliverGroup(group, rows, asked + this.leaseMs)
             .catch((err) => this.log.error({ err, group }, "webhook delivery failed unexpectedly"))
             .finally(() => {
               this.inflight.delete(group);
