@@ -5,7 +5,9 @@ import { MemoryBus } from "./bus/memory-bus.ts";
 import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
+import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
+import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
 import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
@@ -27,8 +29,7 @@ import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
 import { serverApiMetrics } from "./metrics/backend-metrics.ts";
 import type { Presence, PresenceChange } from "./presence/presence.ts";
-import { MemoryPresence } from "./presence/memory-presence.ts";
-import { RedisPresence } from "./presence/redis-presence.ts";
+import { presenceFromConfig } from "./presence/start.ts";
 import { webhooksFromConfig } from "./webhooks/start.ts";
 
 export interface ChatNode {
@@ -37,6 +38,7 @@ export interface ChatNode {
   metricsPort: number | null;
   gateway: Gateway;
   service: ChatService;
+  subscriptions: Subscriptions;
   /** Readiness false, drain delay, stop listening, finish in-flight frames, close sockets, close store and bus. */
   shutdown(): Promise<void>;
 }
@@ -53,6 +55,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
+  let subscriptions: Subscriptions | undefined;
   let control: ControlChannel | undefined;
   const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
@@ -90,42 +93,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   }
 
   // Presence transitions become join/leave events published by the service (which exists below).
-  const presenceChanged = (c: PresenceChange) => service?.presenceChanged(c);
-  const presenceOpts = { graceMs: config.PRESENCE_GRACE_MS, ttlMs: config.PRESENCE_TTL_S * 1000 };
   let presence: Presence;
-  if (config.REDIS_URL || config.REDIS_CLUSTER_NODES) {
-    let lastError = "";
-    const target = config.REDIS_CLUSTER_NODES
-      ? { nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }
-      : config.REDIS_URL!;
-    const redisPresence = new RedisPresence(target, presenceOpts, presenceChanged, {
-      onLeaseRenewed: () => metrics.presenceLeaseRenewals.inc(),
-      onLeaseExpired: (node, users) => {
-        metrics.presenceLeaseExpiries.inc();
-        log.info({ node, users }, "presence: reaped a node whose lease ran out");
-      },
-      onResync: (reason) => {
-        metrics.presenceResyncs.inc({ reason });
-        log.info({ reason }, "presence: re-registering this node's share");
-      },
-      onDirtyAnnounced: (kind, group, user) => log.info({ kind, group, user }, "presence: announcing a change made while Redis was away"),
-      onError: (err) => {
-        if (err.message !== lastError) log.warn({ err: err.message }, "presence: redis error");
-        lastError = err.message;
-      },
-    });
-    try {
-      await redisPresence.start();
-    } catch (err) {
-      await redisPresence.stop();
-      await bus.close();
-      await db.store.close();
-      throw new Error(`Redis is not reachable for presence: ${(err as Error).message}`);
-    }
-    log.info({ node: redisPresence.id, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS }, "presence lease held");
-    presence = redisPresence;
-  } else {
-    presence = new MemoryPresence(presenceOpts, presenceChanged);
+  try {
+    presence = await presenceFromConfig(config, metrics, log, (c: PresenceChange) => service?.presenceChanged(c));
+  } catch (err) {
+    await bus.close();
+    await db.store.close();
+    throw err;
   }
 
   service = new ChatService({
@@ -133,7 +107,11 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus,
     limits: { maxBodyChars: config.MAX_BODY_CHARS, maxFileBytes: config.MAX_FILE_BYTES },
     metrics,
-    deliver: (group, payload, seq) => gateway?.deliver(group, payload, seq),
+    // Live sockets get the event from the gateway's fan-out; resuming subscriptions hold it.
+    deliver: (group, payload, seq) => {
+      gateway?.publish(group, payload);
+      subscriptions?.deliver(group, payload, seq);
+    },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
@@ -149,7 +127,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
-    onStored: () => webhooks?.kick(),
+    onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
   const reads = new ReadState({
@@ -179,15 +157,33 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
+  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  subscriptions = new Subscriptions(
+    service,
+    {
+      maxHeldBytes: config.MAX_HELD_BYTES,
+      // Below the slow-consumer limit, so a replay paced by it is never taken for a slow consumer.
+      replayBufferBytes: Math.min(config.MAX_REPLAY_BUFFER_BYTES, config.MAX_BACKPRESSURE_BYTES / 2),
+      maxConcurrentReplays: config.MAX_CONCURRENT_REPLAYS,
+      joinTimeoutMs: 5_000,
+    },
+    budget,
+    metrics,
+    log,
+  );
+  // Presence follows subscriptions: a user is present in a group while one of their sockets follows it.
+  subscriptions.on("open", (sub) => sub.user !== null && service.presenceOpen(sub.group, sub.user));
+  subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
+  subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, reads, dispatcher, metrics, identity: identity.provider, log, httpBudget },
+    { service, reads, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log, httpBudget },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
+      maxPendingBytes: config.MAX_PENDING_BYTES,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
-      joinTimeoutMs: 5_000,
       limits: {
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
@@ -263,5 +259,6 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({}, "stopped");
     })());
 
-  return { port, metricsPort, gateway, service, shutdown };
+  return { port, metricsPort, gateway, service, subscriptions, shutdown };
+
 }

@@ -1,5 +1,8 @@
 // Everything a worker measures, in one place so the socket handlers stay a few lines each.
 import { ERROR_MARK } from "../lib/frames.ts";
+
+const JOIN_MARK = Buffer.from('{"operation":"join"');
+const LEAVE_MARK = Buffer.from('{"operation":"leave"');
 import { encodeHistogram, newHistogram, type Histogram } from "../lib/histogram.ts";
 import type { Counts, IntervalReport, Window } from "../lib/ipc.ts";
 
@@ -23,6 +26,8 @@ export class Recorder {
   seqViolations = 0;
   errors = 0;
   unknown = 0;
+  /** join/leave frames (expected, not measured). */
+  presence = 0;
   readonly errorSamples: string[] = [];
   readonly unknownSamples: string[] = [];
   private intervalDelivered = zeroCounts();
@@ -49,6 +54,11 @@ export class Recorder {
   /** A frame that is not a marked event or an ack: an error from the server, or something new. */
   other(data: Buffer): void {
     const text = () => data.toString("utf8", 0, Math.min(data.length, 300));
+    // Presence: every ?user= socket's arrival is announced to its group (up to PRESENCE_MAX_BROADCAST).
+    if (data.indexOf(JOIN_MARK) === 0 || data.indexOf(LEAVE_MARK) === 0) {
+      this.presence++;
+      return;
+    }
     if (data.indexOf(ERROR_MARK) >= 0) {
       this.errors++;
       if (this.errorSamples.length < SAMPLES) this.errorSamples.push(text());

@@ -56,3 +56,15 @@ t.test("past PRESENCE_MAX_BROADCAST present users, joins and leaves are not broa
   t.match(text, /chat_presence_events_total\{event="join",broadcast="no"\} [1-9]/);
   t.match(text, /chat_presence_events_total\{event="leave",broadcast="no"\} [1-9]/);
 });
+
+t.test("PRESENCE=off: no join or leave, and the presence answer is unavailable", async (t) => {
+  const off = await startInProcess(t, { DATABASE_URL: url, PRESENCE: "off" });
+  const g = uniqueGroup("off");
+  const a = await connect(t, off.port, g, { user: "a" }, { presence: true });
+  await connect(t, off.port, g, { user: "b" }, { presence: true });
+  t.match(await a.request({ operation: "presence" }), { operation: "error", code: "unavailable" });
+  const http = await fetch(`http://127.0.0.1:${off.port}/api/groups/${g}/presence`);
+  t.equal(http.status, 503);
+  await http.text();
+  await a.nothingMore(t, 300);
+});

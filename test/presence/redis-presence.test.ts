@@ -96,3 +96,43 @@ t.test("a transition made while Redis is down is announced once it is back", asy
   t.same(changes.slice(1).map((c) => `${c.kind} ${c.user}`).sort(), ["join max", "leave lee"]);
   t.same((await a.snapshot(g, 10)).users.map((u) => u.user), ["max"]);
 });
+
+/** Redis commands executed so far (scripts' inner calls included), from INFO commandstats. */
+async function commandsRun(): Promise<number> {
+  const { Redis } = await import("ioredis");
+  const r = new Redis(redis.url);
+  try {
+    const info = await r.info("commandstats");
+    let n = 0;
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") n += Number(m[2]);
+    return n;
+  } finally {
+    r.disconnect();
+  }
+}
+
+t.test("Redis work per join and per leave does not grow with the group: 2 present vs 2,000", async (t) => {
+  const a = make(t, () => {});
+  await a.start();
+  // Renewals and reap checks are periodic, not per connect: stop them for the measurement.
+  for (const timer of (a as unknown as { timers: NodeJS.Timeout[] }).timers) clearInterval(timer);
+  const cost = async (g: string, present: number) => {
+    for (let i = 0; i < present; i++) a.open(g, `p${i}`);
+    await eventually(async () => (await a.snapshot(g, 1)).count === present, 20_000, 50);
+    const before = await commandsRun();
+    for (let i = 0; i < 50; i++) a.open(g, `new${i}`);
+    await eventually(async () => (await a.snapshot(g, 1)).count === present + 50, 5_000, 20);
+    const mid = await commandsRun();
+    for (let i = 0; i < 50; i++) a.close(g, `new${i}`);
+    await eventually(async () => (await a.snapshot(g, 1)).count === present, 5_000, 20);
+    const after = await commandsRun();
+    return { joins: mid - before, leaves: after - mid };
+  };
+  const small = await cost(uniqueGroup("small"), 2);
+  const large = await cost(uniqueGroup("large"), 2_000);
+  t.comment(`Redis commands for 50 joins / 50 leaves (polling included): group of 2: ${small.joins} / ${small.leaves}; group of 2,000: ${large.joins} / ${large.leaves}`);
+  // The same scripts run either way; only the polling snapshots (2 commands each) may differ.
+  t.ok(Math.abs(large.joins - small.joins) <= 20, "joins cost the same");
+  t.ok(Math.abs(large.leaves - small.leaves) <= 20, "leaves cost the same");
+  t.ok(small.joins <= 50 * 6 + 60 && small.leaves <= 50 * 7 + 60, "a handful of commands per transition");
+});
