@@ -66,6 +66,8 @@ export interface TargetOptions {
   pgAdminUrl: string;
   /** Unique per run: names the database and the baseline's Redis keys. */
   runTag: string;
+  /** Extra environment for every node (e.g. a JWT secret for a scenario that needs tokens). */
+  env?: Record<string, string>;
 }
 
 const HOST = "127.0.0.1";
@@ -128,13 +130,13 @@ function baseEnv(): NodeJS.ProcessEnv {
 }
 
 async function startService(databaseUrl: string, opts: TargetOptions): Promise<ServerNode> {
-  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn", DATABASE_URL: databaseUrl };
+  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn", DATABASE_URL: databaseUrl, ...opts.env };
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
   return launch(serviceEntry, env);
 }
 
 async function startBaseline(opts: TargetOptions): Promise<ServerNode> {
-  const env: NodeJS.ProcessEnv = { ...baseEnv(), BASELINE_REDIS_PREFIX: `bench:${opts.runTag}:` };
+  const env: NodeJS.ProcessEnv = { ...baseEnv(), BASELINE_REDIS_PREFIX: `bench:${opts.runTag}:`, ...opts.env };
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
   return launch(baselineEntry, env);
 }
