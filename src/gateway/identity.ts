@@ -17,7 +17,8 @@ export interface Credentials {
 }
 
 export type IdentityResult =
-  | { ok: true; user: string | null }
+  /** `groups`: the groups the identity may use (a token's `groups` claim); null or absent allows any. */
+  | { ok: true; user: string | null; groups?: readonly string[] | null }
   | { ok: false; status: 400 | 401 | 403 | 503; message: string };
 
 /** The `error` code of an HTTP error body for a refused identity. */

@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import type { ChatStore, LoggedEvent } from "../store/store.ts";
 import type { OutboxRow, WebhookOutbox } from "../store/outbox.ts";
 import type { WebhookMetrics } from "../metrics/backend-metrics.ts";
+import { poster, type Poster } from "./post.ts";
 import { DELIVERY_HEADER, deliveryId, SIGNATURE_HEADER, sign, webhookEvent } from "./payload.ts";
 
 export interface DispatcherOptions {
@@ -46,6 +47,7 @@ export class WebhookDispatcher {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Aborts the POSTs under way on shutdown (their events stay in the outbox for the next claimer). */
   private readonly stopping = new AbortController();
+  private readonly http: Poster;
 
   constructor(
     readonly outbox: WebhookOutbox,
@@ -53,7 +55,9 @@ export class WebhookDispatcher {
     private readonly opts: DispatcherOptions,
     private readonly metrics: WebhookMetrics,
     private readonly log: DispatcherLog,
-  ) {}
+  ) {
+    this.http = poster(opts.url, opts.concurrency);
+  }
 
   /** A lease outlives the longest delivery it may cover (one POST's timeout) with room to spare. */
   private get leaseMs(): number {
@@ -65,9 +69,12 @@ export class WebhookDispatcher {
     this.kick();
   }
 
-  /** Something was stored: look at the outbox now rather than at the next poll. */
-  kick(): void {
-    if (!this.running) return;
+  /**
+   * Something was stored: look at the outbox now rather than at the next poll. A group this node
+   * is delivering needs nothing: its delivery looks again when it ends.
+   */
+  kick(group?: string): void {
+    if (!this.running || (group !== undefined && this.inflight.has(group))) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -84,10 +91,12 @@ export class WebhookDispatcher {
         this.again = false;
         const room = this.opts.concurrency - this.inflight.size;
         if (room <= 0) break;
+        // The lease runs from the database's clock at the claim: count it from before asking.
+        const asked = performance.now();
         const claimed = await this.outbox.claim(this.owner, { groups: room, perGroup: this.opts.perGroup, leaseMs: this.leaseMs });
         for (const rows of claimed) {
           const group = rows[0]!.group;
-          const run = this.deliverGroup(group, rows, performance.now() + this.leaseMs)
+          const run = this.deliverGroup(group, rows, asked + this.leaseMs)
             .catch((err) => this.log.error({ err, group }, "webhook delivery failed unexpectedly"))
             .finally(() => {
               this.inflight.delete(group);
@@ -139,26 +148,24 @@ export class WebhookDispatcher {
     const body = JSON.stringify(webhookEvent(group, event));
     const end = this.metrics.duration.startTimer();
     try {
-      const res = await fetch(this.opts.url, {
-        method: "POST",
-        headers: {
+      const status = await this.http.post(
+        body,
+        {
           "Content-Type": "application/json",
           "User-Agent": "chatroom-webhooks/1",
           [SIGNATURE_HEADER]: sign(this.opts.secret, body),
           [DELIVERY_HEADER]: deliveryId(group, event.seq),
         },
-        body,
-        redirect: "manual",
-        signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.stopping.signal]),
-      });
-      await res.body?.cancel().catch(() => {});
-      if (res.status < 200 || res.status > 299) return `HTTP ${res.status}`;
+        this.opts.timeoutMs,
+        this.stopping.signal,
+      );
+      if (status < 200 || status > 299) return `HTTP ${status}`;
       this.metrics.deliveries.inc({ result: "ok" });
       if (event.committedAt) this.metrics.lag.observe(Math.max(0, Date.now() - event.committedAt.getTime()) / 1000);
       return null;
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      return e.name === "TimeoutError" ? `no answer within ${this.opts.timeoutMs} ms` : `${e.message}${e.cause?.code ? ` (${e.cause.code})` : ""}`;
+      const e = err as NodeJS.ErrnoException;
+      return e.code ? `${e.message} (${e.code})` : e.message;
     } finally {
       end();
     }
@@ -172,5 +179,6 @@ export class WebhookDispatcher {
     this.timer = null;
     await Promise.allSettled([...this.inflight.values()]);
     await this.outbox.releaseAll(this.owner).catch(() => {});
+    this.http.close();
   }
 }

@@ -467,6 +467,9 @@ t.test(`${FRAMES} hostile frames over ${SOCKETS} connections: one error each, no
       ws.on("message", (data) => {
         const frame: unknown = JSON.parse(data.toString());
         if (!v.is(ServerEvent, frame)) outOfProtocol.push(data.toString().slice(0, 200));
+        // Presence: the group hears each ?user= socket arrive (and leave); not an answer to a frame.
+        const op = (frame as { operation?: string }).operation;
+        if (op === "join" || op === "leave") return;
         if ((frame as { operation?: string }).operation === "error") errors.push(frame as { code: string });
         else others.push(frame);
         wake?.();

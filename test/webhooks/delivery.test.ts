@@ -133,3 +133,12 @@ t.test("without WEBHOOK_URL no outbox row is written", async (t) => {
   t.equal(rows[0].n, 0);
   await c.close();
 });
+
+t.test("with webhooks on, the OpenAPI document lists the dead-letter routes too", async (t) => {
+  const doc = (await (await fetch(`http://127.0.0.1:${nodes[0]!.port}/api/server/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+  t.ok(doc.paths["/api/server/webhooks/dead-letters"]?.get, "GET dead-letters");
+  t.ok(doc.paths["/api/server/webhooks/dead-letters/requeue"]?.post, "POST requeue");
+  const bad = await fetch(`http://127.0.0.1:${nodes[0]!.port}/api/server/webhooks/dead-letters/requeue`, { method: "POST", headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ seq: 0 }) });
+  t.equal(bad.status, 400, "its body is validated by the same schema");
+  t.match(await bad.json(), { code: "bad_request", message: /seq/ });
+});
