@@ -21,7 +21,7 @@ export interface MixTarget {
 }
 
 export interface MixStats {
-  /** Victim typing round trips (send to ack), ms, in order. */
+  /** Victim typing round trips (send to its own typing event), ms, in order. */
   rtts: number[];
   /** Victim frames that got no ack within the deadline. */
   victimLost: number;
