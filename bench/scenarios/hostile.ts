@@ -25,7 +25,7 @@ export const hostile: Scenario<Params> = {
     { key: "rss_peak_mb", label: "node RSS peak under the mix", unit: "MB", better: "lower" },
   ],
   summary: ["quiet_p99_ms", "p99_ms", "rss_peak_mb"],
-  params: (opts) => ({ duration: pick(opts.sizes.duration, 60), quiet: 5, messages: 200 }),
+  params: (opts) => ({ duration: pick(opts.sizes.duration, 60), quiet: 10, messages: 200 }),
   nodes: () => 1,
   redis: () => false,
   env: () => ({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: "0" }),
@@ -51,7 +51,8 @@ export const hostile: Scenario<Params> = {
     if (mix.victimLost > 0) notes.push(`${mix.victimLost} victim frames got no answer`);
     return {
       headline: {
-        quiet_p99_ms: Math.round(percentile(quiet.rtts, 99) * 10) / 10,
+        // The first 2 s of the quiet phase warm the victim's path up after the fixtures.
+        quiet_p99_ms: Math.round(percentile(quiet.rtts.slice(20), 99) * 10) / 10,
         p50_ms: latency.p50,
         p90_ms: latency.p90,
         p99_ms: latency.p99,
