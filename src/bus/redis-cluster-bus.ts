@@ -120,6 +120,7 @@ export class RedisClusterBus implements EventBus {
     if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
     this.catchUpTimer = null;
     this.budget.close();
-    await this.cluster.quit().catch(() => this.cluster.disconnect());
+    // QUIT waits for every node's answer; a node that is down would hold it forever.
+    await withDeadline(this.cluster.quit(), 1_000, () => new Error("quit timed out")).catch(() => this.cluster.disconnect());
   }
 }
