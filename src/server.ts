@@ -5,7 +5,9 @@ import { MemoryBus } from "./bus/memory-bus.ts";
 import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
+import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
+import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
 import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
@@ -36,6 +38,7 @@ export interface ChatNode {
   metricsPort: number | null;
   gateway: Gateway;
   service: ChatService;
+  subscriptions: Subscriptions;
   /** Readiness false, drain delay, stop listening, finish in-flight frames, close sockets, close store and bus. */
   shutdown(): Promise<void>;
 }
@@ -52,6 +55,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
+  let subscriptions: Subscriptions | undefined;
   let control: ControlChannel | undefined;
   const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
@@ -103,7 +107,11 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus,
     limits: { maxBodyChars: config.MAX_BODY_CHARS, maxFileBytes: config.MAX_FILE_BYTES },
     metrics,
-    deliver: (group, payload, seq) => gateway?.deliver(group, payload, seq),
+    // Live sockets get the event from the gateway's fan-out; resuming subscriptions hold it.
+    deliver: (group, payload, seq) => {
+      gateway?.publish(group, payload);
+      subscriptions?.deliver(group, payload, seq);
+    },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
@@ -149,15 +157,33 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
+  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  subscriptions = new Subscriptions(
+    service,
+    {
+      maxHeldBytes: config.MAX_HELD_BYTES,
+      // Below the slow-consumer limit, so a replay paced by it is never taken for a slow consumer.
+      replayBufferBytes: Math.min(config.MAX_REPLAY_BUFFER_BYTES, config.MAX_BACKPRESSURE_BYTES / 2),
+      maxConcurrentReplays: config.MAX_CONCURRENT_REPLAYS,
+      joinTimeoutMs: 5_000,
+    },
+    budget,
+    metrics,
+    log,
+  );
+  // Presence follows subscriptions: a user is present in a group while one of their sockets follows it.
+  subscriptions.on("open", (sub) => sub.user !== null && service.presenceOpen(sub.group, sub.user));
+  subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
+  subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, reads, dispatcher, metrics, identity: identity.provider, log, httpBudget },
+    { service, reads, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log, httpBudget },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
+      maxPendingBytes: config.MAX_PENDING_BYTES,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
-      joinTimeoutMs: 5_000,
       limits: {
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
@@ -233,5 +259,6 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({}, "stopped");
     })());
 
-  return { port, metricsPort, gateway, service, shutdown };
+  return { port, metricsPort, gateway, service, subscriptions, shutdown };
+
 }

@@ -12,3 +12,11 @@ export function groupParam(raw: string): string | null {
   }
   return v.is(GroupName, decoded) ? decoded : null;
 }
+
+/** `?since=` as the contract allows it: an integer >= 0; null when absent, undefined when invalid. */
+export function parseSince(raw: string | null): number | null | undefined {
+  if (raw === null) return null;
+  if (!/^\d{1,10}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n <= 2 ** 31 - 1 ? n : undefined;
+}

@@ -14,6 +14,10 @@ export const LIMITS = [
   "subscriptions_per_socket", // MAX_SUBSCRIPTIONS_PER_SOCKET: too_large on /ws/ subscribe
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+  "held_bytes", //        MAX_HELD_BYTES: close 4008 (events held for one resuming subscription)
+  "node_buffer", //       MAX_NODE_BUFFER_BYTES: rate_limited, or close 4008 for a resume
+  "pending_bytes", //     MAX_PENDING_BYTES: rate_limited
+  "replay_slots", //      MAX_CONCURRENT_REPLAYS: the replay waits for a slot
   "file_reads", //        MAX_FILE_READS: GET /files answered 503
   "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
 ] as const;
