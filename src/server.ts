@@ -181,6 +181,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
       maxPendingBytes: config.MAX_PENDING_BYTES,
+      maxSubscriptionsPerSocket: config.MAX_SUBSCRIPTIONS_PER_SOCKET,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),

@@ -18,9 +18,13 @@ import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
 import { upgradeChat } from "./upgrade.ts";
+import { upgradeMux } from "./upgrade-mux.ts";
+import { SocketMultiplex } from "./multiplex.ts";
 import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "./uws.ts";
 
 export interface GatewayOptions extends FrameLimits {
+  /** Groups one `/ws/` socket may follow (MAX_SUBSCRIPTIONS_PER_SOCKET). */
+  maxSubscriptionsPerSocket: number;
   maxFrameBytes: number;
   idleTimeoutSeconds: number;
   maxBackpressureBytes: number;
@@ -88,6 +92,10 @@ export class Gateway {
     // The seed's routing has a trailing slash; clients without one are just as welcome.
     this.app.ws<SocketData>("/ws/chat/:group", behavior);
     this.app.ws<SocketData>("/ws/chat/:group/", behavior);
+    // One connection for many groups: the same socket handling, its own upgrade.
+    const muxBehavior = { ...behavior, upgrade: (res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t) => upgradeMux(upgradeDeps, res, req, ctx) };
+    this.app.ws<SocketData>("/ws", muxBehavior);
+    this.app.ws<SocketData>("/ws/", muxBehavior);
     registerHttpRoutes(this.app, deps);
   }
 
@@ -144,7 +152,16 @@ export class Gateway {
     this.sockets.add(conn);
     // The upgrade took the group's membership; the subscription owns it from here on.
     conn.subscriber = new Subscriber(this.deps.subscriptions, conn, conn.user);
-    conn.subscriber.subscribe(conn.group, conn.since);
+    if (conn.group === "") {
+      // A /ws/ socket follows what its subscribe frames ask for.
+      conn.mux = new SocketMultiplex(conn, conn.allowedGroups, {
+        subscriptions: this.deps.subscriptions,
+        groups: this.deps.service.memberships,
+        maxGroupsPerNode: this.opts.limits.maxGroupsPerNode,
+        maxSubscriptions: this.opts.maxSubscriptionsPerSocket,
+        lastSeq: (group) => this.deps.service.lastSeq(group),
+      });
+    } else conn.subscriber.subscribe(conn.group, conn.since);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
