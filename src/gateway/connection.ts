@@ -13,7 +13,7 @@ import type { Multiplex } from "../chat/multiplex.ts";
 import type { Subscriber } from "../chat/subscriber.ts";
 import type { Outlet } from "../chat/subscription.ts";
 import type { SocketQuota } from "./limits.ts";
-import type { WebSocket } from "./uws.ts";
+import type { WebSocket } from "../uws/uws.ts";
 
 /** What uWS keeps per socket: uWS.js copies the upgrade's object, so it holds a reference. */
 export interface SocketData {

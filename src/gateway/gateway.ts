@@ -11,8 +11,7 @@ import type { Subscriptions } from "../chat/subscriptions.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_SLOW_CONSUMER } from "../protocol/index.ts";
-import { registerHttpRoutes, type HttpDeps } from "../http/routes.ts";
-import type { IdentityProvider } from "./identity.ts";
+import type { IdentityProvider } from "../identity/identity.ts";
 import { SlowConsumers } from "./backpressure.ts";
 import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
@@ -20,7 +19,7 @@ import { ConnectionLimits, type LimitOptions } from "./limits.ts";
 import { upgradeChat } from "./upgrade.ts";
 import { upgradeMux } from "./upgrade-mux.ts";
 import { SocketMultiplex } from "./multiplex.ts";
-import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "./uws.ts";
+import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "../uws/uws.ts";
 
 export interface GatewayOptions extends FrameLimits {
   /** Groups one `/ws/` socket may follow (MAX_SUBSCRIPTIONS_PER_SOCKET). */
@@ -33,7 +32,7 @@ export interface GatewayOptions extends FrameLimits {
   limits: LimitOptions;
 }
 
-export interface GatewayDeps extends Omit<HttpDeps, "service"> {
+export interface GatewayDeps {
   service: ChatService;
   dispatcher: Dispatcher;
   subscriptions: Subscriptions;
@@ -41,7 +40,7 @@ export interface GatewayDeps extends Omit<HttpDeps, "service"> {
   budget: ByteBudget;
   identity: IdentityProvider;
   metrics: Metrics;
-  log: HttpDeps["log"] & { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
 const CLOSE_GOING_AWAY = 1001;
@@ -96,7 +95,6 @@ export class Gateway {
     const muxBehavior = { ...behavior, upgrade: (res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t) => upgradeMux(upgradeDeps, res, req, ctx) };
     this.app.ws<SocketData>("/ws", muxBehavior);
     this.app.ws<SocketData>("/ws/", muxBehavior);
-    registerHttpRoutes(this.app, deps);
   }
 
   /** Hands a group event to every live local socket of the group: serialised once, fanned out natively. */

@@ -3,10 +3,10 @@
 // joined here: each `subscribe` frame joins its own (see multiplex.ts), under the token's
 // `groups` claim, which the connection keeps.
 import { randomUUID } from "node:crypto";
-import { deferred, send } from "../http/respond.ts";
+import { deferred, send } from "../uws/respond.ts";
 import { Connection, type SocketData } from "./connection.ts";
 import type { UpgradeDeps } from "./upgrade.ts";
-import type { HttpRequest, HttpResponse, us_socket_context_t } from "./uws.ts";
+import type { HttpRequest, HttpResponse, us_socket_context_t } from "../uws/uws.ts";
 
 /** No group is asked for at the upgrade, so the groups-per-node check has nothing to refuse. */
 const NO_GROUP = { size: 0, has: () => true };
