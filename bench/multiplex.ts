@@ -103,23 +103,26 @@ async function memory(mode: "per-group" | "mux"): Promise<{ sockets: number; kbP
   const target = await startTarget("service", { nodes: 1, pgAdminUrl: PG, runTag: tag() });
   try {
     const node = target.nodes[0]!;
-    // Warm the node: one socket of each kind, then measure what more sockets add.
-    const warm = await open(`${node.wsBase}/ws/?user=warm`);
-    await ask(warm, [{ operation: "subscribe", group: "warm" }]);
-    await sleep(1000);
-    const rss0 = rssKb(node.pid);
-    const socks: WebSocket[] = [];
     const n = mode === "per-group" ? MEM_SOCKETS : MEM_MUX;
-    for (let i = 0; i < n; i++) {
-      if (mode === "per-group") socks.push(await open(`${node.wsBase}/ws/chat/mem${i % GROUPS}/?user=u${i}`));
-      else {
-        const ws = await open(`${node.wsBase}/ws/?user=u${i}`);
-        await ask(ws, Array.from({ length: GROUPS }, (_, g) => ({ operation: "subscribe", group: `mem${g}` })));
-        socks.push(ws);
+    const socks: WebSocket[] = [];
+    const openRound = async (round: number) => {
+      for (let i = 0; i < n; i++) {
+        const user = `u${round}_${i}`;
+        if (mode === "per-group") socks.push(await open(`${node.wsBase}/ws/chat/mem${i % GROUPS}/?user=${user}`));
+        else {
+          const ws = await open(`${node.wsBase}/ws/?user=${user}`);
+          await ask(ws, Array.from({ length: GROUPS }, (_, g) => ({ operation: "subscribe", group: `mem${g}` })));
+          socks.push(ws);
+        }
       }
-    }
-    await sleep(2000);
-    const kb = rssKb(node.pid) - rss0;
+      await sleep(3000);
+    };
+    // The first round warms the node (its groups, its heap's garbage from the handshakes and
+    // subscribe frames); the second round's growth is what a socket keeps.
+    await openRound(0);
+    const rss1 = rssKb(node.pid);
+    await openRound(1);
+    const kb = rssKb(node.pid) - rss1;
     for (const ws of socks) ws.terminate();
     return { sockets: n, kbPerSocket: kb / n };
   } finally {
@@ -127,9 +130,11 @@ async function memory(mode: "per-group" | "mux"): Promise<{ sockets: number; kbP
   }
 }
 
+const ONLY_MEMORY = process.argv.includes("--only-memory");
 try {
-  const perGroup = await fanOut("per-group");
-  const mux = await fanOut("mux");
+  const none = { deliveries: 0, cpuS: 0, usPerDelivery: 1, lost: 0 };
+  const perGroup = ONLY_MEMORY ? none : await fanOut("per-group");
+  const mux = ONLY_MEMORY ? none : await fanOut("mux");
   const memPer = await memory("per-group");
   const memMux = await memory("mux");
   const result = {
