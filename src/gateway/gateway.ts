@@ -10,17 +10,20 @@ import { Subscriber } from "../chat/subscriber.ts";
 import type { Subscriptions } from "../chat/subscriptions.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { CLOSE_SLOW_CONSUMER } from "../protocol/index.ts";
-import { registerHttpRoutes, type HttpDeps } from "../http/routes.ts";
-import type { IdentityProvider } from "./identity.ts";
+import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
+import type { IdentityProvider } from "../identity/identity.ts";
 import { SlowConsumers } from "./backpressure.ts";
 import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
 import { upgradeChat } from "./upgrade.ts";
-import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "./uws.ts";
+import { upgradeMux } from "./upgrade-mux.ts";
+import { SocketMultiplex } from "./multiplex.ts";
+import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "../uws/uws.ts";
 
 export interface GatewayOptions extends FrameLimits {
+  /** Groups one `/ws/` socket may follow (MAX_SUBSCRIPTIONS_PER_SOCKET). */
+  maxSubscriptionsPerSocket: number;
   maxFrameBytes: number;
   idleTimeoutSeconds: number;
   maxBackpressureBytes: number;
@@ -29,7 +32,7 @@ export interface GatewayOptions extends FrameLimits {
   limits: LimitOptions;
 }
 
-export interface GatewayDeps extends Omit<HttpDeps, "service"> {
+export interface GatewayDeps {
   service: ChatService;
   dispatcher: Dispatcher;
   subscriptions: Subscriptions;
@@ -37,7 +40,7 @@ export interface GatewayDeps extends Omit<HttpDeps, "service"> {
   budget: ByteBudget;
   identity: IdentityProvider;
   metrics: Metrics;
-  log: HttpDeps["log"] & { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
 const CLOSE_GOING_AWAY = 1001;
@@ -63,7 +66,7 @@ export class Gateway {
   ) {
     this.limits = new ConnectionLimits(opts.limits, deps.metrics);
     this.slow = new SlowConsumers(opts.maxBackpressureBytes, (conn) => this.slowConsumer(conn));
-    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, this.slow, deps.metrics, opts);
+    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, this.slow, deps.metrics, opts, (conn) => this.expired(conn));
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
@@ -88,7 +91,10 @@ export class Gateway {
     // The seed's routing has a trailing slash; clients without one are just as welcome.
     this.app.ws<SocketData>("/ws/chat/:group", behavior);
     this.app.ws<SocketData>("/ws/chat/:group/", behavior);
-    registerHttpRoutes(this.app, deps);
+    // One connection for many groups: the same socket handling, its own upgrade.
+    const muxBehavior = { ...behavior, upgrade: (res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t) => upgradeMux(upgradeDeps, res, req, ctx) };
+    this.app.ws<SocketData>("/ws", muxBehavior);
+    this.app.ws<SocketData>("/ws/", muxBehavior);
   }
 
   /** Hands a group event to every live local socket of the group: serialised once, fanned out natively. */
@@ -140,14 +146,31 @@ export class Gateway {
   }
 
   private open(conn: Connection, ws: WebSocket<SocketData>): void {
-    conn.attach(ws);
+    conn.attach(ws, () => this.expired(conn));
     this.sockets.add(conn);
     // The upgrade took the group's membership; the subscription owns it from here on.
     conn.subscriber = new Subscriber(this.deps.subscriptions, conn, conn.user);
-    conn.subscriber.subscribe(conn.group, conn.since);
+    if (conn.group === "") {
+      // A /ws/ socket follows what its subscribe frames ask for.
+      conn.mux = new SocketMultiplex(conn, conn.allowedGroups, {
+        subscriptions: this.deps.subscriptions,
+        groups: this.deps.service.memberships,
+        maxGroupsPerNode: this.opts.limits.maxGroupsPerNode,
+        maxSubscriptions: this.opts.maxSubscriptionsPerSocket,
+        lastSeq: (group) => this.deps.service.lastSeq(group),
+      });
+    } else conn.subscriber.subscribe(conn.group, conn.since);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
+  }
+
+  /** Its token expired while it was open: closed with 4001; it reconnects with a fresh token and resumes with since. */
+  private expired(conn: Connection): void {
+    if (!conn.open) return;
+    this.deps.metrics.tokenExpiries.inc();
+    this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "token expired; socket closed");
+    conn.end(CLOSE_TOKEN_EXPIRED, "token expired");
   }
 
   /** A socket that cannot keep up (live or resuming): closed with a clear code before uWS would skip its events. */
