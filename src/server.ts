@@ -5,6 +5,7 @@ import { MemoryBus } from "./bus/memory-bus.ts";
 import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
+import { startFleet } from "./fleet/wire.ts";
 import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { Subscriptions } from "./chat/subscriptions.ts";
@@ -241,12 +242,14 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
   }
   log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
+  const fleet = startFleet(config, log, metrics, gateway);
   if (metricsPort !== null) log.info({ metricsPort }, "probes and metrics listening");
 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     (stopping ??= (async () => {
       readiness.draining = true;
+      await fleet?.stop(); // the others stop counting this node (and its sockets) at once
       metrics.draining.set(1);
       metrics.ready.set(0);
       log.info({ drainDelayMs: config.DRAIN_DELAY_MS, drainSpreadMs: config.DRAIN_SPREAD_MS }, "draining");

@@ -137,7 +137,8 @@ function baseEnv(): NodeJS.ProcessEnv {
 }
 
 async function startService(databaseUrl: string | undefined, opts: TargetOptions, dataDir?: string): Promise<ServerNode> {
-  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn" };
+  // Scenarios place their clients on chosen nodes: rebalancing (4012) would move them (a scenario may turn it back on in opts.env).
+  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn", REBALANCE_RATE: "0" };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   if (dataDir) env.DATA_DIR = dataDir;
   Object.assign(env, opts.env);

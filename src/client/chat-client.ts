@@ -15,6 +15,8 @@
 //   survives a page reload (see saved-outbox.ts);
 // - every reconnect, whatever its cause (a dropped connection, a gap, an expired token), waits
 //   its backoff delay; the delay grows until a connection has stayed live for `reconnect.maxMs`;
+// - a rebalance close (4012) reconnects after the first jittered delay (0.5 to 1 × baseMs) and
+//   resumes with `since`, like any reconnect;
 // - when the server closes the socket because the token expired (4001), the token function is
 //   called with `{expired: true}` for a fresh one, and the client resumes from its last seq.
 // The frame types and the validation of what goes out and comes in are the server's own valibot
@@ -212,6 +214,8 @@ interface Pending {
 const OPEN = 1;
 /** Close codes: the server's, and the ones the client reports when it gives up on a socket itself. */
 export const CLOSE_TOKEN_EXPIRED = 4001;
+/** The server holds more than its share of the fleet's sockets: reconnect (to another node) and resume. */
+export const CLOSE_REBALANCE = 4012;
 const CLOSE_GAP = 4000;
 const CLOSE_CONNECT_TIMEOUT = 4002;
 const decoder = new TextDecoder();
@@ -472,6 +476,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     sock.onmessage = (ev: { data: unknown }) => this.received(sock, ev.data);
     sock.onclose = (ev: { code?: number; reason?: string }) => {
       if (ev.code === CLOSE_TOKEN_EXPIRED && sock === this.ws) this.tokenExpired = true;
+      // A rebalance (4012) is a move, not a failure: the first, jittered delay, not a grown one.
+      if (ev.code === CLOSE_REBALANCE && sock === this.ws) this.attempt = 0;
       this.lost(sock, ev.code ?? 1006, ev.reason ?? "");
     };
     sock.onerror = () => {}; // a close event always follows

@@ -17,6 +17,19 @@ const intVar = (def: number, min: number, max: number) =>
     String(def),
   );
 
+const floatVar = (def: number, min: number, max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^\d+(\.\d+)?$/, "must be a non-negative decimal number"),
+      v.toNumber(),
+      v.minValue(min, `must be at least ${min}`),
+      v.maxValue(max, `must be at most ${max}`),
+    ),
+    String(def),
+  );
+
 const url = (schemes: readonly string[]) =>
   v.optional(
     v.pipe(
@@ -127,6 +140,9 @@ export const EnvSchema = v.object({
   PRESENCE: v.optional(v.picklist(["on", "off"], "must be on or off"), "on"),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   DRAIN_SPREAD_MS: intVar(5_000, 0, 600_000),
+  REBALANCE_TOLERANCE: floatVar(0.1, 0, 10),
+  REBALANCE_RATE: floatVar(0.05, 0, 1),
+  REBALANCE_MIN_SOCKETS: intVar(100, 1, 10_000_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   // HTTP answers being written, node-wide (src/http/budget.ts).
   MAX_FILE_READS: intVar(32, 1, 100_000),

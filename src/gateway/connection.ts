@@ -28,8 +28,9 @@ export class Connection implements Outlet {
   private expiry: NodeJS.Timeout | null = null;
   /** Set at open: the socket's subscriptions (one on /ws/chat/<group>/). */
   subscriber: Subscriber | null = null;
-  /** Its turn in a paced drain has come: new frames are refused, and it closes once none is in flight. */
+  /** Its turn in a paced drain (or a rebalance) has come: new frames are refused, and it closes with `drainCode` once none is in flight. */
   draining = false;
+  drainCode = 1001;
   /** A `/ws/` socket (group ""): the groups it may subscribe to (the token's claim; null = any), and its Multiplex once open. */
   allowedGroups: readonly string[] | null = null;
   mux: Multiplex | null = null;

@@ -130,6 +130,23 @@ export class Gateway {
   }
 
   /**
+   * Rebalancing: closes up to `n` of the oldest open sockets with `code` (4012), each once no
+   * frame of it is in flight (new frames are refused meanwhile); returns how many it took.
+   */
+  shed(n: number, code: number, reason: string): number {
+    let taken = 0;
+    for (const conn of this.sockets) {
+      if (taken >= n) break;
+      if (!conn.open || conn.draining) continue;
+      conn.draining = true;
+      conn.drainCode = code;
+      if (conn.pending === 0) conn.end(code, reason);
+      taken++;
+    }
+    return taken;
+  }
+
+  /**
    * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (one
    * with a frame in flight refuses new frames and closes once it is answered; the sockets whose
    * turn has not come are served meanwhile); then refuse new frames, let frames already being

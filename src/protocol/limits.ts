@@ -30,6 +30,8 @@ export const CLOSE_SLOW_CONSUMER = 4008;
 export const CLOSE_TOKEN_EXPIRED = 4001;
 /** A backend closed this user's sockets through the server API (POST /api/server/users/<user>/disconnect). */
 export const CLOSE_DISCONNECTED = 4010;
+/** Rebalancing: this node holds more than its fair share of the fleet's sockets; reconnect (with jitter) and resume with `since`. */
+export const CLOSE_REBALANCE = 4012;
 
 /** Room for a message's fields other than its body (ids, user, file name and type, times). */
 const MESSAGE_FIELDS_BYTES = 8 * 1024;

@@ -29,7 +29,7 @@ t.test("SIGTERM of one of 3 nodes holding 3,000 sockets: the others' connect rat
   await requireRedis();
   const url = await freshDatabase(t);
   const db = await sql(t, url);
-  const [a, b, c] = await Promise.all([0, 1, 2].map(() => spawnNode(t, { DATABASE_URL: url, REDIS_URL })));
+  const [a, b, c] = await Promise.all([0, 1, 2].map(() => spawnNode(t, { DATABASE_URL: url, REDIS_URL, REBALANCE_RATE: "0" })));
   const survivors = [b!.port, c!.port];
 
   // The load: 3,000 idle sockets on A in 30 groups; when A closes one with 1001 it reconnects at

@@ -1,0 +1,111 @@
+// Fleet awareness: every node writes its open socket count and a heartbeat time into one Redis
+// hash (`{chatfleet}:<fleet>`, one slot, so a Redis Cluster works too) about once a second, and
+// reads the whole hash back. Entries older than the TTL are nodes that died or left: they are not
+// counted (and are removed). From that every node knows the fleet's size and the mean socket count,
+// which is what the rebalancer (rebalance.ts) needs. A node leaving cleanly deletes its entry.
+// Different from presence (src/presence): that tracks users in groups; this tracks nodes.
+import { randomUUID } from "node:crypto";
+import { Cluster, Redis } from "ioredis";
+import type { ClusterBusOptions } from "../bus/redis-cluster-bus.ts";
+
+/** The hash of one fleet: the nodes that share a database (so deployments sharing a Redis stay apart). */
+export const fleetKey = (fleet: string) => `{chatfleet}:${fleet}`;
+
+export interface FleetView {
+  /** Live nodes, this one included. */
+  size: number;
+  /** Sockets over the live nodes. */
+  total: number;
+  /** This node's sockets when it wrote its heartbeat. */
+  mine: number;
+}
+
+export interface FleetOptions {
+  /** Which fleet (see fleetKey). */
+  fleet: string;
+  heartbeatMs: number;
+  /** A node whose heartbeat is older than this is gone. */
+  ttlMs: number;
+}
+
+export class Fleet {
+  readonly id = randomUUID();
+  private readonly redis: Redis | Cluster;
+  private timer: NodeJS.Timeout | null = null;
+  private latest: FleetView | null = null;
+  private stopped = false;
+  private readonly key: string;
+
+  constructor(
+    target: string | ClusterBusOptions,
+    private readonly opts: FleetOptions,
+    /** This node's open sockets now. */
+    private readonly sockets: () => number,
+    private readonly hooks: { onView?: (view: FleetView) => void; onError?: (err: Error) => void } = {},
+  ) {
+    const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: "chatroom-fleet" };
+    this.redis =
+      typeof target === "string"
+        ? new Redis(target, options)
+        : new Cluster(target.nodes, {
+            lazyConnect: true,
+            enableOfflineQueue: false,
+            redisOptions: { ...options, ...(target.password ? { password: target.password } : {}), ...(target.tls ? { tls: {} } : {}) },
+          });
+    this.redis.on("error", (err: Error) => hooks.onError?.(err));
+    this.key = fleetKey(opts.fleet);
+  }
+
+  /** The last view read (null until the first heartbeat, or while Redis does not answer). */
+  get view(): FleetView | null {
+    return this.latest;
+  }
+
+  async start(): Promise<void> {
+    await this.redis.connect().catch((err: Error) => this.hooks.onError?.(err));
+    await this.beat();
+  }
+
+  /** Writes this node's count and reads everyone's; a failure leaves no view (the rebalancer waits). */
+  async beat(): Promise<void> {
+    if (this.stopped) return;
+    clearTimeout(this.timer ?? undefined);
+    try {
+      const now = Date.now();
+      const mine = this.sockets();
+      const [, [, all]] = (await this.redis
+        .multi()
+        .hset(this.key, this.id, `${mine} ${now}`)
+        .hgetall(this.key)
+        .exec()) as [[Error | null, unknown], [Error | null, Record<string, string>]];
+      let size = 0;
+      let total = 0;
+      const gone: string[] = [];
+      for (const [id, value] of Object.entries(all ?? {})) {
+        const [count, at] = value.split(" ").map(Number);
+        if (!Number.isFinite(count) || !Number.isFinite(at) || now - at! > this.opts.ttlMs) gone.push(id);
+        else {
+          size++;
+          total += count!;
+        }
+      }
+      if (gone.length) await this.redis.hdel(this.key, ...gone);
+      this.latest = { size, total, mine };
+      this.hooks.onView?.(this.latest);
+    } catch (err) {
+      this.latest = null;
+      this.hooks.onError?.(err as Error);
+    } finally {
+      if (!this.stopped) this.timer = setTimeout(() => void this.beat(), this.opts.heartbeatMs);
+    }
+  }
+
+  /** Leaves the fleet: stops the heartbeat and removes this node's entry. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.timer ?? undefined);
+    await this.redis.hdel(this.key, this.id).catch(() => {});
+    this.redis.disconnect();
+  }
+}
