@@ -5,12 +5,13 @@ import t from "tap";
 import WebSocket from "ws";
 import { ChatClient, connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const GRACE_MS = 300;
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: String(GRACE_MS) });
+await untilReady(node.port); // warms the database pool: a cold one on a loaded machine answers the first upgrade 503
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function connectMux(user: string): Promise<ChatClient> {
