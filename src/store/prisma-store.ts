@@ -51,6 +51,15 @@ type Queued = NewMessage & { submittedAt: number };
  */
 export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
 
+/**
+ * Prisma's own transaction timeout must not fire while the callback still has statements in
+ * flight: Prisma then rolls back, and a statement sent after that runs in autocommit and commits
+ * alone (seen under load: an update's event row stored without its message update or its seq
+ * bump). The deadline is kept by the check before COMMIT; PostgreSQL's statement_timeout ends a
+ * hung statement. This only bounds a transaction whose callback never returns.
+ */
+const STRAGGLER_MS = 30_000;
+
 const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
 
 /** A retried write found already applied: thrown inside its transaction (rolling back the seq it took), answered outside. */
@@ -130,8 +139,13 @@ export class PrismaChatStore implements ChatStore {
         if (performance.now() > commitBy) throw tooLate();
         return result;
       },
-      { maxWait: left, timeout: left },
-    );
+      { maxWait: left, timeout: left + STRAGGLER_MS },
+    ).catch((err: unknown) => {
+      // No connection came free within the write's budget: the write is too late (queued behind
+      // others), not a sign that the database is down, so it must not open the store's circuit.
+      if (err instanceof Error && /Unable to start a transaction in the given time/.test(err.message)) throw tooLate();
+      throw err;
+    });
   }
 
   /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
