@@ -46,12 +46,15 @@ const MAX_BATCH_BYTES = 1024 * 1024;
 type Queued = NewMessage & { submittedAt: number };
 
 /**
- * Room left for the COMMIT's round trip before the store's deadline: a write whose COMMIT cannot
- * be sent by `deadline - margin` after the call is rolled back instead (see ChatStore).
+ * Room for the COMMIT's round trip after the store's deadline: a write sends its COMMIT by the
+ * deadline or is rolled back (see ChatStore), so the caller waits for the store's answer this
+ * much longer before it gives up and answers `unavailable` (see server.ts's store guard).
  */
 export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
 
 const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
+/** Prisma's "transaction expired" (P2028) or "no connection in time" (P2024). */
+const isTxTimeout = (err: unknown) => typeof err === "object" && err !== null && ["P2028", "P2024"].includes((err as { code?: string }).code ?? "");
 
 /** A retried write found already applied: thrown inside its transaction (rolling back the seq it took), answered outside. */
 class AlreadyApplied extends Error {
@@ -71,8 +74,13 @@ export class PrismaChatStore implements ChatStore {
    * on each other's row locks, and an update, a delete or a lock wait holds up only its group.
    */
   private readonly writer: GroupScheduler<Queued, Created>;
-  /** How long after the call a write may still send its COMMIT. */
+  /** How long after the call a write may still send its COMMIT: the store's deadline. */
   private readonly budgetMs: number;
+  /**
+   * A write that started with less than this left of its budget and then ran out of it had
+   * queued behind others (the node is busy): its timeout does not open the store's circuit.
+   */
+  private readonly minStartMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -82,7 +90,8 @@ export class PrismaChatStore implements ChatStore {
     private readonly outbox = false,
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
-    this.budgetMs = deadlineMs - commitMarginMs(deadlineMs);
+    this.budgetMs = deadlineMs;
+    this.minStartMs = Math.floor(this.budgetMs / 4);
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
       maxBatch: batching.maxBatch,
@@ -118,26 +127,36 @@ export class PrismaChatStore implements ChatStore {
 
   /**
    * A transaction that sends its COMMIT by `commitBy` (performance.now() time) or not at all:
-   * checked before it starts and again once its statements are done, and Prisma closes it
-   * (rolled back) should it still run then.
+   * not started once the budget is spent, checked again once its statements are done, and
+   * Prisma closes it (rolled back) should it still run then. A write that started late (less
+   * than `minStartMs` left) and ran out of time is answered `unavailable` without opening the
+   * store's circuit.
    */
-  private transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  private async transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
     const left = Math.floor(commitBy - performance.now());
-    if (left < 1) return Promise.reject(tooLate());
-    return this.prisma.$transaction(
-      async (tx) => {
-        const result = await fn(tx);
-        if (performance.now() > commitBy) throw tooLate();
-        return result;
-      },
-      { maxWait: left, timeout: left },
-    );
+    if (left < 1) throw tooLate();
+    try {
+      return await this.prisma.$transaction(
+        async (tx) => {
+          const result = await fn(tx);
+          if (performance.now() > commitBy) throw tooLate();
+          return result;
+        },
+        { maxWait: left, timeout: left },
+      );
+    } catch (err) {
+      // Started with little of its budget left (it queued behind others: the node is busy), it
+      // ran out of time: refused, without reading as "database unreachable" (which would open
+      // the store's circuit for everyone).
+      if (left < this.minStartMs && performance.now() >= commitBy - 1 && isTxTimeout(err)) throw tooLate();
+      throw err;
+    }
   }
 
   /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
   private async writeCreates(items: Queued[]): Promise<Settled<Created>[]> {
     const now = performance.now();
-    const inTime = items.filter((m) => m.submittedAt + this.budgetMs > now);
+    const inTime = items.filter((m) => m.submittedAt + this.budgetMs - now >= 1);
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;
