@@ -5,13 +5,15 @@ import { MemoryBus } from "./bus/memory-bus.ts";
 import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
+import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
+import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
 import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
-import { identityFromConfig } from "./gateway/identity.ts";
+import { identityFromConfig } from "./identity/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
@@ -19,10 +21,11 @@ import { openDatabase } from "./store/database.ts";
 import { commitMarginMs } from "./store/prisma-store.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
-import { sendJson } from "./http/respond.ts";
+import { registerHttpRoutes } from "./http/routes.ts";
+import { sendJson } from "./uws/respond.ts";
 import { DependencyMonitor } from "./health/dependencies.ts";
 import { Readiness } from "./health/readiness.ts";
-import { uws, type us_listen_socket } from "./gateway/uws.ts";
+import { uws, type us_listen_socket } from "./uws/uws.ts";
 import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
@@ -37,6 +40,7 @@ export interface ChatNode {
   metricsPort: number | null;
   gateway: Gateway;
   service: ChatService;
+  subscriptions: Subscriptions;
   /** Readiness false, drain delay, stop listening, finish in-flight frames, close sockets, close store and bus. */
   shutdown(): Promise<void>;
 }
@@ -53,6 +57,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
   let gateway: Gateway | undefined;
+  let subscriptions: Subscriptions | undefined;
   let control: ControlChannel | undefined;
   const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
@@ -104,7 +109,11 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     bus,
     limits: { maxBodyChars: config.MAX_BODY_CHARS, maxFileBytes: config.MAX_FILE_BYTES },
     metrics,
-    deliver: (group, payload, seq) => gateway?.deliver(group, payload, seq),
+    // Live sockets get the event from the gateway's fan-out; resuming subscriptions hold it.
+    deliver: (group, payload, seq) => {
+      gateway?.publish(group, payload);
+      subscriptions?.deliver(group, payload, seq);
+    },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     // A write sends its COMMIT by STORE_TIMEOUT_MS or rolls back; the margin is for the COMMIT's answer.
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS + commitMarginMs(config.STORE_TIMEOUT_MS), probeMs: 1_000 },
@@ -151,15 +160,34 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
+  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  subscriptions = new Subscriptions(
+    service,
+    {
+      maxHeldBytes: config.MAX_HELD_BYTES,
+      // Below the slow-consumer limit, so a replay paced by it is never taken for a slow consumer.
+      replayBufferBytes: Math.min(config.MAX_REPLAY_BUFFER_BYTES, config.MAX_BACKPRESSURE_BYTES / 2),
+      maxConcurrentReplays: config.MAX_CONCURRENT_REPLAYS,
+      joinTimeoutMs: 5_000,
+    },
+    budget,
+    metrics,
+    log,
+  );
+  // Presence follows subscriptions: a user is present in a group while one of their sockets follows it.
+  subscriptions.on("open", (sub) => sub.user !== null && service.presenceOpen(sub.group, sub.user));
+  subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
+  subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, reads, dispatcher, metrics, identity: identity.provider, log, httpBudget },
+    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
+      maxPendingBytes: config.MAX_PENDING_BYTES,
+      maxSubscriptionsPerSocket: config.MAX_SUBSCRIPTIONS_PER_SOCKET,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
-      joinTimeoutMs: 5_000,
       limits: {
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
@@ -170,6 +198,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // The entry wires both transports onto the one uWS app: the gateway (WebSocket) above, HTTP here.
+  registerHttpRoutes(gateway.app, { service, reads, metrics, identity: identity.provider, httpBudget, log });
   // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
   control = new ControlChannel(
     bus,
@@ -235,5 +265,6 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.info({}, "stopped");
     })());
 
-  return { port, metricsPort, gateway, service, shutdown };
+  return { port, metricsPort, gateway, service, subscriptions, shutdown };
+
 }

@@ -15,13 +15,15 @@ export interface Scenario<P extends Record<string, unknown>> {
   nodes(params: P): number;
   /** True = nodes relay through Redis. */
   redis(params: P): boolean;
+  /** Extra environment for the nodes (default: none; the service runs in open dev mode). */
+  env?(params: P): Record<string, string>;
   measure(target: Target, params: P, runTag: string, ctx: MeasureContext): Promise<Measurement>;
 }
 
 /** What a scenario may need beyond its own target: a second topology to compare with, progress lines. */
 export interface MeasureContext {
   /** Starts another target of the same kind; the scenario stops it (its `stop`) when done with it. */
-  startTarget(opts: { nodes: number; redis: boolean; tag: string }): Promise<Target>;
+  startTarget(opts: { nodes: number; redis: boolean; tag: string; embedded?: boolean }): Promise<Target>;
   log(line: string): void;
 }
 
@@ -82,10 +84,11 @@ export async function runScenario(
         redisUrl: s.redis(params) ? opts.redisUrl : undefined,
         pgAdminUrl: opts.pgAdminUrl,
         runTag: tag,
+        env: s.env?.(params),
       });
       const ctx: MeasureContext = {
         startTarget: (o) =>
-          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}` }),
+          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}`, embedded: o.embedded }),
         log: (line) => log(`${s.name}: ${kind}: ${line}`),
       };
       res = { ok: true, ...(await s.measure(target, params, tag, ctx)), nodes: [] };

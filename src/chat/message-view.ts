@@ -17,5 +17,6 @@ export function toMessageView(m: StoredMessage): MessageView {
     created: m.createdAt.toISOString(),
     updated: m.updatedAt ? m.updatedAt.toISOString() : null,
     deleted: m.deleted,
+    seq: m.seq,
   };
 }

@@ -51,7 +51,8 @@ export interface ServiceDeps {
   onStored?: (group: string) => void;
 }
 
-const REPLAY_PAGE = 500;
+/** Events per replay read: with bodies at their longest, a page is a few MB at most. */
+const REPLAY_PAGE = 100;
 
 /** A logged event in the shape a live client would have received it, message in its current state. */
 function liveShape(group: string, e: LoggedEvent): GroupEvent {

@@ -34,7 +34,9 @@ import {
   type MessageEvent,
   type MessageView,
   type Operation,
+  type MemberView,
   type PresenceEvent,
+  type ReadEvent,
   type SeenEvent,
   type TypingEvent,
 } from "../protocol/index.ts";
@@ -43,6 +45,7 @@ import { Emitter } from "./emitter.ts";
 import { ChatRequestError } from "./errors.ts";
 import { isSaved, SavedOutbox, type OutboxStorage, type SavedOperation } from "./saved-outbox.ts";
 import { Timeline } from "./timeline.ts";
+import { ReadMarkers } from "./read-markers.ts";
 import { PresenceList, type PresenceState } from "./presence.ts";
 import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
 
@@ -167,6 +170,8 @@ export interface ChatClientEvents {
   /** `message` is the tombstone when the deleted message was loaded, else undefined. */
   deleted: (event: DeleteEvent, message: MessageView | undefined) => void;
   seen: (event: SeenEvent) => void;
+  /** A member's read marker moved forward. */
+  read: (event: ReadEvent) => void;
   typing: (event: TypingEvent) => void;
   /** Who is typing now (others only), each expiring without a refresh. */
   typers: (users: string[]) => void;
@@ -274,6 +279,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   private counter = 0;
 
   private readonly timeline = new Timeline();
+  /** Members' read markers: the members list at each going live, then `read` events. */
+  private readonly markers = new ReadMarkers();
+  /** Where and as whom the last connection went, for the members list over HTTP. */
+  private http: { base: string; user?: string; token?: string } | null = null;
   private me: string | undefined;
 
   private readonly typingSender: TypingSender;
@@ -335,6 +344,22 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Whether older messages exist before the first of `messages`. */
   get hasMore(): boolean {
     return this.timeline.hasMore;
+  }
+
+  /** Members other than the author whose read marker reached the message: "seen by" that survives a reload. */
+  readBy(messageId: string): string[] {
+    const m = this.timeline.message(messageId);
+    return m ? this.markers.seenBy(m) : [];
+  }
+
+  /** A member's read marker (this client's user by default; 0 before any). */
+  readMarker(user = this.me): number {
+    return user === undefined ? 0 : this.markers.of(user);
+  }
+
+  /** Loaded messages by others after this user's marker, not deleted. */
+  get unread(): number {
+    return this.me === undefined ? 0 : this.markers.unread(this.me, this.timeline.messages);
   }
 
   /** Who has seen a message (seen since this client connected), user to `seen_at`. */
@@ -414,18 +439,21 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     try {
       const { url: base, token, user } = this.options;
       const params = new URLSearchParams();
+      let tokenNow: string | undefined;
       if (user !== undefined) params.set("user", user);
       if (token !== undefined) {
         const t = typeof token === "function" ? await token({ expired: this.tokenExpired }) : token;
         params.set("token", t);
         this.me = user ?? jwtSubject(t) ?? this.me;
         this.tokenExpired = false;
+        tokenNow = t;
       }
       if (this.current !== "connecting") return; // closed meanwhile
       this.restore();
       if (this.seq !== null) params.set("since", String(this.seq));
       const b = base === undefined ? globalThis.location.origin : typeof base === "function" ? await base() : base;
       url = socketUrl(b, this.group, params);
+      this.http = { base: b, user, token: tokenNow };
     } catch (err) {
       if (this.current !== "connecting") return;
       this.emit("error", new ChatRequestError("internal", `cannot build the connection URL: ${(err as Error).message}`));
@@ -466,6 +494,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     // No position to resume from (a fresh start, or the server lost the stream we knew):
     // the newest page of history is the starting point.
     if (this.seq === null && this.opts.historyLimit > 0) this.loadLatest().catch(() => {}); // reported as an error event
+    // Members' markers, for "seen by": `read` events keep them current from here on.
+    this.loadMembers().catch((err) => this.emit("error", new ChatRequestError("unavailable", `cannot load the members' read markers: ${(err as Error).message}`)));
     this.flush();
     // Joins and leaves missed while offline: the answer (no request_id) replaces what we knew.
     if (this.options.presence && this.ws?.readyState === OPEN) this.ws.send(JSON.stringify({ operation: "presence" }));
@@ -554,6 +584,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         return this.stored(sock, frame);
       case "seen":
         return this.seenEvent(frame);
+      case "read":
+        return this.readEvent(frame);
       case "typing":
         return this.typingEvent(frame);
     }
@@ -575,6 +607,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       this.emit(e.operation === "create" ? "created" : e.operation === "reply" ? "replied" : "updated", m, e);
     }
     this.emit("event", e);
+    this.emit("change");
+  }
+
+  private readEvent(e: ReadEvent): void {
+    if (!this.markers.read(e)) return;
+    this.emit("read", e);
     this.emit("change");
   }
 
@@ -776,6 +814,33 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   seen(messageId: string): Promise<AckEvent> {
     return this.request("seen", { message_id: messageId });
+  }
+
+  /** Moves this user's read marker forward to `seq` (default: the last event delivered); the ack carries the marker. */
+  async read(seq = this.seq ?? 0): Promise<AckEvent> {
+    const ack = await this.request("read", { seq });
+    if (this.me !== undefined && ack.read_seq !== undefined && this.markers.set(this.me, ack.read_seq)) this.emit("change");
+    return ack;
+  }
+
+  /** Reads every member's marker (GET /api/groups/<group>/members, all pages). */
+  async loadMembers(): Promise<void> {
+    const http = this.http;
+    if (!http || !http.base) return;
+    let before: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const url = new URL(`${http.base.replace(/\/+$/, "")}/api/groups/${encodeURIComponent(this.group)}/members`);
+      url.searchParams.set("limit", "100");
+      if (before !== undefined) url.searchParams.set("before", before);
+      if (http.user !== undefined) url.searchParams.set("user", http.user);
+      const res = await fetch(url, { headers: http.token ? { authorization: `Bearer ${http.token}` } : {} });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const body = (await res.json()) as { members: MemberView[]; has_more: boolean };
+      this.markers.load(body.members);
+      this.emit("change");
+      if (!body.has_more || body.members.length === 0) return;
+      before = body.members[body.members.length - 1]!.user;
+    }
   }
 
   /** Call on every keystroke: sends `typing` (throttled) and `not_typing` after inactivity. */

@@ -6,7 +6,7 @@
 // answer, so that the 4008 close frame still fits after one big answer) is set to close the
 // socket: the backstop for sends made elsewhere (a resume's replay paces itself).
 export interface Buffered {
-  getBufferedAmount(): number;
+  buffered(): number;
 }
 
 export class SlowConsumers<S extends Buffered> {
@@ -36,6 +36,6 @@ export class SlowConsumers<S extends Buffered> {
 
   /** After a frame went to one socket. */
   check(ws: S): void {
-    if (ws.getBufferedAmount() > this.limitBytes) this.onSlow(ws);
+    if (ws.buffered() > this.limitBytes) this.onSlow(ws);
   }
 }

@@ -116,6 +116,23 @@ export function createMetrics() {
         this.set(probes.busUp() ? 1 : 0);
       },
     }),
+    tokenExpiries: new client.Counter({
+      name: "chat_token_expiries_total",
+      help: "Sockets closed with 4001 because their token expired (exp plus JWT_CLOCK_TOLERANCE_S) while they were open",
+      registers: [registry],
+    }),
+    resuming: new client.Gauge({ name: "chat_resuming_subscriptions", help: "Subscriptions replaying (?since=) or waiting for this node to catch up before going live", registers: [registry] }),
+    bufferBytes: new client.Gauge({
+      name: "chat_buffer_bytes",
+      help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",
+      registers: [registry],
+    }),
+    replays: new client.Gauge({
+      name: "chat_replays",
+      help: "Replay reads running, or waiting for a slot (MAX_CONCURRENT_REPLAYS), by state",
+      labelNames: ["state"],
+      registers: [registry],
+    }),
     httpBufferBytes: new client.Gauge({
       name: "chat_http_buffer_bytes",
       help: "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES",
@@ -173,6 +190,7 @@ export function createMetrics() {
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
   for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
   for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
+  for (const state of ["running", "waiting"]) m.replays.set({ state }, 0);
   for (const event of ["join", "leave"]) for (const broadcast of ["yes", "no"]) m.presenceEvents.inc({ event, broadcast }, 0);
   return m;
 }

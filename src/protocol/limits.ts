@@ -14,6 +14,10 @@ export const LIMITS = [
   "subscriptions_per_socket", // MAX_SUBSCRIPTIONS_PER_SOCKET: too_large on /ws/ subscribe
   "slow_consumer", //     MAX_BACKPRESSURE_BYTES: close 4008
   "idle_timeout", //      IDLE_TIMEOUT_S: closed after no traffic (pings unanswered)
+  "held_bytes", //        MAX_HELD_BYTES: close 4008 (events held for one resuming subscription)
+  "node_buffer", //       MAX_NODE_BUFFER_BYTES: rate_limited, or close 4008 for a resume
+  "pending_bytes", //     MAX_PENDING_BYTES: rate_limited
+  "replay_slots", //      MAX_CONCURRENT_REPLAYS: the replay waits for a slot
   "file_reads", //        MAX_FILE_READS: GET /files answered 503
   "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
 ] as const;
@@ -22,6 +26,8 @@ export type LimitName = (typeof LIMITS)[number];
 
 /** WebSocket close codes the server uses besides the standard ones (1001 on shutdown). */
 export const CLOSE_SLOW_CONSUMER = 4008;
+/** The token the socket was opened with has expired (at `exp` plus JWT_CLOCK_TOLERANCE_S): reconnect with a fresh one. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
 /** A backend closed this user's sockets through the server API (POST /api/server/users/<user>/disconnect). */
 export const CLOSE_DISCONNECTED = 4010;
 

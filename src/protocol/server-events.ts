@@ -22,6 +22,8 @@ export const MessageView = v.strictObject({
   created: v.string(),
   updated: v.nullable(v.string()),
   deleted: v.boolean(),
+  /** The seq of the event that created the message: read markers at or past it have read it. */
+  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
 });
 export type MessageView = v.InferOutput<typeof MessageView>;
 

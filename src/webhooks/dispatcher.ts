@@ -48,6 +48,7 @@ export class WebhookDispatcher {
   /** Aborts the POSTs under way on shutdown (their events stay in the outbox for the next claimer). */
   private readonly stopping = new AbortController();
   private readonly http: Poster;
+  private claimFailing = false;
 
   constructor(
     readonly outbox: WebhookOutbox,
@@ -106,8 +107,11 @@ export class WebhookDispatcher {
         }
         if (claimed.length === room) this.again = true; // there may be more
       } while (this.again && this.running);
+      this.claimFailing = false;
     } catch (err) {
-      this.log.warn({ err }, "webhook outbox claim failed; retrying at the next poll");
+      // Once per outage, not every poll: the database being down is already on chat_db_up.
+      if (!this.claimFailing) this.log.warn({ err }, "webhook outbox claim failed; retrying at every poll");
+      this.claimFailing = true;
     } finally {
       this.pumping = false;
       if (this.running) this.timer = setTimeout(() => this.kick(), this.opts.pollMs);

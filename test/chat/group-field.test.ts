@@ -30,7 +30,7 @@ t.test("events, acks, errors, history and resumed carry the group, in their exac
   const ev = (await b.next((f) => f.operation === "create")) as Frame & { message: { created: string } };
   t.same(ev, {
     operation: "create", seq: 1, group,
-    message: { id: created.message_id, user: "alice", body: "hi", type: "text", file: null, attachment: null, reply_to: null, created: ev.message.created, updated: null, deleted: false },
+    message: { id: created.message_id, user: "alice", body: "hi", type: "text", file: null, attachment: null, reply_to: null, created: ev.message.created, updated: null, deleted: false, seq: 1 },
   }, "create event, relayed from the other node");
 
   const replied = await b.request({ operation: "reply", type: "text", body: "re", message_id: created.message_id });

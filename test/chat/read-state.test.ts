@@ -113,7 +113,7 @@ t.test("the conversation list: most recent activity first, exact shapes, paging,
   const top = all.groups[0] as { last_message: { created: string }; last_activity: string };
   t.same(all.groups[0], {
     group: groups[0], last_seq: 1, read_seq: 0, unread: 1,
-    last_message: { id: hello.message_id, user: "erin", body: "hello dana", type: "text", file: null, attachment: null, reply_to: null, created: top.last_message.created, updated: null, deleted: false },
+    last_message: { id: hello.message_id, user: "erin", body: "hello dana", type: "text", file: null, attachment: null, reply_to: null, created: top.last_message.created, updated: null, deleted: false, seq: 1 },
     last_activity: top.last_activity,
   }, "an entry's exact shape");
   t.match(all.groups[1], { last_seq: 1, unread: 0, last_message: { id: pic.message_id, file: /^\/files\//, attachment: { name: "p.png", content_type: "image/png", size: 3 } } }, "the last message with its attachment");

@@ -16,6 +16,7 @@ const view = (id: string, body = id): MessageView => ({
   created: new Date(0).toISOString(),
   updated: null,
   deleted: false,
+  seq: 1,
 });
 const ids = (tl: Timeline) => tl.messages.map((m) => `${m.id}:${m.body}${m.deleted ? ":deleted" : ""}`);
 

@@ -36,5 +36,5 @@ export function recorder(c: ChatClient) {
 }
 
 /** A message view and a create event of group "g", as a fake server sends them. */
-export const view = (id: string) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false });
-export const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`) });
+export const view = (id: string, seq = 1) => ({ id, user: "x", body: id, type: "text", file: null, attachment: null, reply_to: null, created: new Date(0).toISOString(), updated: null, deleted: false, seq });
+export const createEvent = (seq: number) => JSON.stringify({ operation: "create", seq, group: "g", message: view(`m${seq}`, seq) });

@@ -31,12 +31,16 @@ const [n1, n2, n3] = nodes.map((n) => n.port) as [number, number, number];
 const presenceOf = (fs: Frame[], user?: string) =>
   fs.filter((f) => (f.operation === "join" || f.operation === "leave") && (user === undefined || f.user === user)).map((f) => `${f.operation} ${(f as { user: string }).user}`);
 
-/** Observers on every node, each having seen its own join come and gone from its list. */
+/**
+ * Observers on every node, connected one after the other: each one's join has reached every
+ * observer before the next connects (so no join published earlier can arrive late).
+ */
 async function observers(t: Test, g: string): Promise<ChatClient[]> {
-  const obs = [];
-  for (const [i, port] of [n1, n2, n3].entries()) obs.push(await connect(t, port, g, { user: `observer${i}` }, { presence: true }));
-  // Each observer hears its own join and the later ones'.
-  for (const [i, o] of obs.entries()) for (let j = i; j < 3; j++) await o.next((f) => f.operation === "join" && f.user === `observer${j}`);
+  const obs: ChatClient[] = [];
+  for (const [i, port] of [n1, n2, n3].entries()) {
+    obs.push(await connect(t, port, g, { user: `observer${i}` }, { presence: true }));
+    for (const o of obs) await o.next((f) => f.operation === "join" && f.user === `observer${i}`);
+  }
   return obs;
 }
 

@@ -173,6 +173,12 @@ t.test("HTTP history and files apply the same rules", async (t) => {
   t.equal((await get(history, bearer(erin))).status, 200, "history with a good header");
   t.equal((await get(`${history}?token=${erin}`)).status, 200, "history with a good ?token=");
   t.equal((await get("/api/groups/a%2Fb/messages", bearer(erin))).status, 400, "the group rule comes first");
+  const presence = "/api/groups/jwt-files/presence";
+  t.equal((await get(presence)).status, 401, "presence without a token");
+  t.equal((await get(presence, bearer(await sign({ sub: "erin", groups: ["elsewhere"] })))).status, 403, "presence of a group the claim does not list");
+  const present = await get(presence, bearer(erin));
+  t.equal(present.status, 200, "presence with a good token");
+  t.match(await present.json(), { group: "jwt-files", count: 1, users: [{ user: "erin" }] }, "the token's sub is who is present");
 
   t.equal((await get(file)).status, 401, "a file without a token");
   t.equal((await get(file, bearer(await sign({ sub: "erin" }, { key: enc("x".repeat(40)) })))).status, 401, "a file with a badly signed token");

@@ -1,6 +1,6 @@
 // Path and query parameters shared by the WebSocket upgrade and the HTTP routes.
 import * as v from "valibot";
-import { GroupName } from "../protocol/index.ts";
+import { GroupName } from "./index.ts";
 
 /** The percent-decoded group name of a path segment, or null when it breaks the group rule. */
 export function groupParam(raw: string): string | null {
@@ -11,4 +11,12 @@ export function groupParam(raw: string): string | null {
     return null;
   }
   return v.is(GroupName, decoded) ? decoded : null;
+}
+
+/** `?since=` as the contract allows it: an integer >= 0; null when absent, undefined when invalid. */
+export function parseSince(raw: string | null): number | null | undefined {
+  if (raw === null) return null;
+  if (!/^\d{1,10}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n <= 2 ** 31 - 1 ? n : undefined;
 }

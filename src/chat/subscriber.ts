@@ -1,0 +1,63 @@
+// One socket's subscriptions, by group. `/ws/chat/<group>/` sockets hold exactly one; a
+// multiplexed socket may hold many. The socket's transport tells it when the send buffer drains
+// and when the socket closes; closing closes every subscription exactly once.
+import type { Outlet, Subscription } from "./subscription.ts";
+import type { Subscriptions } from "./subscriptions.ts";
+
+export class Subscriber {
+  private readonly byGroup = new Map<string, Subscription>();
+  private closed = false;
+
+  constructor(
+    private readonly node: Subscriptions,
+    private readonly outlet: Outlet,
+    /** The socket's user, or null when each frame names its own (open dev mode). */
+    readonly user: string | null,
+  ) {}
+
+  /**
+   * Starts following `group` (live at once, or replaying from `since` first). The caller has
+   * taken one membership of the group (`Subscriptions.join`); the subscription gives it back when
+   * it closes. Returns null when this socket already follows the group or has closed.
+   */
+  subscribe(group: string, since: number | null): Subscription | null {
+    if (this.closed || this.byGroup.has(group)) return null;
+    const sub = this.node.open(group, this.user, this.outlet, () => this.byGroup.delete(group));
+    this.byGroup.set(group, sub);
+    sub.start(since);
+    this.node.opened(sub);
+    return sub;
+  }
+
+  /** Stops following `group`; false when this socket did not follow it. */
+  unsubscribe(group: string): boolean {
+    const sub = this.byGroup.get(group);
+    if (!sub) return false;
+    sub.close();
+    return true;
+  }
+
+  get(group: string): Subscription | undefined {
+    return this.byGroup.get(group);
+  }
+
+  get size(): number {
+    return this.byGroup.size;
+  }
+
+  groups(): IterableIterator<string> {
+    return this.byGroup.keys();
+  }
+
+  /** The socket's send buffer drained: paused replays may go on. */
+  drained(): void {
+    for (const sub of this.byGroup.values()) sub.drained();
+  }
+
+  /** The socket closed: every subscription ends (exactly once, even if called again). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sub of [...this.byGroup.values()]) sub.close();
+  }
+}

@@ -1,0 +1,64 @@
+// The WebSocket upgrade of /ws/chat/<group>/: the group rule and `since` (400), the origin (403),
+// identity (401/403/503), the node's limits (429/503), then one membership of the group (503 when
+// the bus does not answer), all before the socket exists. A refused upgrade takes nothing.
+import { randomUUID } from "node:crypto";
+import type { Subscriptions } from "../chat/subscriptions.ts";
+import { deferred, send } from "../uws/respond.ts";
+import { Connection, type SocketData } from "./connection.ts";
+import type { IdentityProvider } from "../identity/identity.ts";
+import type { ConnectionLimits, GroupCount } from "./limits.ts";
+import { groupParam, parseSince } from "../protocol/params.ts";
+import type { HttpRequest, HttpResponse, us_socket_context_t } from "../uws/uws.ts";
+
+export interface UpgradeDeps {
+  identity: IdentityProvider;
+  limits: ConnectionLimits;
+  subscriptions: Subscriptions;
+  /** The node's groups (admission counts them). */
+  groups: GroupCount;
+  closing(): boolean;
+  /** How long a close waits for a socket's queue to drain. */
+  endGraceMs: number;
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
+  const key = req.getHeader("sec-websocket-key");
+  const protocol = req.getHeader("sec-websocket-protocol");
+  const extensions = req.getHeader("sec-websocket-extensions");
+  const authorization = req.getHeader("authorization");
+  const origin = req.getHeader("origin");
+  const query = new URLSearchParams(req.getQuery() ?? "");
+  const group = groupParam(req.getParameter(0) ?? "");
+  const aborted = deferred(res);
+  if (group === null) return send(res, 400, "invalid group name: 1 to 99 characters of A-Z a-z 0-9 - _ .");
+  const since = parseSince(query.get("since"));
+  if (since === undefined) return send(res, 400, "since must be an integer >= 0");
+  if (deps.closing()) return send(res, 503, "server shutting down");
+  if (!deps.limits.originAllowed(origin)) return send(res, 403, "origin not allowed");
+  void (async () => {
+    const who = await deps.identity.identify({ authorization, query, group });
+    if (!who.ok) return send(res, who.status, who.message, {}, aborted);
+    // Limits are checked here, after identity and right before the join, in the same tick.
+    const admitted = deps.limits.admit(who.user, group, deps.groups);
+    if (!admitted.ok) return send(res, admitted.status, admitted.message, {}, aborted);
+    const quota = admitted.quota;
+    try {
+      await deps.subscriptions.join(group);
+    } catch (err) {
+      deps.limits.release(quota);
+      deps.log.warn({ err, group }, "could not subscribe to group");
+      return send(res, 503, "event bus unavailable", {}, aborted);
+    }
+    if (aborted() || deps.closing()) {
+      deps.subscriptions.leave(group);
+      deps.limits.release(quota);
+      return send(res, 503, "server shutting down", {}, aborted);
+    }
+    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null) };
+    res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));
+  })().catch((err) => {
+    deps.log.error({ err, group }, "upgrade failed");
+    send(res, 500, "internal error", {}, aborted);
+  });
+}
