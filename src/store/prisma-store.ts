@@ -52,6 +52,15 @@ type Queued = NewMessage & { submittedAt: number };
  */
 export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
 
+/**
+ * Prisma's own transaction timeout must not fire while the callback still has statements in
+ * flight: Prisma then rolls back, and a statement sent after that runs in autocommit and commits
+ * alone (seen under load: an update's event row stored without its message update or its seq
+ * bump). The deadline is kept by the check before COMMIT; PostgreSQL's statement_timeout ends a
+ * hung statement. This only bounds a transaction whose callback never returns.
+ */
+const STRAGGLER_MS = 30_000;
+
 const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
 /** Prisma's "transaction expired" (P2028) or "no connection in time" (P2024). */
 const isTxTimeout = (err: unknown) => typeof err === "object" && err !== null && ["P2028", "P2024"].includes((err as { code?: string }).code ?? "");
@@ -127,10 +136,11 @@ export class PrismaChatStore implements ChatStore {
 
   /**
    * A transaction that sends its COMMIT by `commitBy` (performance.now() time) or not at all:
-   * not started once the budget is spent, checked again once its statements are done, and
-   * Prisma closes it (rolled back) should it still run then. A write that started late (less
-   * than `minStartMs` left) and ran out of time is answered `unavailable` without opening the
-   * store's circuit.
+   * not started once the budget is spent, and checked again once its statements are done (a hung
+   * statement is ended by PostgreSQL's statement_timeout, or pg's query_timeout; Prisma's own
+   * timeout is only a bound for stragglers, see STRAGGLER_MS). A write that started late (less
+   * than `minStartMs` left) and could not get a connection in time is answered `unavailable`
+   * without opening the store's circuit.
    */
   private async transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
     const left = Math.floor(commitBy - performance.now());
@@ -142,7 +152,7 @@ export class PrismaChatStore implements ChatStore {
           if (performance.now() > commitBy) throw tooLate();
           return result;
         },
-        { maxWait: left, timeout: left },
+        { maxWait: left, timeout: left + STRAGGLER_MS },
       );
     } catch (err) {
       // Started with little of its budget left (it queued behind others: the node is busy), it
