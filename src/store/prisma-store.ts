@@ -62,8 +62,6 @@ export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor
 const STRAGGLER_MS = 30_000;
 
 const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
-/** Prisma's "transaction expired" (P2028) or "no connection in time" (P2024). */
-const isTxTimeout = (err: unknown) => typeof err === "object" && err !== null && ["P2028", "P2024"].includes((err as { code?: string }).code ?? "");
 
 /** A retried write found already applied: thrown inside its transaction (rolling back the seq it took), answered outside. */
 class AlreadyApplied extends Error {
@@ -85,11 +83,6 @@ export class PrismaChatStore implements ChatStore {
   private readonly writer: GroupScheduler<Queued, Created>;
   /** How long after the call a write may still send its COMMIT: the store's deadline. */
   private readonly budgetMs: number;
-  /**
-   * A write that started with less than this left of its budget and then ran out of it had
-   * queued behind others (the node is busy): its timeout does not open the store's circuit.
-   */
-  private readonly minStartMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -100,7 +93,6 @@ export class PrismaChatStore implements ChatStore {
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
-    this.minStartMs = Math.floor(this.budgetMs / 4);
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
       maxBatch: batching.maxBatch,
@@ -138,29 +130,24 @@ export class PrismaChatStore implements ChatStore {
    * A transaction that sends its COMMIT by `commitBy` (performance.now() time) or not at all:
    * not started once the budget is spent, and checked again once its statements are done (a hung
    * statement is ended by PostgreSQL's statement_timeout, or pg's query_timeout; Prisma's own
-   * timeout is only a bound for stragglers, see STRAGGLER_MS). A write that started late (less
-   * than `minStartMs` left) and could not get a connection in time is answered `unavailable`
-   * without opening the store's circuit.
+   * timeout is only a bound for stragglers, see STRAGGLER_MS).
    */
-  private async transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  private transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
     const left = Math.floor(commitBy - performance.now());
-    if (left < 1) throw tooLate();
-    try {
-      return await this.prisma.$transaction(
-        async (tx) => {
-          const result = await fn(tx);
-          if (performance.now() > commitBy) throw tooLate();
-          return result;
-        },
-        { maxWait: left, timeout: left + STRAGGLER_MS },
-      );
-    } catch (err) {
-      // Started with little of its budget left (it queued behind others: the node is busy), it
-      // ran out of time: refused, without reading as "database unreachable" (which would open
-      // the store's circuit for everyone).
-      if (left < this.minStartMs && performance.now() >= commitBy - 1 && isTxTimeout(err)) throw tooLate();
+    if (left < 1) return Promise.reject(tooLate());
+    return this.prisma.$transaction(
+      async (tx) => {
+        const result = await fn(tx);
+        if (performance.now() > commitBy) throw tooLate();
+        return result;
+      },
+      { maxWait: left, timeout: left + STRAGGLER_MS },
+    ).catch((err: unknown) => {
+      // No connection came free within the write's budget: the write is too late (queued behind
+      // others), not a sign that the database is down, so it must not open the store's circuit.
+      if (err instanceof Error && /Unable to start a transaction in the given time/.test(err.message)) throw tooLate();
       throw err;
-    }
+    });
   }
 
   /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
