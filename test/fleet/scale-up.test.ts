@@ -17,8 +17,13 @@ import { peakRate, Swarm } from "../helpers/swarm.ts";
 const SOCKETS = 2_000;
 const GROUPS = 50;
 const RATE = 0.05; // REBALANCE_RATE's default
-/** The fleet sheds at most RATE × its sockets per second; clients see it with jitter: 2× margin. */
-const BOUND_PER_S = 2 * RATE * SOCKETS;
+/** The fleet sheds at most RATE × its sockets per second (measured at the nodes, 1.5× for tick granularity). */
+const SHED_BOUND_PER_S = Math.round(1.5 * RATE * SOCKETS);
+/**
+ * The reconnects the clients make, over any 2 s: 3× that. Wider because the clients (one test
+ * process on a shared 2-core machine) react to closes in bursts when their own loop is held up.
+ */
+const BOUND_PER_S = Math.round(3 * RATE * SOCKETS);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test("2 nodes with 2,000 sockets scale to 4: balanced within ±15 % in 60 s, nothing lost, reconnects bounded", async (t) => {
@@ -44,6 +49,12 @@ t.test("2 nodes with 2,000 sockets scale to 4: balanced within ±15 % in 60 s, n
     }).start(),
   );
   const counts = async () => Promise.all(cluster.live.map(async (n) => (await metric(n.port, "chat_connections")) ?? -1));
+  // The nodes' own count of sockets shed, sampled with the balance checks.
+  const shedSamples: { at: number; shed: number }[] = [];
+  const sampleShed = async () => {
+    const per = await Promise.all(cluster.live.map(async (n) => (await metric(n.port, "chat_rebalance_closed_total")) ?? 0));
+    shedSamples.push({ at: Date.now(), shed: per.reduce((a, b) => a + b, 0) });
+  };
   t.comment(`before: ${JSON.stringify(await counts())}`);
   await sleep(1_500);
 
@@ -53,6 +64,7 @@ t.test("2 nodes with 2,000 sockets scale to 4: balanced within ±15 % in 60 s, n
   let spread: number[] = [];
   while (Date.now() - scaledAt < 60_000) {
     spread = await counts();
+    await sampleShed();
     const mean = spread.reduce((a, b) => a + b, 0) / spread.length;
     if (spread.length === 4 && spread.every((c) => Math.abs(c - mean) <= 0.15 * mean)) {
       balancedMs = Date.now() - scaledAt;
@@ -64,9 +76,17 @@ t.test("2 nodes with 2,000 sockets scale to 4: balanced within ±15 % in 60 s, n
 
   await sleep(1_000);
   await Promise.all(loops.map((l) => l.stop()));
+  // Samples are ~0.5 s apart (more under load): the rate over each span of at least 1 s.
+  let shedPeak = 0;
+  for (let i = 0, j = 0; i < shedSamples.length; i++) {
+    while (j < shedSamples.length && shedSamples[j]!.at - shedSamples[i]!.at < 1_000) j++;
+    if (j < shedSamples.length) shedPeak = Math.max(shedPeak, ((shedSamples[j]!.shed - shedSamples[i]!.shed) * 1000) / (shedSamples[j]!.at - shedSamples[i]!.at));
+  }
+  shedPeak = Math.round(shedPeak);
+  t.ok(shedPeak > 0 && shedPeak <= SHED_BOUND_PER_S, `the nodes shed at most ${shedPeak}/s, under ${SHED_BOUND_PER_S}/s`);
   const times = swarm.reconnectTimes();
-  const peak = peakRate(times);
-  t.ok(peak <= BOUND_PER_S, `peak reconnect rate ${peak}/s is under ${BOUND_PER_S}/s`);
+  const peak = peakRate(times, 2_000);
+  t.ok(peak <= BOUND_PER_S, `the clients' peak reconnect rate over 2 s, ${peak}/s, is under ${BOUND_PER_S}/s`);
   const moved = swarm.clients.filter((c) => c.closes.some((x) => x.code === 4012)).length;
   t.ok(moved > 0, `${moved} sockets were moved with 4012`);
   t.same(swarm.clients.flatMap((c) => c.closes.filter((x) => x.code !== 4012).map((x) => x.code)), [], "no socket closed otherwise");
@@ -85,7 +105,7 @@ t.test("2 nodes with 2,000 sockets scale to 4: balanced within ±15 % in 60 s, n
   t.same(attempts.filter((a) => a.ack === null).map((a) => a.requestId), [], "every create was acknowledged");
   const ackedPerGroup = new Map(senders.map((s, i) => [s.g, [...loops[i]!.attempts.values()].filter((a) => a.ack).length]));
   t.same(groups.filter((g) => (last.get(g) ?? 0) !== ackedPerGroup.get(g)), [], "each group's database holds exactly its acknowledged creates");
-  t.comment(`scale-up 2 -> 4 with ${SOCKETS} sockets: balanced after ${balancedMs} ms at ${JSON.stringify(spread)}; ${moved} moved; peak reconnect rate ${peak}/s (bound ${BOUND_PER_S}/s); ${swarm.failedReconnects} failed reconnect attempts`);
+  t.comment(`scale-up 2 -> 4 with ${SOCKETS} sockets: balanced after ${balancedMs} ms at ${JSON.stringify(spread)}; ${moved} moved; nodes shed at most ${shedPeak}/s (bound ${SHED_BOUND_PER_S}/s), clients reconnected at most ${peak}/s over 2 s (bound ${BOUND_PER_S}/s); ${swarm.failedReconnects} failed reconnect attempts`);
   swarm.end();
   for (const s of senders) s.rec.client?.ws.terminate();
 });
