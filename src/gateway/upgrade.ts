@@ -28,6 +28,8 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
   const extensions = req.getHeader("sec-websocket-extensions");
   const authorization = req.getHeader("authorization");
   const origin = req.getHeader("origin");
+  // Read now: uWS invalidates the response's socket data once this callback returns.
+  const address = Buffer.from(res.getRemoteAddressAsText()).toString();
   const query = new URLSearchParams(req.getQuery() ?? "");
   const group = groupParam(req.getParameter(0) ?? "");
   const aborted = deferred(res);
@@ -40,7 +42,7 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
     const who = await deps.identity.identify({ authorization, query, group });
     if (!who.ok) return send(res, who.status, who.message, {}, aborted);
     // Limits are checked here, after identity and right before the join, in the same tick.
-    const admitted = deps.limits.admit(who.user, group, deps.groups);
+    const admitted = deps.limits.admit(who.user, address, group, deps.groups);
     if (!admitted.ok) return send(res, admitted.status, admitted.message, {}, aborted);
     const quota = admitted.quota;
     try {
