@@ -1,7 +1,7 @@
 // The process entry: configuration, one node, and signal handling.
 import v8 from "node:v8";
 import { checkStartup, ConfigError, loadConfig } from "./config/env.ts";
-import "./gateway/uws.ts"; // fail fast, before anything else, when the native server cannot load
+import "./uws/uws.ts"; // fail fast, before anything else, when the native server cannot load
 import { createLogger } from "./log.ts";
 import { startNode } from "./server.ts";
 

@@ -66,7 +66,7 @@ export class FrameLoop {
     // Handed over at once, not after the previous frame's answer: the dispatcher reaches the
     // store synchronously, and the store commits a group's writes in the order they arrive, so a
     // sender's messages keep their order while several are in flight.
-    void this.dispatcher.dispatch({ group: conn.group, user: conn.user }, text).then((reply) => {
+    void this.dispatcher.dispatch({ group: conn.group, user: conn.user }, text, conn.mux ?? undefined).then((reply) => {
       if (reply !== null && conn.open) {
         conn.cork(() => conn.send(reply));
         this.slow.check(conn);
@@ -94,8 +94,8 @@ export class FrameLoop {
   /** Answers a frame turned away before it reaches the dispatcher. */
   private refuse(conn: Connection, code: ErrorCode, message: string, requestId?: string): void {
     this.metrics.errors.inc({ code });
-    // A per-group socket's every frame names its group.
-    conn.send(errorFrame(code, message, requestId, conn.group));
+    // A per-group socket's every frame names its group; a /ws/ socket's refusal here names none.
+    conn.send(errorFrame(code, message, requestId, conn.group === "" ? undefined : conn.group));
     this.slow.check(conn);
   }
 }
