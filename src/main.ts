@@ -32,11 +32,11 @@ try {
 
 const stop = (signal: string) => {
   log.info({ signal }, "shutting down");
-  // The contract: exit within the shutdown timeout plus the drain delay, whatever hangs.
+  // The contract: exit within the shutdown timeout plus the drain delay and spread, whatever hangs.
   setTimeout(() => {
     log.error({}, "shutdown timed out; exiting");
     process.exit(1);
-  }, config.SHUTDOWN_TIMEOUT_MS + config.DRAIN_DELAY_MS).unref();
+  }, config.SHUTDOWN_TIMEOUT_MS + config.DRAIN_DELAY_MS + config.DRAIN_SPREAD_MS).unref();
   node.shutdown().then(
     () => process.exit(0),
     (err) => {

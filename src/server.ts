@@ -78,7 +78,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
-      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
+      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES)
       : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
@@ -152,7 +152,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     busUp: () => dependencies.state.redis.up,
     busChannels: () => service.memberships.size,
     ready: () => readiness.report().ready,
-    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+    busQueueBytes: () => (bus instanceof RedisBus || bus instanceof RedisClusterBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
   });
 
@@ -250,10 +250,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       readiness.draining = true;
       metrics.draining.set(1);
       metrics.ready.set(0);
-      log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
+      log.info({ drainDelayMs: config.DRAIN_DELAY_MS, drainSpreadMs: config.DRAIN_SPREAD_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       readiness.listening = false;
-      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2, config.DRAIN_SPREAD_MS);
       dependencies.stop();
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);

@@ -28,6 +28,8 @@ export class Connection implements Outlet {
   private expiry: NodeJS.Timeout | null = null;
   /** Set at open: the socket's subscriptions (one on /ws/chat/<group>/). */
   subscriber: Subscriber | null = null;
+  /** Its turn in a paced drain has come: new frames are refused, and it closes once none is in flight. */
+  draining = false;
   /** A `/ws/` socket (group ""): the groups it may subscribe to (the token's claim; null = any), and its Multiplex once open. */
   allowedGroups: readonly string[] | null = null;
   mux: Multiplex | null = null;

@@ -44,7 +44,7 @@ export class FrameLoop {
       return this.refuse(conn, "rate_limited", `too many frames from ${what}; slow down`, isBinary ? undefined : requestIdOf(data));
     }
     if (isBinary) return this.refuse(conn, "bad_request", "binary frames are not accepted; send JSON text");
-    if (this.closing) return this.refuse(conn, "unavailable", "server shutting down; reconnect", requestIdOf(data));
+    if (this.closing || conn.draining) return this.refuse(conn, "unavailable", "server shutting down; reconnect", requestIdOf(data));
     if (conn.pending >= this.opts.maxPendingFrames) {
       this.limits.hit("pending_frames");
       return this.refuse(conn, "rate_limited", `more than ${this.opts.maxPendingFrames} frames awaiting an answer`, requestIdOf(data));
@@ -74,6 +74,8 @@ export class FrameLoop {
       conn.pending--;
       conn.pendingBytes -= bytes;
       this.budget.give(bytes);
+      // Its turn in a paced drain came while this frame was in flight: closed once answered.
+      if (conn.draining && conn.pending === 0) conn.end(1001, "server shutting down");
       if (--this.inflight === 0) this.idle?.();
     });
   }

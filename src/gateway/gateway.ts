@@ -13,6 +13,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
 import type { IdentityProvider } from "../identity/identity.ts";
 import { SlowConsumers } from "./backpressure.ts";
+import { pacedClose } from "./drain.ts";
 import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
@@ -129,12 +130,25 @@ export class Gateway {
   }
 
   /**
-   * Shutdown: stop listening, refuse new frames, let frames already being handled finish (their
-   * acks still go out), then close every socket with 1001.
+   * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (one
+   * with a frame in flight refuses new frames and closes once it is answered; the sockets whose
+   * turn has not come are served meanwhile); then refuse new frames, let frames already being
+   * handled finish (their acks still go out), and close every socket left with 1001.
    */
-  async shutdown(inflightTimeoutMs: number): Promise<void> {
+  async shutdown(inflightTimeoutMs: number, spreadMs = 0): Promise<void> {
     if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    await pacedClose(
+      () => [...this.sockets].filter((conn) => !conn.draining),
+      spreadMs,
+      (conn) => {
+        if (!conn.open) return false;
+        conn.draining = true;
+        if (conn.pending === 0) conn.end(CLOSE_GOING_AWAY, "server shutting down");
+        return true;
+      },
+      (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"),
+    );
     this.closing = true;
     await this.frames.stop(inflightTimeoutMs);
     const closing = this.sockets.size > 0;
