@@ -4,10 +4,10 @@
 // `X-Chatroom-Delivery: <group>:<seq>` (the same on every retry).
 import { createHmac } from "node:crypto";
 import { toMessageView } from "../chat/message-view.ts";
-import { type WebhookEvent } from "../protocol/webhook.ts";
+import type { WebhookEvent } from "../protocol/webhook.ts";
+import type { LoggedEvent } from "../store/store.ts";
 
 export { DELIVERY_HEADER, SIGNATURE_HEADER, WebhookEvent } from "../protocol/webhook.ts";
-import type { LoggedEvent } from "../store/store.ts";
 
 /** The message is shown in its state when the webhook is sent (an edit or delete since shows). */
 export function webhookEvent(group: string, e: LoggedEvent): WebhookEvent {
