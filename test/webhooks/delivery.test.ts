@@ -89,16 +89,23 @@ t.test("a failing receiver holds back only its group; once it recovers, nothing 
   const fine = uniqueGroup("wh-fine");
   let recovered = false;
   receiver.answer = (e) => (e.group === failing && !recovered ? 503 : 200);
+  const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
-    await apis[i % 2]!.publish(failing, { user: "bot", type: "text", body: `f${i}` });
+    ids.push((await apis[i % 2]!.publish(failing, { user: "bot", type: "text", body: `f${i}` })).message_id);
     await apis[i % 2]!.publish(fine, { user: "bot", type: "text", body: `g${i}` });
   }
+  // Edited while its create waits: the create's webhook still shows the message as created.
+  const bot = await connect(t, nodes[1]!.port, failing, { user: "bot" });
+  t.match(await bot.request({ operation: "update", message_id: ids[0], body: "f0 edited" }), { seq: 6 });
   t.ok(await receiver.until(fine, 5), "the healthy group is delivered meanwhile");
   t.ok(await eventually(() => receiver.of(failing).length >= 2, 10_000), "the failing group is retried");
   t.same([...new Set(receiver.of(failing).map((r) => r.event.seq))], [1], "only its first event is tried while it fails");
   recovered = true;
-  t.ok(await receiver.until(failing, 5), "everything arrives after recovery");
-  t.same(receiver.accepted(failing), range(5), "accepted once each, in order");
+  t.ok(await receiver.until(failing, 6), "everything arrives after recovery");
+  t.same(receiver.accepted(failing), range(6), "accepted once each, in order");
+  const ok = receiver.of(failing).filter((r) => r.status === 200).map((r) => r.event);
+  t.match(ok[0], { operation: "create", message: { id: ids[0], body: "f0", updated: null } }, "the create shows the message as created");
+  t.match(ok[5], { operation: "update", message: { id: ids[0], body: "f0 edited", updated: String } }, "the update shows the edit");
   t.same(receiver.accepted(fine), range(5));
   receiver.answer = () => 200;
 });
