@@ -21,7 +21,7 @@ export interface Scenario<P extends Record<string, unknown>> {
 /** What a scenario may need beyond its own target: a second topology to compare with, progress lines. */
 export interface MeasureContext {
   /** Starts another target of the same kind; the scenario stops it (its `stop`) when done with it. */
-  startTarget(opts: { nodes: number; redis: boolean; tag: string }): Promise<Target>;
+  startTarget(opts: { nodes: number; redis: boolean; tag: string; embedded?: boolean }): Promise<Target>;
   log(line: string): void;
 }
 
@@ -85,7 +85,7 @@ export async function runScenario(
       });
       const ctx: MeasureContext = {
         startTarget: (o) =>
-          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}` }),
+          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}`, embedded: o.embedded }),
         log: (line) => log(`${s.name}: ${kind}: ${line}`),
       };
       res = { ok: true, ...(await s.measure(target, params, tag, ctx)), nodes: [] };

@@ -4,7 +4,9 @@
 // as plain JavaScript: the service is built by scripts/build.mjs (when stale) and the baseline
 // is bundled by esbuild to bench/results/tmp/, so neither carries a TypeScript loader.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { buildIfStale } from "../../scripts/build.mjs";
@@ -47,6 +49,8 @@ export interface ServerNode {
   logLines: number;
   /** Lines printed before the node was ready: start-up notices, not trouble under load. */
   startupLogLines: number;
+  /** From spawn to the first /readyz 200 (polled every 20 ms). */
+  readyMs: number;
 }
 
 export interface Target {
@@ -66,6 +70,8 @@ export interface TargetOptions {
   pgAdminUrl: string;
   /** Unique per run: names the database and the baseline's Redis keys. */
   runTag: string;
+  /** Service only: no DATABASE_URL, so the node runs its embedded PGlite in a fresh DATA_DIR. */
+  embedded?: boolean;
 }
 
 const HOST = "127.0.0.1";
@@ -89,23 +95,24 @@ export async function stopAll(): Promise<void> {
 export async function startTarget(kind: TargetKind, opts: TargetOptions): Promise<Target> {
   let db: Database | undefined;
   const nodes: ServerNode[] = [];
+  let dataDir: string | undefined;
   const stop = async () => {
     running.delete(target);
     const endings = await Promise.all(nodes.map(stopNode));
     await db?.drop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
     return endings;
   };
   const target: Target = { kind, nodes, stop };
   running.add(target);
   try {
     await (compiled ??= compileTargets());
-    if (kind === "service") {
-      db = await createDatabase(opts.pgAdminUrl, `bench_${opts.runTag}`);
-    }
+    if (kind === "service" && opts.embedded) dataDir = await mkdtemp(path.join(os.tmpdir(), "bench-embedded-"));
+    else if (kind === "service") db = await createDatabase(opts.pgAdminUrl, `bench_${opts.runTag}`);
     // Nodes start together: the service promises that concurrent starts on an empty database
     // are safe (migrations under an advisory lock), and a run should not hide it if not.
     const started = await Promise.allSettled(
-      Array.from({ length: opts.nodes }, () => (kind === "service" ? startService(db!.url, opts) : startBaseline(opts))),
+      Array.from({ length: opts.nodes }, () => (kind === "service" ? startService(db?.url, opts, dataDir) : startBaseline(opts))),
     );
     for (const s of started) if (s.status === "fulfilled") nodes.push(s.value);
     const failure = started.find((s) => s.status === "rejected");
@@ -127,8 +134,10 @@ function baseEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function startService(databaseUrl: string, opts: TargetOptions): Promise<ServerNode> {
-  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn", DATABASE_URL: databaseUrl };
+async function startService(databaseUrl: string | undefined, opts: TargetOptions, dataDir?: string): Promise<ServerNode> {
+  const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn" };
+  if (databaseUrl) env.DATABASE_URL = databaseUrl;
+  if (dataDir) env.DATA_DIR = dataDir;
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
   return launch(serviceEntry, env);
 }
@@ -141,6 +150,7 @@ async function startBaseline(opts: TargetOptions): Promise<ServerNode> {
 
 async function launch(entry: string, env: NodeJS.ProcessEnv): Promise<ServerNode> {
   const port = await freePort();
+  const spawnedAt = performance.now();
   // BENCH_CPU_PROF_DIR=dir: every node writes a V8 CPU profile there when it exits (open it in
   // Chrome DevTools or speedscope) — how the hot paths in bench/performance-log.md were found.
   const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF_DIR)}`] : [];
@@ -151,7 +161,7 @@ async function launch(entry: string, env: NodeJS.ProcessEnv): Promise<ServerNode
   });
   live.add(child);
   child.once("exit", () => live.delete(child));
-  const node: ServerNode = { pid: child.pid!, port, wsBase: `ws://${HOST}:${port}`, child, log: [], logLines: 0, startupLogLines: 0 };
+  const node: ServerNode = { pid: child.pid!, port, wsBase: `ws://${HOST}:${port}`, child, log: [], logLines: 0, startupLogLines: 0, readyMs: 0 };
   for (const stream of [child.stdout!, child.stderr!]) {
     createInterface({ input: stream }).on("line", (line) => {
       node.logLines++;
@@ -160,6 +170,7 @@ async function launch(entry: string, env: NodeJS.ProcessEnv): Promise<ServerNode
     });
   }
   await waitReady(node);
+  node.readyMs = Math.round(performance.now() - spawnedAt);
   return node;
 }
 
@@ -188,7 +199,7 @@ async function pollReady(node: ServerNode): Promise<void> {
     } catch {
       // not listening yet
     }
-    await sleep(100);
+    await sleep(20);
   }
   throw new Error(`node on port ${node.port} not ready within ${READY_TIMEOUT_MS / 1000} s:\n${node.log.join("\n")}`);
 }

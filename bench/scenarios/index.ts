@@ -2,9 +2,10 @@ import type { AnyScenario } from "../lib/scenario.ts";
 import { connections } from "./connections.ts";
 import { create } from "./create.ts";
 import { crossNode } from "./cross-node.ts";
+import { footprint } from "./footprint.ts";
 import { soak } from "./soak.ts";
 import { saturation } from "./saturation.ts";
 import { typing } from "./typing.ts";
 
 /** In the order the default suite runs them: quick ones first, the long soak last. */
-export const scenarios: AnyScenario[] = [typing, create, crossNode, saturation, connections, soak];
+export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, saturation, connections, soak];

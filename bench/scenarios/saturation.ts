@@ -42,6 +42,7 @@ export interface Step {
   lossPct: number;
   serverCpuPct: number;
   serverCpuSPer1k: number;
+  serverRssMb?: number;
   generatorCpuMaxPct: number;
   sendLagP99: number;
   pass: boolean;
@@ -64,6 +65,7 @@ export const saturation: Scenario<Params> = {
     { key: "one_node_max_per_s", label: `one node: delivered at p99 ≤ ${P99_LIMIT_MS} ms`, unit: "events/s", better: "higher" },
     { key: "one_node_p99_ms", label: "one node: p99 at that rate", unit: "ms", better: "lower" },
     { key: "one_node_cpu_s_per_1k", label: "one node: server CPU per 1k delivered at that rate", unit: "s", better: "lower" },
+    { key: "one_node_rss_mb", label: "one node: server RSS at that rate", unit: "MB", better: "lower" },
     { key: "cross_node_max_per_s", label: `N nodes via Redis: delivered at p99 ≤ ${P99_LIMIT_MS} ms`, unit: "events/s", better: "higher" },
     { key: "cross_node_p99_ms", label: "N nodes: p99 at that rate", unit: "ms", better: "lower" },
     { key: "cross_over_one", label: "N nodes ÷ one node", unit: "×", better: "higher" },
@@ -99,6 +101,7 @@ export const saturation: Scenario<Params> = {
       headline.one_node_max_per_s = oneNode.best.deliveredPerS;
       headline.one_node_p99_ms = oneNode.best.p99;
       headline.one_node_cpu_s_per_1k = oneNode.best.serverCpuSPer1k;
+      if (oneNode.best.serverRssMb !== undefined) headline.one_node_rss_mb = oneNode.best.serverRssMb;
       headline.generator_cpu_max_pct = oneNode.best.generatorCpuMaxPct;
     }
     if (crossNode.best) {
@@ -133,6 +136,7 @@ async function step(target: Target, p: Params, names: string[], rate: number, su
     lossPct: m.headline.loss_pct ?? 0,
     serverCpuPct: m.headline.server_cpu_pct ?? 0,
     serverCpuSPer1k: m.headline.server_cpu_s_per_1k ?? 0,
+    serverRssMb: m.headline.server_rss_mb ?? 0,
     generatorCpuMaxPct: m.headline.generator_cpu_max_pct ?? 0,
     sendLagP99: d.sendLagMs.p99,
     pass: false,

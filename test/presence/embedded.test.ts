@@ -3,7 +3,7 @@
 import t from "tap";
 import { connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { eventually, uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const url = await freshDatabase(t);
@@ -67,4 +67,17 @@ t.test("PRESENCE=off: no join or leave, and the presence answer is unavailable",
   t.equal(http.status, 503);
   await http.text();
   await a.nothingMore(t, 300);
+});
+
+t.test("a socket that resumes with ?since= is present too, and hears its own join after the replay", async (t) => {
+  const g = uniqueGroup("resume");
+  const watcher = await connect(t, node.port, g, { user: "watcher" }, { presence: true });
+  await watcher.next((f) => f.operation === "join" && f.user === "watcher");
+  await watcher.request({ operation: "create", type: "text", body: "one" });
+  const resumer = await connect(t, node.port, g, { user: "resumer", since: "0" }, { presence: true });
+  t.same(await watcher.next((f) => f.operation === "join", 3_000), { operation: "join", group: g, user: "resumer" });
+  t.ok(await eventually(() => resumer.received.some((f) => f.operation === "join"), 3_000), "the resumer hears its own join");
+  const ops = resumer.received.map((f) => f.operation);
+  t.same(ops, ["create", "resumed", "join"], "the replay, then resumed, then its join");
+  t.match(await watcher.request({ operation: "presence" }), { count: 2 });
 });
