@@ -24,6 +24,7 @@ export class Connection implements Outlet {
   private isOpen = false;
   /** A close waiting for the queue to drain. */
   private ending: { code: number; reason: string; timer: NodeJS.Timeout } | null = null;
+  private expiry: NodeJS.Timeout | null = null;
   /** Set at open: the socket's subscriptions (one on /ws/chat/<group>/). */
   subscriber: Subscriber | null = null;
   /** Frames of this socket handed to the dispatcher and not yet answered, and their bytes. */
@@ -41,17 +42,25 @@ export class Connection implements Outlet {
     readonly quota: SocketQuota,
     /** The longest a close waits for the socket's queue to drain (the idle timeout). */
     private readonly endGraceMs: number,
+    /** When its identity expires (ms since the epoch: a token's exp plus the tolerance); null: never. */
+    readonly expiresAt: number | null = null,
   ) {}
+
+  /** Whether its identity has expired (then nothing it sends may act). */
+  get expired(): boolean {
+    return this.expiresAt !== null && Date.now() >= this.expiresAt;
+  }
 
   /** False once the socket is closing: nothing more is sent to it or read from it. */
   get open(): boolean {
     return this.isOpen && this.ending === null;
   }
 
-  /** uWS opened the socket. */
-  attach(ws: WebSocket<SocketData>): void {
+  /** uWS opened the socket; `onExpired` is called when its identity expires while it is open. */
+  attach(ws: WebSocket<SocketData>, onExpired: () => void): void {
     this.ws = ws;
     this.isOpen = true;
+    if (this.expiresAt !== null) this.armExpiry(onExpired);
   }
 
   /** uWS is closing the socket: from here on nothing touches it. */
@@ -59,6 +68,7 @@ export class Connection implements Outlet {
     this.isOpen = false;
     this.ws = null;
     if (this.ending) clearTimeout(this.ending.timer);
+    if (this.expiry) clearTimeout(this.expiry);
   }
 
   /** uWS wrote some of the queue: a pending close may go, or paused replays may go on. */
@@ -98,6 +108,17 @@ export class Connection implements Outlet {
   /** Closes now, whatever is queued (shutdown). */
   endNow(code: number, reason: string): void {
     if (this.isOpen) this.ws!.end(code, reason);
+  }
+
+  private armExpiry(onExpired: () => void): void {
+    // setTimeout takes at most 2^31-1 ms (24.8 days): a longer token re-arms.
+    const wait = Math.min(Math.max(0, this.expiresAt! - Date.now()), 2 ** 31 - 1);
+    this.expiry = setTimeout(() => {
+      this.expiry = null;
+      if (!this.isOpen) return;
+      if (this.expired) onExpired();
+      else this.armExpiry(onExpired);
+    }, wait);
   }
 
   private finishEnd(): void {

@@ -31,10 +31,13 @@ export class FrameLoop {
     private readonly slow: SlowConsumers<Connection>,
     private readonly metrics: Metrics,
     private readonly opts: FrameLimits,
+    /** A frame came from a socket whose token has expired (its timer has not fired yet). */
+    private readonly expired: (conn: Connection) => void,
   ) {}
 
   message(conn: Connection, data: ArrayBuffer, isBinary: boolean): void {
     if (!conn.open) return; // closing: what it sends now is neither run nor answered
+    if (conn.expired) return this.expired(conn); // and nothing acts on an expired token
     const limited = this.limits.frame(conn.quota);
     if (limited) {
       const what = limited === "socket_rate" ? "this connection" : "this user";

@@ -10,7 +10,7 @@ import { Subscriber } from "../chat/subscriber.ts";
 import type { Subscriptions } from "../chat/subscriptions.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { CLOSE_SLOW_CONSUMER } from "../protocol/index.ts";
+import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
 import { registerHttpRoutes, type HttpDeps } from "../http/routes.ts";
 import type { IdentityProvider } from "./identity.ts";
 import { SlowConsumers } from "./backpressure.ts";
@@ -63,7 +63,7 @@ export class Gateway {
   ) {
     this.limits = new ConnectionLimits(opts.limits, deps.metrics);
     this.slow = new SlowConsumers(opts.maxBackpressureBytes, (conn) => this.slowConsumer(conn));
-    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, this.slow, deps.metrics, opts);
+    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, this.slow, deps.metrics, opts, (conn) => this.expired(conn));
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
@@ -140,7 +140,7 @@ export class Gateway {
   }
 
   private open(conn: Connection, ws: WebSocket<SocketData>): void {
-    conn.attach(ws);
+    conn.attach(ws, () => this.expired(conn));
     this.sockets.add(conn);
     // The upgrade took the group's membership; the subscription owns it from here on.
     conn.subscriber = new Subscriber(this.deps.subscriptions, conn, conn.user);
@@ -148,6 +148,14 @@ export class Gateway {
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
+  }
+
+  /** Its token expired while it was open: closed with 4001; it reconnects with a fresh token and resumes with since. */
+  private expired(conn: Connection): void {
+    if (!conn.open) return;
+    this.deps.metrics.tokenExpiries.inc();
+    this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "token expired; socket closed");
+    conn.end(CLOSE_TOKEN_EXPIRED, "token expired");
   }
 
   /** A socket that cannot keep up (live or resuming): closed with a clear code before uWS would skip its events. */

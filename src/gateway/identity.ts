@@ -18,7 +18,8 @@ export interface Credentials {
 
 export type IdentityResult =
   /** `groups`: the groups the identity may use (a token's `groups` claim); null or absent allows any. */
-  | { ok: true; user: string | null; groups?: readonly string[] | null }
+  /** `expiresAt`: when the identity stops being valid, in ms since the epoch (a token's `exp` plus the clock tolerance); null or absent: never. */
+  | { ok: true; user: string | null; groups?: readonly string[] | null; expiresAt?: number | null }
   | { ok: false; status: 400 | 401 | 403 | 503; message: string };
 
 /** The `error` code of an HTTP error body for a refused identity. */

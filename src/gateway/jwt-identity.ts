@@ -122,7 +122,9 @@ export class JwtIdentity implements IdentityProvider {
       return this.refuse(403, `token does not allow group ${c.group}`);
     }
     const groups = payload.groups === undefined ? null : Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
-    return { ok: true, user: sub.output, groups };
+    // An open socket is closed when its token expires (with the same tolerance as the check above).
+    const expiresAt = payload.exp === undefined ? null : (payload.exp + this.opts.clockToleranceS) * 1000;
+    return { ok: true, user: sub.output, groups, expiresAt };
   }
 
   private async keyFor(header: JWSHeaderParameters): Promise<KeyObject | CryptoKey | Uint8Array> {

@@ -55,7 +55,7 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
       deps.limits.release(quota);
       return send(res, 503, "server shutting down", {}, aborted);
     }
-    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs) };
+    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null) };
     res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));
   })().catch((err) => {
     deps.log.error({ err, group }, "upgrade failed");

@@ -116,6 +116,11 @@ export function createMetrics() {
         this.set(probes.busUp() ? 1 : 0);
       },
     }),
+    tokenExpiries: new client.Counter({
+      name: "chat_token_expiries_total",
+      help: "Sockets closed with 4001 because their token expired (exp plus JWT_CLOCK_TOLERANCE_S) while they were open",
+      registers: [registry],
+    }),
     resuming: new client.Gauge({ name: "chat_resuming_subscriptions", help: "Subscriptions replaying (?since=) or waiting for this node to catch up before going live", registers: [registry] }),
     bufferBytes: new client.Gauge({
       name: "chat_buffer_bytes",

@@ -26,6 +26,8 @@ export type LimitName = (typeof LIMITS)[number];
 
 /** WebSocket close codes the server uses besides the standard ones (1001 on shutdown). */
 export const CLOSE_SLOW_CONSUMER = 4008;
+/** The token the socket was opened with has expired (at `exp` plus JWT_CLOCK_TOLERANCE_S): reconnect with a fresh one. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
 /** A backend closed this user's sockets through the server API (POST /api/server/users/<user>/disconnect). */
 export const CLOSE_DISCONNECTED = 4010;
 
