@@ -15,6 +15,8 @@ export interface Scenario<P extends Record<string, unknown>> {
   nodes(params: P): number;
   /** True = nodes relay through Redis. */
   redis(params: P): boolean;
+  /** Extra environment for the nodes (default: none; the service runs in open dev mode). */
+  env?(params: P): Record<string, string>;
   measure(target: Target, params: P, runTag: string, ctx: MeasureContext): Promise<Measurement>;
 }
 
@@ -82,6 +84,7 @@ export async function runScenario(
         redisUrl: s.redis(params) ? opts.redisUrl : undefined,
         pgAdminUrl: opts.pgAdminUrl,
         runTag: tag,
+        env: s.env?.(params),
       });
       const ctx: MeasureContext = {
         startTarget: (o) =>

@@ -70,6 +70,8 @@ export interface TargetOptions {
   pgAdminUrl: string;
   /** Unique per run: names the database and the baseline's Redis keys. */
   runTag: string;
+  /** Extra environment for every node (e.g. a JWT secret for a scenario that needs tokens). */
+  env?: Record<string, string>;
   /** Service only: no DATABASE_URL, so the node runs its embedded PGlite in a fresh DATA_DIR. */
   embedded?: boolean;
 }
@@ -138,12 +140,13 @@ async function startService(databaseUrl: string | undefined, opts: TargetOptions
   const env: NodeJS.ProcessEnv = { ...baseEnv(), LOG_LEVEL: "warn" };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   if (dataDir) env.DATA_DIR = dataDir;
+  Object.assign(env, opts.env);
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
   return launch(serviceEntry, env);
 }
 
 async function startBaseline(opts: TargetOptions): Promise<ServerNode> {
-  const env: NodeJS.ProcessEnv = { ...baseEnv(), BASELINE_REDIS_PREFIX: `bench:${opts.runTag}:` };
+  const env: NodeJS.ProcessEnv = { ...baseEnv(), BASELINE_REDIS_PREFIX: `bench:${opts.runTag}:`, ...opts.env };
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
   return launch(baselineEntry, env);
 }

@@ -6,6 +6,7 @@ import { footprint } from "./footprint.ts";
 import { soak } from "./soak.ts";
 import { saturation } from "./saturation.ts";
 import { typing } from "./typing.ts";
+import { hostile } from "./hostile.ts";
 
 /** In the order the default suite runs them: quick ones first, the long soak last. */
-export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, saturation, connections, soak];
+export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, saturation, connections, hostile, soak];

@@ -42,21 +42,23 @@ function sizeOf(data: number, pad: number): number {
 
 /**
  * Decodes unwrapped base64 (what browsers' btoa and FileReader produce) with native passes
- * only; null when the text has whitespace (then base64DecodedSize's loop checks it). Node's
- * decoder skips characters outside the alphabet, and accepts `-` and `_`: a skipped character
- * always makes the result shorter than the length promises, and `-`/`_` are refused first.
+ * only; null when that cannot decide (whitespace, or anything invalid: base64DecodedSize's loop
+ * then does). Node's decoder skips whitespace and characters outside the alphabet, and any
+ * skipped character makes the result shorter than the text's length promises; `-` and `_`
+ * (which it would take as base64url) are sent to the loop first.
  */
 function decodeUnwrapped(text: string, maxBytes: number): Uint8Array | null {
-  if (/\s/.test(text)) return null;
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) === PAD) end--;
   const size = sizeOf(end, text.length - end);
   const firstPad = text.indexOf("=");
-  if (size === -1 || (firstPad !== -1 && firstPad < end) || text.includes("-") || text.includes("_")) throw notBase64();
-  if (size > maxBytes) throw tooLarge(maxBytes);
+  if (size === -1 || (firstPad !== -1 && firstPad < end) || text.includes("-") || text.includes("_")) return null;
+  if (size > maxBytes) {
+    if (/\s/.test(text)) return null; // wrapped: the loop counts what the whitespace leaves
+    throw tooLarge(maxBytes);
+  }
   const bytes = Buffer.from(text, "base64");
-  if (bytes.byteLength !== size) throw notBase64();
-  return bytes;
+  return bytes.byteLength === size ? bytes : null;
 }
 
 const notBase64 = () => new ChatError("bad_request", "file is not valid base64");
