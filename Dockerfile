@@ -2,7 +2,7 @@
 
 # Node 20 on glibc, pinned on purpose: the uWebSockets.js build we depend on ships prebuilt
 # binaries for this ABI (uws_linux_*_115.node) and glibc only, and the node refuses to start
-# without its binary (src/gateway/uws.ts). Another Node major or a musl (alpine) image will not
+# without its binary (src/uws/uws.ts). Another Node major or a musl (alpine) image will not
 # run it (README, "Node versions").
 ARG NODE_IMAGE=node:20-bookworm-slim
 

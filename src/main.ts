@@ -1,7 +1,7 @@
 // The process entry: configuration, one node, and signal handling.
 import v8 from "node:v8";
 import { checkStartup, ConfigError, loadConfig } from "./config/env.ts";
-import "./gateway/uws.ts"; // fail fast, before anything else, when the native server cannot load
+import "./uws/uws.ts"; // fail fast, before anything else, when the native server cannot load
 import { createLogger } from "./log.ts";
 import { startNode } from "./server.ts";
 
@@ -32,11 +32,11 @@ try {
 
 const stop = (signal: string) => {
   log.info({ signal }, "shutting down");
-  // The contract: exit within the shutdown timeout plus the drain delay, whatever hangs.
+  // The contract: exit within the shutdown timeout plus the drain delay and spread, whatever hangs.
   setTimeout(() => {
     log.error({}, "shutdown timed out; exiting");
     process.exit(1);
-  }, config.SHUTDOWN_TIMEOUT_MS + config.DRAIN_DELAY_MS).unref();
+  }, config.SHUTDOWN_TIMEOUT_MS + config.DRAIN_DELAY_MS + config.DRAIN_SPREAD_MS).unref();
   node.shutdown().then(
     () => process.exit(0),
     (err) => {

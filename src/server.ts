@@ -13,17 +13,18 @@ import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
-import { identityFromConfig } from "./gateway/identity.ts";
+import { identityFromConfig } from "./identity/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
-import { sendJson } from "./http/respond.ts";
+import { registerHttpRoutes } from "./http/routes.ts";
+import { sendJson } from "./uws/respond.ts";
 import { DependencyMonitor } from "./health/dependencies.ts";
 import { Readiness } from "./health/readiness.ts";
-import { uws, type us_listen_socket } from "./gateway/uws.ts";
+import { uws, type us_listen_socket } from "./uws/uws.ts";
 import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
 import { CLOSE_DISCONNECTED } from "./protocol/index.ts";
 import { registerServerApi } from "./http/server-api/routes.ts";
@@ -77,7 +78,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     };
     const redis = config.REDIS_CLUSTER_NODES
-      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, hooks)
+      ? new RedisClusterBus({ nodes: config.REDIS_CLUSTER_NODES, password: config.REDIS_CLUSTER_PASSWORD, tls: config.REDIS_CLUSTER_TLS }, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES)
       : new RedisBus(config.REDIS_URL!, receive, { ...hooks, onPublishDropped: () => metrics.busPublishesDropped.inc() }, config.MAX_BUS_QUEUE_BYTES);
     try {
       await redis.ready();
@@ -151,7 +152,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     busUp: () => dependencies.state.redis.up,
     busChannels: () => service.memberships.size,
     ready: () => readiness.report().ready,
-    busQueueBytes: () => (bus instanceof RedisBus ? bus.queuedBytes : 0),
+    busQueueBytes: () => (bus instanceof RedisBus || bus instanceof RedisClusterBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
   });
 
@@ -176,11 +177,12 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
   subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, reads, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log, httpBudget },
+    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
       maxPendingBytes: config.MAX_PENDING_BYTES,
+      maxSubscriptionsPerSocket: config.MAX_SUBSCRIPTIONS_PER_SOCKET,
       idleTimeoutSeconds: config.IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.MAX_BACKPRESSURE_BYTES,
       maxAnswerBytes: maxHistoryPageBytes(config.MAX_BODY_CHARS),
@@ -194,6 +196,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       },
     },
   );
+  // The entry wires both transports onto the one uWS app: the gateway (WebSocket) above, HTTP here.
+  registerHttpRoutes(gateway.app, { service, reads, metrics, identity: identity.provider, httpBudget, log });
   // Node-to-node commands (server API disconnect) arrive on the bus's control channel.
   control = new ControlChannel(
     bus,
@@ -245,10 +249,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       readiness.draining = true;
       metrics.draining.set(1);
       metrics.ready.set(0);
-      log.info({ drainDelayMs: config.DRAIN_DELAY_MS }, "draining");
+      log.info({ drainDelayMs: config.DRAIN_DELAY_MS, drainSpreadMs: config.DRAIN_SPREAD_MS }, "draining");
       if (config.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.DRAIN_DELAY_MS));
       readiness.listening = false;
-      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2);
+      await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2, config.DRAIN_SPREAD_MS);
       dependencies.stop();
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);

@@ -56,7 +56,7 @@ const statsPort = int("stats-port", args["stats-port"], 0);
 const drainDelayMs = int("drain-delay", args["drain-delay"], 0);
 
 // Node settings from this environment go to every node (the cluster sets PORT, HOST, DATABASE_URL, REDIS_URL).
-const PASSED = /^(JWT_SECRET|MAX_[A-Z_]+|ORDER_GAP_WAIT_MS|RETRY_WINDOW_S|SHUTDOWN_TIMEOUT_MS|LOG_LEVEL|NODE_ENV|DATA_DIR)$/;
+const PASSED = /^(JWT_SECRET|MAX_[A-Z_]+|ORDER_GAP_WAIT_MS|RETRY_WINDOW_S|SHUTDOWN_TIMEOUT_MS|DRAIN_SPREAD_MS|LOG_LEVEL|NODE_ENV|DATA_DIR)$/;
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => PASSED.test(k)));
 
 const databaseUrl = process.env.DATABASE_URL ?? (await ensureDatabase(process.env.PG_ADMIN_URL ?? DEFAULT_PG_ADMIN_URL, args.database, { fresh: args.fresh }));

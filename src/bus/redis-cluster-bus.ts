@@ -15,7 +15,8 @@
 import { Cluster } from "ioredis";
 import { withDeadline } from "../deadline.ts";
 import type { BusHandler, EventBus } from "./bus.ts";
-import { groupOfShardChannel, shardChannelOf } from "./redis-bus.ts";
+import { PublishBudget } from "./publish-budget.ts";
+import { DEFAULT_BUS_QUEUE_BYTES, groupOfShardChannel, shardChannelOf, type RedisBusHooks } from "./redis-bus.ts";
 
 export interface ClusterBusOptions {
   /** `host:port` of at least one cluster node; the rest are discovered. */
@@ -30,12 +31,14 @@ export const RESUBSCRIBE_COALESCE_MS = 1_000;
 
 export class RedisClusterBus implements EventBus {
   private readonly cluster: Cluster;
+  private readonly budget: PublishBudget;
   private catchUpTimer: NodeJS.Timeout | null = null;
 
   constructor(
     opts: ClusterBusOptions,
     onPayload: BusHandler,
-    hooks: { onError?: (err: Error) => void; onResubscribed?: () => void } = {},
+    hooks: RedisBusHooks = {},
+    maxQueueBytes = DEFAULT_BUS_QUEUE_BYTES,
   ) {
     this.cluster = new Cluster(opts.nodes, {
       shardedSubscribers: true,
@@ -53,6 +56,17 @@ export class RedisClusterBus implements EventBus {
       // Managed clusters behind TLS announce host names that must not be resolved to IPs first.
       ...(opts.tls ? { dnsLookup: (address: string, cb: (err: null, a: string) => void) => cb(null, address) } : {}),
     });
+    // The budget bounds what waits in bytes: it holds publishes while the cluster is not ready,
+    // and counts those ioredis holds (a node connecting, a retry across a failover) until they
+    // settle. ioredis' own queues stay on: without them a publish to a node still connecting is
+    // rejected and retried elsewhere, out of order.
+    this.budget = new PublishBudget({
+      maxBytes: maxQueueBytes,
+      ready: () => this.cluster.status === "ready",
+      send: (group, payload) => this.cluster.spublish(shardChannelOf(group), payload),
+      onDrop: hooks.onPublishDropped,
+    });
+    this.cluster.on("ready", () => this.budget.flush());
     const onError = hooks.onError ?? (() => {});
     this.cluster.on("error", onError);
     this.cluster.on("node error", onError);
@@ -75,8 +89,13 @@ export class RedisClusterBus implements EventBus {
     this.cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message));
   }
 
-  async publish(group: string, payload: string): Promise<void> {
-    await this.cluster.spublish(shardChannelOf(group), payload);
+  publish(group: string, payload: string): Promise<void> {
+    return this.budget.publish(group, payload);
+  }
+
+  /** Payload bytes waiting for the cluster or in flight (MAX_BUS_QUEUE_BYTES bounds it). */
+  get queuedBytes(): number {
+    return this.budget.bytes;
   }
 
   async subscribe(group: string): Promise<void> {
@@ -100,6 +119,8 @@ export class RedisClusterBus implements EventBus {
   async close(): Promise<void> {
     if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
     this.catchUpTimer = null;
-    await this.cluster.quit().catch(() => this.cluster.disconnect());
+    this.budget.close();
+    // QUIT waits for every node's answer; a node that is down would hold it forever.
+    await withDeadline(this.cluster.quit(), 1_000, () => new Error("quit timed out")).catch(() => this.cluster.disconnect());
   }
 }

@@ -72,6 +72,7 @@ export class Dispatcher {
    * `leave`, which ends a membership whether or not the socket follows the group (and unsubscribes).
    */
   private async multiplexed(mux: Multiplex, session: Session, op: string, frame: unknown): Promise<Outcome | null> {
+    if (op === "groups") return null; // about no one group
     if (op === "subscribe") {
       const { since } = frame as ClientFrame<"subscribe">;
       const { seq, start } = await mux.subscribe(session.group, since ?? null);

@@ -13,6 +13,8 @@ export interface ReplaySource {
   lastSeq(group: string): Promise<number>;
   /** How far this node has delivered the group's events. */
   delivered(group: string): number;
+  /** The same, or null while the node does not know yet (not following the group). */
+  deliveredExactly?(group: string): number | null;
   /** Stored events with after < seq <= until, serialised in their live shapes, page by page. */
   replay(group: string, after: number, until: number): AsyncGenerator<{ seq: number; payload: string }[]>;
 }
@@ -34,6 +36,13 @@ export interface ReplaySink {
  */
 export async function replay(sink: ReplaySink, group: string, since: number): Promise<number> {
   const { source } = sink;
+  // The usual resume (a client exactly as far as this node, as after a drain or a rebalance)
+  // needs no database read: nothing to replay, and what comes next reaches it live. A storm of
+  // such reconnects then costs the database nothing.
+  if (since === source.deliveredExactly?.(group)) {
+    sink.send(resumedFrame(group, since));
+    return since;
+  }
   const last = await sink.slot(() => source.lastSeq(group));
   if (!sink.isOpen()) return since;
   if (since > last) {

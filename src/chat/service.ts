@@ -117,6 +117,11 @@ export class ChatService {
     return this.sequencer.delivered(group) ?? 0;
   }
 
+  /** How far this node has handed the group's events to its sockets; null while it does not know yet. */
+  deliveredExactly(group: string): number | null {
+    return this.sequencer.delivered(group);
+  }
+
   /** Stored events with after < seq <= until, serialised in their live shapes with current message state, page by page. */
   async *replay(group: string, after: number, until: number): AsyncGenerator<{ seq: number; payload: string }[]> {
     while (after < until) {

@@ -126,6 +126,7 @@ export const EnvSchema = v.object({
   PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
   PRESENCE: v.optional(v.picklist(["on", "off"], "must be on or off"), "on"),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
+  DRAIN_SPREAD_MS: intVar(5_000, 0, 600_000),
   SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 600_000),
   // HTTP answers being written, node-wide (src/http/budget.ts).
   MAX_FILE_READS: intVar(32, 1, 100_000),

@@ -9,10 +9,11 @@
 // backlog saw 1006 instead of the code. Meanwhile the socket is out of every topic, gets no
 // answers and its frames are ignored; after `endGraceMs` it is ended anyway.
 import type { Payload } from "../chat/sequencer.ts";
+import type { Multiplex } from "../chat/multiplex.ts";
 import type { Subscriber } from "../chat/subscriber.ts";
 import type { Outlet } from "../chat/subscription.ts";
 import type { SocketQuota } from "./limits.ts";
-import type { WebSocket } from "./uws.ts";
+import type { WebSocket } from "../uws/uws.ts";
 
 /** What uWS keeps per socket: uWS.js copies the upgrade's object, so it holds a reference. */
 export interface SocketData {
@@ -27,6 +28,11 @@ export class Connection implements Outlet {
   private expiry: NodeJS.Timeout | null = null;
   /** Set at open: the socket's subscriptions (one on /ws/chat/<group>/). */
   subscriber: Subscriber | null = null;
+  /** Its turn in a paced drain has come: new frames are refused, and it closes once none is in flight. */
+  draining = false;
+  /** A `/ws/` socket (group ""): the groups it may subscribe to (the token's claim; null = any), and its Multiplex once open. */
+  allowedGroups: readonly string[] | null = null;
+  mux: Multiplex | null = null;
   /** Frames of this socket handed to the dispatcher and not yet answered, and their bytes. */
   pending = 0;
   pendingBytes = 0;

@@ -44,7 +44,7 @@ export class FrameLoop {
       return this.refuse(conn, "rate_limited", `too many frames from ${what}; slow down`, isBinary ? undefined : requestIdOf(data));
     }
     if (isBinary) return this.refuse(conn, "bad_request", "binary frames are not accepted; send JSON text");
-    if (this.closing) return this.refuse(conn, "unavailable", "server shutting down; reconnect", requestIdOf(data));
+    if (this.closing || conn.draining) return this.refuse(conn, "unavailable", "server shutting down; reconnect", requestIdOf(data));
     if (conn.pending >= this.opts.maxPendingFrames) {
       this.limits.hit("pending_frames");
       return this.refuse(conn, "rate_limited", `more than ${this.opts.maxPendingFrames} frames awaiting an answer`, requestIdOf(data));
@@ -66,7 +66,7 @@ export class FrameLoop {
     // Handed over at once, not after the previous frame's answer: the dispatcher reaches the
     // store synchronously, and the store commits a group's writes in the order they arrive, so a
     // sender's messages keep their order while several are in flight.
-    void this.dispatcher.dispatch({ group: conn.group, user: conn.user }, text).then((reply) => {
+    void this.dispatcher.dispatch({ group: conn.group, user: conn.user }, text, conn.mux ?? undefined).then((reply) => {
       if (reply !== null && conn.open) {
         conn.cork(() => conn.send(reply));
         this.slow.check(conn);
@@ -74,6 +74,8 @@ export class FrameLoop {
       conn.pending--;
       conn.pendingBytes -= bytes;
       this.budget.give(bytes);
+      // Its turn in a paced drain came while this frame was in flight: closed once answered.
+      if (conn.draining && conn.pending === 0) conn.end(1001, "server shutting down");
       if (--this.inflight === 0) this.idle?.();
     });
   }
@@ -94,8 +96,8 @@ export class FrameLoop {
   /** Answers a frame turned away before it reaches the dispatcher. */
   private refuse(conn: Connection, code: ErrorCode, message: string, requestId?: string): void {
     this.metrics.errors.inc({ code });
-    // A per-group socket's every frame names its group.
-    conn.send(errorFrame(code, message, requestId, conn.group));
+    // A per-group socket's every frame names its group; a /ws/ socket's refusal here names none.
+    conn.send(errorFrame(code, message, requestId, conn.group === "" ? undefined : conn.group));
     this.slow.check(conn);
   }
 }

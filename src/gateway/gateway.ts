@@ -11,16 +11,20 @@ import type { Subscriptions } from "../chat/subscriptions.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
-import { registerHttpRoutes, type HttpDeps } from "../http/routes.ts";
-import type { IdentityProvider } from "./identity.ts";
+import type { IdentityProvider } from "../identity/identity.ts";
 import { SlowConsumers } from "./backpressure.ts";
+import { pacedClose } from "./drain.ts";
 import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
 import { upgradeChat } from "./upgrade.ts";
-import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "./uws.ts";
+import { upgradeMux } from "./upgrade-mux.ts";
+import { SocketMultiplex } from "./multiplex.ts";
+import { uws, type HttpRequest, type HttpResponse, type us_listen_socket, type us_socket_context_t, type WebSocket } from "../uws/uws.ts";
 
 export interface GatewayOptions extends FrameLimits {
+  /** Groups one `/ws/` socket may follow (MAX_SUBSCRIPTIONS_PER_SOCKET). */
+  maxSubscriptionsPerSocket: number;
   maxFrameBytes: number;
   idleTimeoutSeconds: number;
   maxBackpressureBytes: number;
@@ -29,7 +33,7 @@ export interface GatewayOptions extends FrameLimits {
   limits: LimitOptions;
 }
 
-export interface GatewayDeps extends Omit<HttpDeps, "service"> {
+export interface GatewayDeps {
   service: ChatService;
   dispatcher: Dispatcher;
   subscriptions: Subscriptions;
@@ -37,7 +41,7 @@ export interface GatewayDeps extends Omit<HttpDeps, "service"> {
   budget: ByteBudget;
   identity: IdentityProvider;
   metrics: Metrics;
-  log: HttpDeps["log"] & { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
 const CLOSE_GOING_AWAY = 1001;
@@ -88,7 +92,10 @@ export class Gateway {
     // The seed's routing has a trailing slash; clients without one are just as welcome.
     this.app.ws<SocketData>("/ws/chat/:group", behavior);
     this.app.ws<SocketData>("/ws/chat/:group/", behavior);
-    registerHttpRoutes(this.app, deps);
+    // One connection for many groups: the same socket handling, its own upgrade.
+    const muxBehavior = { ...behavior, upgrade: (res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t) => upgradeMux(upgradeDeps, res, req, ctx) };
+    this.app.ws<SocketData>("/ws", muxBehavior);
+    this.app.ws<SocketData>("/ws/", muxBehavior);
   }
 
   /** Hands a group event to every live local socket of the group: serialised once, fanned out natively. */
@@ -123,12 +130,25 @@ export class Gateway {
   }
 
   /**
-   * Shutdown: stop listening, refuse new frames, let frames already being handled finish (their
-   * acks still go out), then close every socket with 1001.
+   * Shutdown: stop listening; over `spreadMs`, close the sockets with 1001 at an even rate (one
+   * with a frame in flight refuses new frames and closes once it is answered; the sockets whose
+   * turn has not come are served meanwhile); then refuse new frames, let frames already being
+   * handled finish (their acks still go out), and close every socket left with 1001.
    */
-  async shutdown(inflightTimeoutMs: number): Promise<void> {
+  async shutdown(inflightTimeoutMs: number, spreadMs = 0): Promise<void> {
     if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    await pacedClose(
+      () => [...this.sockets].filter((conn) => !conn.draining),
+      spreadMs,
+      (conn) => {
+        if (!conn.open) return false;
+        conn.draining = true;
+        if (conn.pending === 0) conn.end(CLOSE_GOING_AWAY, "server shutting down");
+        return true;
+      },
+      (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"),
+    );
     this.closing = true;
     await this.frames.stop(inflightTimeoutMs);
     const closing = this.sockets.size > 0;
@@ -144,7 +164,16 @@ export class Gateway {
     this.sockets.add(conn);
     // The upgrade took the group's membership; the subscription owns it from here on.
     conn.subscriber = new Subscriber(this.deps.subscriptions, conn, conn.user);
-    conn.subscriber.subscribe(conn.group, conn.since);
+    if (conn.group === "") {
+      // A /ws/ socket follows what its subscribe frames ask for.
+      conn.mux = new SocketMultiplex(conn, conn.allowedGroups, {
+        subscriptions: this.deps.subscriptions,
+        groups: this.deps.service.memberships,
+        maxGroupsPerNode: this.opts.limits.maxGroupsPerNode,
+        maxSubscriptions: this.opts.maxSubscriptionsPerSocket,
+        lastSeq: (group) => this.deps.service.lastSeq(group),
+      });
+    } else conn.subscriber.subscribe(conn.group, conn.since);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");

@@ -3,12 +3,12 @@
 // the bus does not answer), all before the socket exists. A refused upgrade takes nothing.
 import { randomUUID } from "node:crypto";
 import type { Subscriptions } from "../chat/subscriptions.ts";
-import { deferred, send } from "../http/respond.ts";
+import { deferred, send } from "../uws/respond.ts";
 import { Connection, type SocketData } from "./connection.ts";
-import type { IdentityProvider } from "./identity.ts";
+import type { IdentityProvider } from "../identity/identity.ts";
 import type { ConnectionLimits, GroupCount } from "./limits.ts";
-import { groupParam, parseSince } from "./params.ts";
-import type { HttpRequest, HttpResponse, us_socket_context_t } from "./uws.ts";
+import { groupParam, parseSince } from "../protocol/params.ts";
+import type { HttpRequest, HttpResponse, us_socket_context_t } from "../uws/uws.ts";
 
 export interface UpgradeDeps {
   identity: IdentityProvider;

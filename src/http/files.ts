@@ -7,8 +7,8 @@ import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { EntityId } from "../protocol/index.ts";
 import type { HttpBudget } from "./budget.ts";
-import { sendJson, STATUS } from "./respond.ts";
-import { PendingResponse, SourceGone, streamAnswer } from "./stream.ts";
+import { sendJson, STATUS } from "../uws/respond.ts";
+import { PendingResponse, SourceGone, streamAnswer } from "../uws/stream.ts";
 
 export interface FileRouteDeps {
   service: Pick<ChatService, "attachmentInfo" | "readAttachment">;

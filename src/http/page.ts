@@ -6,9 +6,9 @@
 // is the page bundled by esbuild, in memory, on its first request.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { HttpResponse, TemplatedApp } from "../gateway/uws.ts";
+import type { HttpResponse, TemplatedApp } from "../uws/uws.ts";
 import { FROM_SOURCES, ROOT } from "../paths.ts";
-import { deferred, send } from "./respond.ts";
+import { deferred, send } from "../uws/respond.ts";
 
 export const BUILT_PAGE_DIR = path.join(ROOT, "dist/page");
 

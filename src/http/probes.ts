@@ -5,7 +5,7 @@
 import type { TemplatedApp } from "uWebSockets.js";
 import type { ReadinessReport } from "../health/readiness.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { deferred, send, sendJson } from "./respond.ts";
+import { deferred, send, sendJson } from "../uws/respond.ts";
 
 export interface ProbeDeps {
   metrics: Metrics;

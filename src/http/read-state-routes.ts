@@ -3,10 +3,10 @@
 // list needs a user (the token's `sub`, or `?user=` in open dev mode).
 import * as v from "valibot";
 import { GroupsCursor, HISTORY_MAX_LIMIT, HistoryLimit, UserId } from "../protocol/index.ts";
-import type { IdentityResult } from "../gateway/identity.ts";
-import { groupParam } from "../gateway/params.ts";
-import type { HttpRequest, HttpResponse, TemplatedApp } from "../gateway/uws.ts";
-import { deferred, sendJson } from "./respond.ts";
+import type { IdentityResult } from "../identity/identity.ts";
+import { groupParam } from "../protocol/params.ts";
+import type { HttpRequest, HttpResponse, TemplatedApp } from "../uws/uws.ts";
+import { deferred, sendJson } from "../uws/respond.ts";
 import type { HttpDeps } from "./routes.ts";
 
 const limit = v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/, `limit must be 1 to ${HISTORY_MAX_LIMIT}`), v.toNumber(), HistoryLimit), "50");

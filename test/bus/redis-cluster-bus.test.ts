@@ -44,3 +44,32 @@ t.test("a group's shard channel chat:{<group>} is subscribed on the primary that
   const [, after] = (await r.call("PUBSUB", "SHARDNUMSUB", `chat:{${g}}`)) as [string, number];
   t.equal(Number(after), 0, "gone after unsubscribe");
 });
+
+// Last: it kills a primary of this file's cluster.
+t.test("while a group's shard has no primary, its publishes wait within the byte budget and the excess is refused at once", async (t) => {
+  const BUDGET = 4_096;
+  const heard: string[] = [];
+  const nodes = cluster.nodes.filter((n) => n.running()).map((n) => ({ host: "127.0.0.1", port: n.port }));
+  const dropped: number[] = [];
+  const bus = new RedisClusterBus({ nodes }, (_g, p) => heard.push(Buffer.from(p as Uint8Array).toString()), { onPublishDropped: () => dropped.push(1) }, BUDGET);
+  t.teardown(() => bus.close());
+  await bus.ready();
+  const g = uniqueGroup("budget");
+  await bus.subscribe(g);
+  await cluster.kill(await cluster.primaryOf(`{${g}}`));
+  const outcomes = await Promise.all(
+    Array.from({ length: 100 }, async (_, i) => {
+      const p = bus.publish(g, `${i}:${"x".repeat(100)}`);
+      if (i === 99) t.ok(bus.queuedBytes <= BUDGET, `at most ${BUDGET} bytes held (${bus.queuedBytes})`);
+      return p.then(() => "sent", (err: Error) => err.constructor.name);
+    }),
+  );
+  const refused = outcomes.filter((o) => o === "PublishBudgetExceeded").length;
+  t.ok(refused >= 60, `${refused} of 100 publishes refused past the budget`);
+  t.equal(dropped.length, refused, "each refusal is reported");
+  const sent = outcomes.filter((o) => o === "sent").length;
+  // The rest were held: sent once a replica was promoted, or failed when ioredis' retries ran out
+  // first. Either way they settled, and the bus is at most once (the sequencer repairs the rest).
+  t.comment(`held ${100 - refused}: ${sent} sent after the promotion, ${100 - refused - sent} failed after ioredis' retries; ${heard.length} heard`);
+  t.equal(bus.queuedBytes, 0, "nothing held afterwards");
+});

@@ -118,11 +118,12 @@ function contractProblems(docs: Doc[]): string[] {
   if (scrape["prometheus.io/path"] !== "/metrics" || Number(scrape["prometheus.io/port"]) !== config?.METRICS_PORT) problems.push(`Prometheus does not scrape /metrics on port ${config?.METRICS_PORT}`);
 
   // Drain: the kubelet kills the pod after terminationGracePeriodSeconds, counted from the
-  // start of preStop; SIGTERM comes after preStop, then DRAIN_DELAY_MS, then the shutdown.
+  // start of preStop; SIGTERM comes after preStop, then DRAIN_DELAY_MS, then the paced closing of
+  // the sockets over DRAIN_SPREAD_MS, then the shutdown.
   if (config) {
     const grace = deployment.spec.template.spec.terminationGracePeriodSeconds ?? 30;
-    const needed = preStopSeconds(server) + config.DRAIN_DELAY_MS / 1000 + config.SHUTDOWN_TIMEOUT_MS / 1000;
-    if (grace < needed) problems.push(`terminationGracePeriodSeconds ${grace} < preStop + drain + shutdown = ${needed}`);
+    const needed = preStopSeconds(server) + config.DRAIN_DELAY_MS / 1000 + config.DRAIN_SPREAD_MS / 1000 + config.SHUTDOWN_TIMEOUT_MS / 1000;
+    if (grace < needed) problems.push(`terminationGracePeriodSeconds ${grace} < preStop + drain + spread + shutdown = ${needed}`);
   }
 
   // Wiring between objects.
@@ -245,7 +246,10 @@ t.test("the checks catch broken manifests", async (t) => {
   onlyProblem(docs, /NOT_A_SETTING, which src\/config\/env\.ts does not read/, "env var name");
   docs = fresh();
   docs.find((d) => d.kind === "ConfigMap")!.data.DRAIN_DELAY_MS = "30000";
-  onlyProblem(docs, /terminationGracePeriodSeconds 30 < preStop \+ drain \+ shutdown = 45/, "drain budget");
+  onlyProblem(docs, /terminationGracePeriodSeconds 30 < preStop \+ drain \+ spread \+ shutdown = 50/, "drain budget");
+  docs = fresh();
+  docs.find((d) => d.kind === "ConfigMap")!.data.DRAIN_SPREAD_MS = "15000";
+  onlyProblem(docs, /terminationGracePeriodSeconds 30 < preStop \+ drain \+ spread \+ shutdown = 35/, "drain spread counts in the budget");
   docs = fresh();
   deploymentOf(docs).spec.template.spec.containers[0].readinessProbe.httpGet.path = "/ready";
   onlyProblem(docs, /readinessProbe is not GET \/readyz/, "probe path");

@@ -111,7 +111,10 @@ t.test("dot-only group names follow the contract's rule and are just names", asy
   // `.` and `..` are 1 to 99 of A-Z a-z 0-9 - _ . (the Django Channels rule). Group names never
   // reach a file system, only SQL parameters and the Redis channel `chat:<name>`.
   t.ok(v.is(GroupName, "..") && v.is(GroupName, "."));
-  await t.rejects(connect(t, node.port, "%2E%2E", { user: "u" }), /HTTP 404/, "ws (like browsers) normalises the segment away: a 404 path");
+  // ws (like browsers) normalises the segment away: /ws/chat/%2E%2E/ becomes /ws/, the multiplexed
+  // endpoint, which follows no group until a subscribe names one.
+  const normalised = await connect(t, node.port, "%2E%2E", { user: "u" });
+  t.match(await normalised.request({ operation: "create", type: "text", body: "x" }), { operation: "error", code: "bad_request", message: /names its group/ }, "ws (like browsers) normalises the segment away: the /ws/ endpoint, in no group");
   t.equal(await rawGet("/ws/chat/%2E%2E/", upgradeHeaders), 101, "a raw client gets the group literally named '..'");
   const res = await new Promise<string>((resolve) => http.get({ host: "127.0.0.1", port: node.port, path: "/api/groups/%2E%2E/messages" }, (r) => {
     let body = "";

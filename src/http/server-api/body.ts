@@ -2,7 +2,7 @@
 // chunks whose memory it reuses, so each is copied; a body over the budget is refused as soon as
 // it is known to be (Content-Length, or the running count), and an aborted request settles too.
 import { ChatError } from "../../protocol/index.ts";
-import type { HttpResponse } from "../../gateway/uws.ts";
+import type { HttpResponse } from "../../uws/uws.ts";
 
 export class Aborted extends Error {}
 

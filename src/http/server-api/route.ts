@@ -5,8 +5,8 @@
 import * as v from "valibot";
 import { isUnavailable } from "../../chat/store-guard.ts";
 import { ChatError } from "../../protocol/index.ts";
-import type { HttpRequest, HttpResponse, TemplatedApp } from "../../gateway/uws.ts";
-import { send, type Status } from "../respond.ts";
+import type { HttpRequest, HttpResponse, TemplatedApp } from "../../uws/uws.ts";
+import { send, type Status } from "../../uws/respond.ts";
 import { Aborted, readBody } from "./body.ts";
 import type { ApiKeys } from "./keys.ts";
 import { ERROR_STATUS, type HttpErrorCode } from "./schemas.ts";

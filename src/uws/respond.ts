@@ -1,6 +1,6 @@
 // Small helpers for answering uWS HTTP requests, including from async handlers (where a
 // response may have been aborted, and writes must be corked).
-import type { HttpResponse } from "../gateway/uws.ts";
+import type { HttpResponse } from "./uws.ts";
 import { PendingResponse } from "./stream.ts";
 
 export const STATUS = {

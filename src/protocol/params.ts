@@ -1,6 +1,6 @@
 // Path and query parameters shared by the WebSocket upgrade and the HTTP routes.
 import * as v from "valibot";
-import { GroupName } from "../protocol/index.ts";
+import { GroupName } from "./index.ts";
 
 /** The percent-decoded group name of a path segment, or null when it breaks the group rule. */
 export function groupParam(raw: string): string | null {
