@@ -51,6 +51,15 @@ type Queued = NewMessage & { submittedAt: number };
  */
 export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
 
+/**
+ * Prisma's own transaction timeout must not fire while the callback still has statements in
+ * flight: Prisma then rolls back, and a statement sent after that runs in autocommit and commits
+ * alone (seen under load: an update's event row stored without its message update or its seq
+ * bump). The deadline is kept by the check before COMMIT; PostgreSQL's statement_timeout ends a
+ * hung statement. This only bounds a transaction whose callback never returns.
+ */
+const STRAGGLER_MS = 30_000;
+
 const tooLate = () => new ChatError("unavailable", "storage is unavailable, try again");
 
 /** A retried write found already applied: thrown inside its transaction (rolling back the seq it took), answered outside. */
@@ -130,7 +139,7 @@ export class PrismaChatStore implements ChatStore {
         if (performance.now() > commitBy) throw tooLate();
         return result;
       },
-      { maxWait: left, timeout: left },
+      { maxWait: left, timeout: left + STRAGGLER_MS },
     );
   }
 

@@ -3,6 +3,7 @@
 import t from "tap";
 import { PresenceList, type PresenceState } from "../../src/client/presence.ts";
 import { startInProcess } from "../helpers/node.ts";
+import { untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { client, until } from "../helpers/sdk.ts";
 
@@ -29,6 +30,7 @@ t.test("PresenceList: an answer replaces, joins and leaves adjust, repeats chang
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db, PRESENCE_GRACE_MS: "200" });
+await untilReady(node.port); // warms the database pool: a cold one on a loaded machine answers the first upgrade 503
 const base = `http://127.0.0.1:${node.port}`;
 
 t.test("a client with presence knows who is online and follows joins and leaves", async (t) => {

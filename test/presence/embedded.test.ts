@@ -3,11 +3,12 @@
 import t from "tap";
 import { connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { eventually, uniqueGroup } from "../helpers/probe.ts";
+import { eventually, uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: "200", PRESENCE_MAX_BROADCAST: "3" });
+await untilReady(node.port); // warms the database pool: a cold one on a loaded machine answers the first upgrade 503
 const get = (path: string) => fetch(`http://127.0.0.1:${node.port}${path}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
