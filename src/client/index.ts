@@ -15,6 +15,9 @@ export type {
   WebSocketLike,
 } from "./chat-client.ts";
 export { ChatRequestError, type ClientErrorCode } from "./errors.ts";
+export { ChatConnection, muxUrl, type ChatConnectionOptions, type MuxState } from "./connection.ts";
+export { GroupView, type GroupViewState } from "./group-view.ts";
+export { ReadMarkers } from "./read-markers.ts";
 export { attachmentPath, fileFromBlob, type NamedFile } from "./files.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export type { OutboxStorage } from "./saved-outbox.ts";

@@ -28,15 +28,16 @@ export class SocketMultiplex implements Multiplex {
     private readonly deps: MultiplexDeps,
   ) {}
 
+  /** Following, or about to (its subscribe is acknowledged, its delivery starts next). */
   has(group: string): boolean {
-    return this.conn.subscriber?.get(group) !== undefined;
+    return this.conn.subscriber?.get(group) !== undefined || this.starting.has(group);
   }
 
   async subscribe(group: string, since: number | null): Promise<{ seq: number; start: () => void }> {
     const subscriber = this.conn.subscriber;
     if (!subscriber || !this.conn.open) throw new ChatError("unavailable", "the socket is closing");
     if (this.allowed !== null && !this.allowed.includes(group)) throw new ChatError("forbidden", `token does not allow group ${group}`);
-    if (this.has(group) || this.starting.has(group)) return { seq: await this.deps.lastSeq(group), start: () => {} };
+    if (this.has(group)) return { seq: await this.deps.lastSeq(group), start: () => {} };
     if (subscriber.size + this.starting.size >= this.deps.maxSubscriptions) {
       throw new ChatError("too_large", `more than ${this.deps.maxSubscriptions} subscriptions on one socket`, "subscriptions_per_socket");
     }

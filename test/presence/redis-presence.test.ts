@@ -136,3 +136,23 @@ t.test("Redis work per join and per leave does not grow with the group: 2 presen
   t.ok(Math.abs(large.leaves - small.leaves) <= 20, "leaves cost the same");
   t.ok(small.joins <= 50 * 6 + 60 && small.leaves <= 50 * 7 + 60, "a handful of commands per transition");
 });
+
+t.test("nothing is left in Redis once a group is empty and a stopped node was reaped", async (t) => {
+  const { Redis } = await import("ioredis");
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  const g = uniqueGroup("empty");
+  const a = make(t, () => {});
+  const b = make(t, () => {});
+  await a.start();
+  await b.start();
+  a.open(g, "x");
+  b.open(g, "y");
+  t.ok(await eventually(async () => (await b.snapshot(g, 10)).count === 2, 3_000));
+  b.close(g, "y");
+  await a.stop(); // x is released by b's reaper after the grace
+  t.ok(await eventually(async () => (await b.snapshot(g, 10)).count === 0, GRACE_MS + 3_000), "both gone");
+  t.ok(await eventually(async () => (await r.zscore("{chatpresence}:nodes", a.id)) === null, 3_000), "a's lease removed");
+  t.same(await r.keys(`{chatpresence}:?:${g}`), [], "no key of the group remains");
+  t.equal(await r.exists(`{chatpresence}:n:${a.id}`), 0, "nor the stopped node's share");
+});
