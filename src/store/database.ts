@@ -52,7 +52,15 @@ export async function migratePostgres(url: string): Promise<string[]> {
  */
 const EMBEDDED_SETTINGS = ["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "work_mem=1MB", "-c", "maintenance_work_mem=8MB", "-c", "temp_buffers=1MB"];
 
-const batching = (opts: DatabaseOptions) => ({ concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: opts.writeTimeoutMs ?? 5_000, deadlineMs: opts.writeTimeoutMs ?? 5_000 });
+/**
+ * A write may wait in the scheduler's queue for half the store's deadline at most: the other half
+ * is its batch's, so under overload the excess is refused `unavailable` (load shed) before the
+ * store call outlasts its deadline, which would open the store's circuit and refuse everything.
+ */
+const batching = (opts: DatabaseOptions) => {
+  const deadlineMs = opts.writeTimeoutMs ?? 5_000;
+  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor(deadlineMs / 2), deadlineMs };
+};
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {

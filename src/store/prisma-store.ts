@@ -140,7 +140,12 @@ export class PrismaChatStore implements ChatStore {
         return result;
       },
       { maxWait: left, timeout: left + STRAGGLER_MS },
-    );
+    ).catch((err: unknown) => {
+      // No connection came free within the write's budget: the write is too late (queued behind
+      // others), not a sign that the database is down, so it must not open the store's circuit.
+      if (err instanceof Error && /Unable to start a transaction in the given time/.test(err.message)) throw tooLate();
+      throw err;
+    });
   }
 
   /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
