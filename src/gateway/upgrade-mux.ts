@@ -5,19 +5,14 @@
 import { randomUUID } from "node:crypto";
 import { deferred, send } from "../uws/respond.ts";
 import { Connection, type SocketData } from "./connection.ts";
-import type { UpgradeDeps } from "./upgrade.ts";
+import { upgradeRequest, type UpgradeDeps } from "./upgrade.ts";
 import type { HttpRequest, HttpResponse, us_socket_context_t } from "../uws/uws.ts";
 
 /** No group is asked for at the upgrade, so the groups-per-node check has nothing to refuse. */
 const NO_GROUP = { size: 0, has: () => true };
 
 export function upgradeMux(deps: UpgradeDeps, res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
-  const key = req.getHeader("sec-websocket-key");
-  const protocol = req.getHeader("sec-websocket-protocol");
-  const extensions = req.getHeader("sec-websocket-extensions");
-  const authorization = req.getHeader("authorization");
-  const origin = req.getHeader("origin");
-  const query = new URLSearchParams(req.getQuery() ?? "");
+  const { key, protocol, extensions, authorization, origin, query } = upgradeRequest(req);
   const aborted = deferred(res);
   if (deps.closing()) return send(res, 503, "server shutting down");
   if (!deps.limits.originAllowed(origin)) return send(res, 403, "origin not allowed");

@@ -22,13 +22,20 @@ export interface UpgradeDeps {
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
+/** What an upgrade reads off its request: uWS allows this only before the handler returns. */
+export function upgradeRequest(req: HttpRequest) {
+  return {
+    key: req.getHeader("sec-websocket-key"),
+    protocol: req.getHeader("sec-websocket-protocol"),
+    extensions: req.getHeader("sec-websocket-extensions"),
+    authorization: req.getHeader("authorization"),
+    origin: req.getHeader("origin"),
+    query: new URLSearchParams(req.getQuery() ?? ""),
+  };
+}
+
 export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
-  const key = req.getHeader("sec-websocket-key");
-  const protocol = req.getHeader("sec-websocket-protocol");
-  const extensions = req.getHeader("sec-websocket-extensions");
-  const authorization = req.getHeader("authorization");
-  const origin = req.getHeader("origin");
-  const query = new URLSearchParams(req.getQuery() ?? "");
+  const { key, protocol, extensions, authorization, origin, query } = upgradeRequest(req);
   const group = groupParam(req.getParameter(0) ?? "");
   const aborted = deferred(res);
   if (group === null) return send(res, 400, "invalid group name: 1 to 99 characters of A-Z a-z 0-9 - _ .");

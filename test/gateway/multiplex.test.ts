@@ -4,26 +4,14 @@
 // claim), and MAX_SUBSCRIPTIONS_PER_SOCKET bounds how many, at its default too.
 import { SignJWT } from "jose";
 import t from "tap";
-import WebSocket from "ws";
-import { ChatClient, connect, upgradeStatus, type Frame } from "../helpers/client.ts";
+import { connect, connectMux, upgradeStatus, type Frame } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url });
-const muxUrl = (port: number, query: Record<string, string>) => `ws://127.0.0.1:${port}/ws/?${new URLSearchParams(query)}`;
 
-function connectMux(t: Parameters<typeof connect>[0], port: number, query: Record<string, string>): Promise<ChatClient> {
-  const ws = new WebSocket(muxUrl(port, query), { perMessageDeflate: false });
-  const client = new ChatClient(ws);
-  t.teardown(() => ws.terminate());
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(client));
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
-    ws.once("error", reject);
-  });
-}
 const stored = (f: Frame) => f.operation === "create" || f.operation === "update" || f.operation === "reply" || f.operation === "delete";
 const seqOf = (f: Frame) => (f as { seq: number }).seq;
 

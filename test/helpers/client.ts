@@ -115,3 +115,15 @@ export function upgradeStatus(url: string, headers: Record<string, string> = {})
     });
   });
 }
+
+/** Connects to the multiplexed endpoint `/ws/` and waits for the open; closed at teardown. */
+export function connectMux(t: Test, port: number, query: Record<string, string>): Promise<ChatClient> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/?${new URLSearchParams(query)}`, { perMessageDeflate: false });
+  const client = new ChatClient(ws);
+  t.teardown(() => ws.terminate());
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(client));
+    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
+    ws.once("error", reject);
+  });
+}

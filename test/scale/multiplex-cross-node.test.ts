@@ -3,8 +3,7 @@
 // naming the right group, in seq order; and 20 groups resume at once after the node restarts,
 // each contiguous from its own since.
 import t from "tap";
-import WebSocket from "ws";
-import { ChatClient, connect, type Frame } from "../helpers/client.ts";
+import { connect, connectMux, type Frame } from "../helpers/client.ts";
 import { spawnNode, startInProcess, type NodeProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase, REDIS_URL, requireRedis } from "../helpers/services.ts";
@@ -12,16 +11,6 @@ import { freshDatabase, REDIS_URL, requireRedis } from "../helpers/services.ts";
 await requireRedis();
 const url = await freshDatabase(t);
 
-function connectMux(t: Parameters<typeof connect>[0], port: number, user: string): Promise<ChatClient> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/?user=${user}`, { perMessageDeflate: false });
-  const client = new ChatClient(ws);
-  t.teardown(() => ws.terminate());
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(client));
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
-    ws.once("error", reject);
-  });
-}
 const isStored = (f: Frame) => f.operation === "create" || f.operation === "reply" || f.operation === "update" || f.operation === "delete";
 const groupOf = (f: Frame) => (f as { group?: string }).group;
 
@@ -30,7 +19,7 @@ t.test("one /ws/ socket in 50 groups on node 1, per-group sockets on nodes 2 and
   for (let i = 0; i < 3; i++) nodes.push(await startInProcess(t, { DATABASE_URL: url, REDIS_URL }));
   const prefix = uniqueGroup("x50");
   const groups = Array.from({ length: 50 }, (_, i) => `${prefix}-${i}`);
-  const mux = await connectMux(t, nodes[0]!.port, "hub");
+  const mux = await connectMux(t, nodes[0]!.port, { user: "hub" });
   await Promise.all(groups.map((group) => mux.request({ operation: "subscribe", group }, 20_000)));
   const on2 = await Promise.all(groups.map((g, i) => connect(t, nodes[1]!.port, g, { user: `b${i}` })));
   const on3 = await Promise.all(groups.map((g, i) => connect(t, nodes[2]!.port, g, { user: `c${i}` })));
@@ -73,11 +62,11 @@ t.test("20 groups resume at once after their node restarts, each contiguous from
   await Promise.all([untilReady(n1.port), untilReady(n2.port)]);
   const prefix = uniqueGroup("r20");
   const groups = Array.from({ length: 20 }, (_, i) => `${prefix}-${i}`);
-  const writer = await connectMux(t, n2.port, "writer");
+  const writer = await connectMux(t, n2.port, { user: "writer" });
   await Promise.all(groups.map((group) => writer.request({ operation: "subscribe", group })));
   const write = (k: number) => Promise.all(groups.map((g, i) => Promise.all(Array.from({ length: k + (i % 3) }, (_, j) => writer.request({ operation: "create", group: g, type: "text", body: `${g} ${j}` }, 20_000)))));
   await write(2);
-  const reader = await connectMux(t, n1.port, "reader");
+  const reader = await connectMux(t, n1.port, { user: "reader" });
   await Promise.all(groups.map((group) => reader.request({ operation: "subscribe", group, since: 0 }, 20_000)));
   // The reader has each group up to some seq: what it last processed (different per group).
   const last = new Map<string, number>();
@@ -92,7 +81,7 @@ t.test("20 groups resume at once after their node restarts, each contiguous from
   await write(3); // written while the reader's node is down
   n1 = await spawn();
   await untilReady(n1.port);
-  const again = await connectMux(t, n1.port, "reader");
+  const again = await connectMux(t, n1.port, { user: "reader" });
   await Promise.all(groups.map((group) => again.request({ operation: "subscribe", group, since: last.get(group)! }, 20_000)));
   for (const [i, g] of groups.entries()) {
     const total = (2 + (i % 3)) + (3 + (i % 3));
