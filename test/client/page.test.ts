@@ -122,6 +122,10 @@ t.test("two people chat in one group: typing, send, reply, seen, edit, files, de
   // Bob's page was visible when the message came: Alice sees the receipt.
   await row(alice, "hello bob").locator(".seen:has-text('seen by bob')").waitFor();
   t.pass("alice sees that bob saw it");
+  // The receipt survives a reload: bob's seen moved his read marker, which the page loads again.
+  await join(alice, group, "alice");
+  await row(alice, "hello bob").locator(".seen:has-text('seen by bob')").waitFor();
+  t.pass("and still after a reload");
 
   // Bob replies to it; Alice sees the reply quoting her message.
   await bob.locator("#text").pressSequentially("hi alice", { delay: 10 });

@@ -127,7 +127,8 @@ function render(): void {
     keep.add(m.id);
     let row = rows.get(m.id);
     if (!row) rows.set(m.id, (row = { li: el("li"), shown: null, extra: "" }));
-    const seenBy = [...chat.seenBy(m.id).keys()].filter((u) => u !== m.user);
+    // Receipts seen live, and members whose read marker reached the message (so they survive a reload).
+    const seenBy = [...new Set([...chat.seenBy(m.id).keys(), ...chat.readBy(m.id)])].filter((u) => u !== m.user).sort();
     // Besides the message itself, a row shows who saw it and the message it replies to.
     const extra = `${seenBy.join(",")}\n${m.reply_to ? summary(m.reply_to) : ""}`;
     if (editing !== m.id && (row.shown !== m || row.extra !== extra)) {
