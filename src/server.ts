@@ -18,6 +18,7 @@ import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { commitMarginMs } from "./store/prisma-store.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
 import { registerHttpRoutes } from "./http/routes.ts";
@@ -114,7 +115,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       subscriptions?.deliver(group, payload, seq);
     },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
-    storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS, probeMs: 1_000 },
+    // A write sends its COMMIT by STORE_TIMEOUT_MS or rolls back; the margin is for the COMMIT's answer.
+    storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS + commitMarginMs(config.STORE_TIMEOUT_MS), probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
     onPublishError: (err, group) => {
       // A full publish queue (Redis down for long) drops many: counted in chat_bus_publishes_dropped_total, logged once per outage.

@@ -6,10 +6,10 @@
 import { withDeadline } from "../deadline.ts";
 import { ChatError } from "../protocol/index.ts";
 
-const UNAVAILABLE_CODES = ["P1001", "P1002", "P1008", "P1017", "P2024", "P2028", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P03", "08000", "08003", "08006", "08001", "25P03"];
+const UNAVAILABLE_CODES = ["P1001", "P1002", "P1008", "P1017", "P2024", "P2028", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P03", "08000", "08003", "08006", "08001", "25P03", "57014"];
 // Prisma's driver-adapter error kinds that mean the database could not be reached or answered.
 const UNAVAILABLE_KINDS = ["ConnectionClosed", "DatabaseNotReachable", "SocketTimeout", "TooManyConnections", "TransactionAlreadyClosed"];
-const UNAVAILABLE_TEXT = /ECONNREFUSED|ECONNRESET|connection (?:terminated|refused|timeout)|Connection terminated|timeout exceeded when trying to connect|Can't reach database|server (?:has )?closed the connection|Query read timeout|Transaction already closed|Unable to start a transaction/i;
+const UNAVAILABLE_TEXT = /ECONNREFUSED|ECONNRESET|connection (?:terminated|refused|timeout)|Connection terminated|timeout exceeded when trying to connect|Can't reach database|server (?:has )?closed the connection|Query read timeout|Transaction already closed|Unable to start a transaction|statement timeout/i;
 
 /** Database errors that mean "try again later", not "bug". */
 export function isUnavailable(err: unknown, depth = 0): boolean {

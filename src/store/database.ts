@@ -15,7 +15,7 @@ export interface DatabaseOptions {
   poolSize?: number;
   /**
    * The store's deadline (STORE_TIMEOUT_MS): a write that waited this long behind others is
-   * refused unrun (see GroupScheduler), no write sends its COMMIT later than this minus a margin
+   * refused unrun (see GroupScheduler), no write sends its COMMIT later than this after the call
    * (see PrismaChatStore), and PostgreSQL itself ends any statement, or any transaction left
    * idle, that outlasts it. Default 5000.
    */

@@ -46,8 +46,9 @@ const MAX_BATCH_BYTES = 1024 * 1024;
 type Queued = NewMessage & { submittedAt: number };
 
 /**
- * Room left for the COMMIT's round trip before the store's deadline: a write whose COMMIT cannot
- * be sent by `deadline - margin` after the call is rolled back instead (see ChatStore).
+ * Room for the COMMIT's round trip after the store's deadline: a write sends its COMMIT by the
+ * deadline or is rolled back (see ChatStore), so the caller waits for the store's answer this
+ * much longer before it gives up and answers `unavailable` (see server.ts's store guard).
  */
 export const commitMarginMs = (deadlineMs: number) => Math.min(1_000, Math.floor(deadlineMs / 5));
 
@@ -80,7 +81,7 @@ export class PrismaChatStore implements ChatStore {
    * on each other's row locks, and an update, a delete or a lock wait holds up only its group.
    */
   private readonly writer: GroupScheduler<Queued, Created>;
-  /** How long after the call a write may still send its COMMIT. */
+  /** How long after the call a write may still send its COMMIT: the store's deadline. */
   private readonly budgetMs: number;
 
   constructor(
@@ -91,7 +92,7 @@ export class PrismaChatStore implements ChatStore {
     private readonly outbox = false,
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
-    this.budgetMs = deadlineMs - commitMarginMs(deadlineMs);
+    this.budgetMs = deadlineMs;
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
       maxBatch: batching.maxBatch,
@@ -127,8 +128,9 @@ export class PrismaChatStore implements ChatStore {
 
   /**
    * A transaction that sends its COMMIT by `commitBy` (performance.now() time) or not at all:
-   * checked before it starts and again once its statements are done, and Prisma closes it
-   * (rolled back) should it still run then.
+   * not started once the budget is spent, and checked again once its statements are done (a hung
+   * statement is ended by PostgreSQL's statement_timeout, or pg's query_timeout; Prisma's own
+   * timeout is only a bound for stragglers, see STRAGGLER_MS).
    */
   private transaction<T>(commitBy: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
     const left = Math.floor(commitBy - performance.now());
@@ -151,7 +153,7 @@ export class PrismaChatStore implements ChatStore {
   /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
   private async writeCreates(items: Queued[]): Promise<Settled<Created>[]> {
     const now = performance.now();
-    const inTime = items.filter((m) => m.submittedAt + this.budgetMs > now);
+    const inTime = items.filter((m) => m.submittedAt + this.budgetMs - now >= 1);
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;

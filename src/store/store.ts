@@ -15,8 +15,8 @@
 // - Retry-safe: a write with a retryKey that was already applied (same group, user and
 //   request_id, within its window) applies nothing and answers the original (`duplicate`).
 // - No write commits after its deadline: a write that cannot send its COMMIT within the store's
-//   deadline (minus a margin for the commit's round trip), counted from the call, is rolled back
-//   and fails with `unavailable`, so a caller told `unavailable` at the deadline is not
+//   deadline, counted from the call, is rolled back and fails with `unavailable`, so a caller
+//   that waits a margin longer (for the COMMIT's answer) before it answers `unavailable` is not
 //   contradicted by a late commit (except by a commit whose confirmation alone is delayed past
 //   the margin: the retryKey covers that one).
 import type { MessageView } from "../protocol/index.ts";
