@@ -30,6 +30,8 @@ RUN find node_modules/uWebSockets.js/binaries -name '*.node' \
 # Runtime: the compiled node, the production node_modules and the migrations; nothing else.
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
+# Unset, a node without a JWT key listens on 127.0.0.1 only; a container must take traffic.
+ENV HOST=0.0.0.0
 WORKDIR /app
 # Everything stays owned by root, so the service user cannot rewrite its own code.
 # package.json says "type": "module", which dist/*.js needs.

@@ -11,7 +11,7 @@ import { Subscriptions } from "./chat/subscriptions.ts";
 import { ChatService } from "./chat/service.ts";
 import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
-import { checkStartup, type Config } from "./config/env.ts";
+import { checkStartup, listenHost, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { identityFromConfig } from "./identity/identity.ts";
 import type { Logger } from "./log.ts";
@@ -224,6 +224,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ keys: config.SERVER_API_KEYS.length }, "server API on under /api/server/");
   }
   // Probes and metrics: on the main port, or only on METRICS_PORT (kept off the public Service).
+  const host = listenHost(config);
   const probeApp = config.METRICS_PORT === undefined ? gateway.app : uws.App();
   registerProbeRoutes(probeApp, { metrics, readiness: () => readiness.report(), log });
   let metricsSocket: us_listen_socket | null = null;
@@ -231,18 +232,18 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   if (config.METRICS_PORT !== undefined) {
     probeApp.any("/*", (res) => sendJson(res, 404, { error: "not_found", message: "no such route" }));
     metricsSocket = await new Promise<us_listen_socket>((resolve, reject) =>
-      probeApp.listen(config.HOST, config.METRICS_PORT!, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${config.HOST}:${config.METRICS_PORT} (METRICS_PORT)`)))),
+      probeApp.listen(host, config.METRICS_PORT!, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${host}:${config.METRICS_PORT} (METRICS_PORT)`)))),
     );
     metricsPort = uws.us_socket_local_port(metricsSocket as never);
   }
-  const port = await gateway.listen(config.HOST, config.PORT);
+  const port = await gateway.listen(host, config.PORT);
   readiness.listening = true;
   readiness.start(); // the event loop is watched from here: start-up's own work does not count
   if (webhooks) {
     webhooks.start();
     log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
   }
-  log.info({ port, host: config.HOST, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
+  log.info({ port, host, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
   if (metricsPort !== null) log.info({ metricsPort }, "probes and metrics listening");
 
   let stopping: Promise<void> | null = null;

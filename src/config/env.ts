@@ -83,7 +83,8 @@ const clusterNodes = v.optional(
 
 export const EnvSchema = v.object({
   PORT: intVar(8000, 0, 65535),
-  HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty")), "0.0.0.0"),
+  // Unset: 0.0.0.0 with a JWT key, 127.0.0.1 in open dev mode (see listenHost).
+  HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty"))),
   DATABASE_URL: url(["postgres:", "postgresql:"]),
   DATA_DIR: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty")), "./data"),
   REDIS_URL: url(["redis:", "rediss:"]),
@@ -176,6 +177,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** JWT mode: at least one key is configured, and every connection must carry a valid token. */
 export const jwtConfigured = (c: Config): boolean => Boolean(c.JWT_SECRET || c.JWT_PUBLIC_KEY || c.JWT_JWKS_URL);
+
+/**
+ * Where the node listens: HOST when set; otherwise every interface in JWT mode, and only the
+ * loopback in open dev mode, where anyone who can connect may act as anyone.
+ */
+export const listenHost = (c: Config): string => c.HOST ?? (jwtConfigured(c) ? "0.0.0.0" : "127.0.0.1");
 
 /**
  * Rules across variables, checked at start before anything listens (not by loadConfig, which

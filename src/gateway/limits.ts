@@ -25,11 +25,16 @@ interface UserQuota {
   bucket: TokenBucket;
 }
 
-/** One socket's share: its own bucket and, when the connection has a user, that user's. */
+/**
+ * One socket's share: its own bucket and its user's. A connection without a user (open dev mode
+ * without ?user=, where each frame names its own) counts under its remote address instead, so an
+ * anonymous client is held to the same per-user limits.
+ */
 export interface SocketQuota {
-  readonly user: string | null;
+  /** `user <id>`, or `address <ip>` for a connection without a user. */
+  readonly key: string;
   readonly bucket: TokenBucket;
-  readonly userQuota: UserQuota | null;
+  readonly userQuota: UserQuota;
 }
 
 export type Admission =
@@ -67,27 +72,26 @@ export class ConnectionLimits {
 
   /**
    * Right before the upgrade joins its group: refuses a new group past MAX_GROUPS_PER_NODE (503)
-   * and a user past MAX_SOCKETS_PER_USER (429); otherwise takes the socket's slot, which
-   * `release` gives back.
+   * and a user (or, without one, a remote address) past MAX_SOCKETS_PER_USER (429); otherwise
+   * takes the socket's slot, which `release` gives back.
    */
-  admit(user: string | null, group: string, groups: GroupCount): Admission {
+  admit(user: string | null, address: string, group: string, groups: GroupCount): Admission {
     if (!groups.has(group) && groups.size >= this.opts.maxGroupsPerNode) {
       return this.refuse(503, "unavailable", "groups_per_node", `this node already serves ${this.opts.maxGroupsPerNode} groups; retry later`);
     }
-    let userQuota: UserQuota | null = null;
-    if (user !== null) {
-      userQuota = this.users.get(user) ?? null;
-      if (userQuota && userQuota.sockets >= this.opts.maxSocketsPerUser) {
-        return this.refuse(429, "rate_limited", "sockets_per_user", `at most ${this.opts.maxSocketsPerUser} connections per user`);
-      }
-      if (!userQuota) {
-        const rate = this.opts.userFramesPerSecond;
-        userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * USER_BURST_SECONDS) };
-        this.users.set(user, userQuota);
-      }
-      userQuota.sockets++;
+    const key = user !== null ? `user ${user}` : `address ${address}`;
+    let userQuota = this.users.get(key);
+    if (userQuota && userQuota.sockets >= this.opts.maxSocketsPerUser) {
+      const who = user !== null ? "user" : "address (connections without ?user=)";
+      return this.refuse(429, "rate_limited", "sockets_per_user", `at most ${this.opts.maxSocketsPerUser} connections per ${who}`);
     }
-    return { ok: true, quota: { user, userQuota, bucket: new TokenBucket(this.opts.framesPerSecond, this.opts.framesBurst) } };
+    if (!userQuota) {
+      const rate = this.opts.userFramesPerSecond;
+      userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * USER_BURST_SECONDS) };
+      this.users.set(key, userQuota);
+    }
+    userQuota.sockets++;
+    return { ok: true, quota: { key, userQuota, bucket: new TokenBucket(this.opts.framesPerSecond, this.opts.framesBurst) } };
   }
 
   /**
@@ -96,10 +100,10 @@ export class ConnectionLimits {
    * dropping it at once would hand a fresh burst to anyone who reconnects to spend it again.
    */
   release(q: SocketQuota): void {
-    const { user, userQuota } = q;
-    if (user === null || userQuota === null || --userQuota.sockets > 0) return;
+    const { key, userQuota } = q;
+    if (--userQuota.sockets > 0) return;
     setTimeout(() => {
-      if (userQuota.sockets <= 0 && this.users.get(user) === userQuota) this.users.delete(user);
+      if (userQuota.sockets <= 0 && this.users.get(key) === userQuota) this.users.delete(key);
     }, USER_BUCKET_REFILL_MS).unref();
   }
 
@@ -107,7 +111,7 @@ export class ConnectionLimits {
   frame(q: SocketQuota): LimitName | null {
     const now = performance.now();
     if (!q.bucket.take(now)) return this.hit("socket_rate");
-    if (q.userQuota && !q.userQuota.bucket.take(now)) return this.hit("user_rate");
+    if (!q.userQuota.bucket.take(now)) return this.hit("user_rate");
     return null;
   }
 

@@ -20,13 +20,13 @@ export function upgradeMux(deps: UpgradeDeps, res: HttpResponse, req: HttpReques
     const who = await deps.identity.identify({ authorization, query });
     if (!who.ok) return send(res, who.status, who.message, {}, aborted);
     if (who.user === null) return send(res, 400, "user is required on /ws/ (?user= in open dev mode)", {}, aborted);
-    const admitted = deps.limits.admit(who.user, "", NO_GROUP);
+    const admitted = deps.limits.admit(who.user, "", "", NO_GROUP); // a user is required here, so no address is needed
     if (!admitted.ok) return send(res, admitted.status, admitted.message, {}, aborted);
     if (aborted() || deps.closing()) {
       deps.limits.release(admitted.quota);
       return send(res, 503, "server shutting down", {}, aborted);
     }
-    const conn = new Connection(randomUUID(), "", who.user, null, admitted.quota, deps.endGraceMs);
+    const conn = new Connection(randomUUID(), "", who.user, null, admitted.quota, deps.endGraceMs, who.expiresAt ?? null);
     conn.allowedGroups = who.groups ?? null;
     const data: SocketData = { conn };
     res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));

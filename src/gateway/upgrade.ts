@@ -36,6 +36,8 @@ export function upgradeRequest(req: HttpRequest) {
 
 export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
   const { key, protocol, extensions, authorization, origin, query } = upgradeRequest(req);
+  // Read now: uWS invalidates the response's socket data once this callback returns.
+  const address = Buffer.from(res.getRemoteAddressAsText()).toString();
   const group = groupParam(req.getParameter(0) ?? "");
   const aborted = deferred(res);
   if (group === null) return send(res, 400, "invalid group name: 1 to 99 characters of A-Z a-z 0-9 - _ .");
@@ -47,7 +49,7 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
     const who = await deps.identity.identify({ authorization, query, group });
     if (!who.ok) return send(res, who.status, who.message, {}, aborted);
     // Limits are checked here, after identity and right before the join, in the same tick.
-    const admitted = deps.limits.admit(who.user, group, deps.groups);
+    const admitted = deps.limits.admit(who.user, address, group, deps.groups);
     if (!admitted.ok) return send(res, admitted.status, admitted.message, {}, aborted);
     const quota = admitted.quota;
     try {

@@ -8,6 +8,7 @@ import { copyFile, mkdir } from "node:fs/promises";
 import { crc32, deflateSync } from "node:zlib";
 import { chromium, type Browser, type Page } from "playwright-core";
 import t from "tap";
+import WebSocket from "ws";
 import { startInProcess } from "../helpers/node.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
@@ -74,6 +75,15 @@ async function join(page: Page, group: string, user: string): Promise<void> {
 
 const row = (page: Page, text: string) => page.locator("#messages li", { hasText: text });
 
+/** A plain WebSocket from the test itself (a user without a page). */
+function openSocket(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+}
+
 t.test("GET / serves the page; its script and style are same-origin assets", async (t) => {
   const html = await fetch(base + "/");
   t.equal(html.status, 200);
@@ -95,6 +105,34 @@ t.test("GET / serves the page; its script and style are same-origin assets", asy
   const unknown = await fetch(base + "/assets/app-NOPE.js");
   t.equal(unknown.status, 404, "an unknown asset is 404");
   await unknown.text();
+});
+
+t.test("the conversation list: unread badges appear for other groups, and switching clears them", async (t) => {
+  const [home, other] = [`conv-home-${process.pid}`, `conv-other-${process.pid}`];
+  // erin is a member of both groups (a subscribe makes one); dan writes in the other one.
+  const erinThere = await openSocket(`${base.replace("http", "ws")}/ws/chat/${other}/?user=erin`);
+  erinThere.close();
+  const dan = await openSocket(`${base.replace("http", "ws")}/ws/chat/${other}/?user=dan`);
+  const { page: erin, problems } = await open("erin");
+  await join(erin, home, "erin");
+  await erin.waitForSelector(`#conv-list li[data-group="${home}"].current`);
+  dan.send(JSON.stringify({ operation: "create", type: "text", body: "are you there?" }));
+  dan.send(JSON.stringify({ operation: "create", type: "text", body: "erin?" }));
+  const chip = erin.locator(`#conv-list li[data-group="${other}"]`);
+  await chip.locator(".badge:has-text('2')").waitFor();
+  t.match(await chip.textContent(), /dan: erin\?/, "the other group shows two unread and its last message");
+  await chip.click();
+  await row(erin, "are you there?").waitFor();
+  t.match(await erin.textContent("#room"), new RegExp(`#${other}`), "switched to the other group");
+  await erin.waitForSelector(`#conv-list li[data-group="${other}"].current`);
+  // Back home: the other group's messages were seen, so its badge is gone.
+  await erin.locator(`#conv-list li[data-group="${home}"]`).click();
+  await erin.waitForSelector(`#conv-list li[data-group="${home}"].current`);
+  await erin.waitForSelector(`#conv-list li[data-group="${other}"]:not(:has(.badge))`);
+  t.pass("the badge clears once the messages were seen");
+  dan.close();
+  t.same(problems, [], "no console errors");
+  await erin.context().close();
 });
 
 t.test("two people chat in one group: typing, send, reply, seen, edit, files, delete", async (t) => {

@@ -7,6 +7,7 @@ import { connect, upgradeStatus, wsUrl } from "../helpers/client.ts";
 import { spawnNode, type Env } from "../helpers/node.ts";
 import { listeningPort, tempDir, untilReady, within } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
+import { listenHost, loadConfig } from "../../src/config/env.ts";
 
 const invalid: [string, string][] = [
   ["PORT", "abc"],
@@ -77,7 +78,7 @@ t.test("with no configuration but DATA_DIR and PORT=0 the node runs on embedded 
   const node = await spawnNode(t, env, { waitListening: false });
   node.port = await listeningPort(node);
   t.match(node.logs.find((l) => l.msg === "database ready"), { database: "pglite" }, "embedded PGlite");
-  t.match(node.logs.find((l) => l.msg === "listening"), { bus: "memory", host: "0.0.0.0" }, "in-process bus, default host");
+  t.match(node.logs.find((l) => l.msg === "listening"), { bus: "memory", host: "127.0.0.1" }, "in-process bus; open dev mode listens on the loopback only");
   await untilReady(node.port);
 
   const a = await connect(t, node.port, "default-mode", { user: "a" });
@@ -90,6 +91,13 @@ t.test("with no configuration but DATA_DIR and PORT=0 the node runs on embedded 
 
   node.child.kill("SIGTERM");
   t.equal(await within(node.exited, 15_000, "exit"), 0, "exits 0 on SIGTERM");
+});
+
+t.test("open dev mode binds 127.0.0.1 unless HOST is set; JWT mode binds every interface", async (t) => {
+  t.equal(listenHost(loadConfig({})), "127.0.0.1", "open dev mode: loopback only");
+  t.equal(listenHost(loadConfig({ JWT_SECRET: "x".repeat(32) })), "0.0.0.0", "JWT mode: every interface");
+  t.equal(listenHost(loadConfig({ HOST: "0.0.0.0" })), "0.0.0.0", "HOST wins in open dev mode");
+  t.equal(listenHost(loadConfig({ HOST: "127.0.0.1", JWT_SECRET: "x".repeat(32) })), "127.0.0.1", "and in JWT mode");
 });
 
 t.test("with JWT_SECRET unset the node says loudly that it runs in open dev mode", async (t) => {

@@ -7,6 +7,7 @@ import { startInProcess } from "../helpers/node.ts";
 import { eventually, metric } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { LIMITS } from "../../src/protocol/index.ts";
+import { loadConfig } from "../../src/config/env.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, {
@@ -115,7 +116,31 @@ t.test("sockets per user: the next upgrade is refused with 429", async (t) => {
   t.equal(await upgradeStatus(wsUrl(node.port, "lim-sock", { user: "s2" })), 101, "another user");
   await first.close();
   t.ok(await eventually(async () => (await upgradeStatus(wsUrl(node.port, "lim-sock", { user: "s" }))) === 101), "a slot frees when a socket closes");
-  for (let i = 0; i < 3; i++) t.equal(await upgradeStatus(wsUrl(node.port, "lim-sock")), 101, "open dev mode without ?user= has no user to count");
+});
+
+t.test("open dev mode without ?user= still has per-user limits: the connection's address is its user", async (t) => {
+  // At MAX_SOCKETS_PER_USER=2 and MAX_USER_FRAMES_PER_SECOND=8 (burst 16).
+  const a = await connect(t, node.port, "lim-anon");
+  const b = await connect(t, node.port, "lim-anon-2");
+  const hitsBefore = await hits(node.port, "sockets_per_user");
+  t.equal(await upgradeStatus(wsUrl(node.port, "lim-anon-3")), 429, "a third anonymous socket from the same address is refused");
+  t.equal(await hits(node.port, "sockets_per_user"), hitsBefore + 1);
+  const typing = (c: ChatClient, p: string) => {
+    for (let i = 0; i < 10; i++) c.send({ operation: "typing", typing_status: "typing", user: `anon-${p}${i}`, request_id: `${p}${i}` });
+    return Promise.all(Array.from({ length: 10 }, (_, i) => c.next((f) => "request_id" in f && f.request_id === `${p}${i}`)));
+  };
+  const answers = (await Promise.all([typing(a, "a"), typing(b, "b")])).flat();
+  t.equal(answers.filter((f) => f.operation === "ack").length, 16, "both sockets together get the address's burst of 16, whatever user each frame names");
+  await Promise.all([a.close(), b.close()]);
+  t.ok(await eventually(async () => (await upgradeStatus(wsUrl(node.port, "lim-anon"))) === 101), "a slot frees when one closes");
+});
+
+t.test("at the default MAX_SOCKETS_PER_USER (20), the 21st socket of a user or an address is refused", async (t) => {
+  const limit = loadConfig({}).MAX_SOCKETS_PER_USER;
+  for (const query of [{ user: "many" }, {}] as Record<string, string>[]) {
+    for (let i = 0; i < limit; i++) await connect(t, small.port, `lim-many-${i % 3}`, query);
+    t.equal(await upgradeStatus(wsUrl(small.port, "lim-many-0", query)), 429, `the ${limit + 1}st ${query.user ? "socket of a user" : "anonymous socket"} is refused`);
+  }
 });
 
 t.test("frames awaiting an answer past MAX_PENDING_FRAMES are rate_limited", async (t) => {

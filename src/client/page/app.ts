@@ -30,6 +30,7 @@ const fileInput = $<HTMLInputElement>("#file");
 const fileName = $<HTMLElement>("#file-name");
 const notice = $<HTMLElement>("#notice");
 const renewForm = $<HTMLFormElement>("#renew");
+const convList = $<HTMLUListElement>("#conv-list");
 
 const RASTER = /^image\/(?:png|jpeg|gif|webp|avif|bmp)$/;
 
@@ -243,6 +244,53 @@ function renewedToken(): Promise<string> {
   });
 }
 
+// ---- the conversation list ----------------------------------------------------------------
+
+let convTimer: ReturnType<typeof setTimeout> | undefined;
+// Other groups' news reaches this page only through the list: refreshed every few seconds too.
+setInterval(() => refreshConversations(), 3_000);
+let joined: { group: string; user: string; jwt: string | undefined } | null = null;
+
+/** Refreshes the list of the user's groups (unread badges, last message) soon, at most every 500 ms. */
+function refreshConversations(): void {
+  if (convTimer !== undefined || !joined) return;
+  convTimer = setTimeout(() => {
+    convTimer = undefined;
+    void loadConversations();
+  }, 500);
+}
+
+async function loadConversations(): Promise<void> {
+  const current = joined;
+  if (!current) return;
+  const q = new URLSearchParams({ limit: "20" });
+  if (!current.jwt) q.set("user", current.user);
+  try {
+    const res = await fetch(`/api/me/groups?${q}`, { headers: current.jwt ? { authorization: `Bearer ${token}` } : {} });
+    if (!res.ok || joined !== current) return;
+    const { groups } = (await res.json()) as { groups: { group: string; unread: number; last_message: MessageView | null }[] };
+    convList.replaceChildren(
+      ...groups.map((g) => {
+        const li = el("li", { className: g.group === current.group ? "current" : "", text: `#${g.group}` });
+        li.dataset.group = g.group;
+        if (g.unread > 0 && g.group !== current.group) li.append(el("span", { className: "badge", text: String(g.unread) }));
+        const last = g.last_message;
+        if (last) li.append(el("span", { className: "last", text: last.deleted ? "(deleted)" : `${last.user}: ${(last.body ?? "").slice(0, 24)}` }));
+        li.addEventListener("click", () => {
+          if (joined && g.group !== joined.group) {
+            const { user, jwt } = joined;
+            leave();
+            join(g.group, user, jwt);
+          }
+        });
+        return li;
+      }),
+    );
+  } catch {
+    // the list is a convenience: the next change tries again
+  }
+}
+
 // ---- joining and leaving ------------------------------------------------------------------
 
 function join(group: string, user: string, jwt: string | undefined): void {
@@ -257,6 +305,8 @@ function join(group: string, user: string, jwt: string | undefined): void {
     return;
   }
   me = chat.user ?? (jwt ? undefined : user);
+  joined = { group, user, jwt };
+  refreshConversations();
   try {
     localStorage.setItem("chatroom", JSON.stringify({ group, user }));
   } catch {
@@ -273,6 +323,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
   chat.on("change", () => {
     render();
     renderState();
+    refreshConversations();
   });
   chat.on("typers", renderTypers);
   chat.on("presence", renderOnline);
@@ -303,6 +354,8 @@ function join(group: string, user: string, jwt: string | undefined): void {
 function leave(): void {
   chat?.close();
   chat = null;
+  joined = null;
+  convList.replaceChildren();
   renewForm.hidden = true;
   renewForm.onsubmit = null;
   for (const row of rows.values()) row.li.remove();
