@@ -48,6 +48,22 @@ function fromRow(r: MessageRow): StoredMessage {
   };
 }
 
+/** A message this batch stored, as it is at its creation. */
+function newMessage(m: NewMessage, p: { id: string; seq: number; attachmentId: string | null }, createdAt: Date): StoredMessage {
+  return {
+    id: p.id,
+    userId: m.user,
+    type: m.type,
+    body: m.body,
+    replyToId: m.replyTo,
+    createdAt,
+    updatedAt: null,
+    deleted: false,
+    seq: p.seq,
+    attachment: m.attachment ? { id: p.attachmentId!, name: m.attachment.name, contentType: m.attachment.contentType, size: m.attachment.data.byteLength } : null,
+  };
+}
+
 const retryKeyOf = (m: NewMessage) => (m.retryKey ? `${m.group}\u0000${m.user}\u0000${m.retryKey.requestId}` : null);
 
 /** `outbox`: also queue each new message for the webhooks (see outbox.ts), in this transaction. */
@@ -160,7 +176,9 @@ export async function writeCreateBatch(tx: Tx, items: NewMessage[], outbox = fal
       fresh.map(({ p }) => p.id),
       fresh.map(({ m }) => m.user),
     );
-    if (outbox) await addToOutbox(tx, fresh.map(({ m, p }) => ({ group: m.group, seq: p.seq })));
+    if (outbox) {
+      await addToOutbox(tx, fresh.map(({ m, p }) => ({ group: m.group, seq: p.seq, event: { operation: m.replyTo === null ? "create" : "reply", user: m.user, message: newMessage(m, p, inserted.get(p.id)!) } })));
+    }
     const bumped = [...lastSeq].filter(([name, seq]) => seq !== initialSeq.get(name));
     await tx.$executeRawUnsafe(
       `UPDATE "groups" SET "last_seq" = u.seq FROM unnest($1::text[], $2::int[]) AS u(name, seq) WHERE "groups"."name" = u.name`,
@@ -182,19 +200,7 @@ export async function writeCreateBatch(tx: Tx, items: NewMessage[], outbox = fal
       const first = outcomes[p.index]!;
       return outcomes.push(first.ok ? { ok: true, value: { ...first.value, duplicate: true } } : first);
     }
-    const message: StoredMessage = {
-      id: p.id,
-      userId: m.user,
-      type: m.type,
-      body: m.body,
-      replyToId: m.replyTo,
-      createdAt: inserted.get(p.id)!,
-      updatedAt: null,
-      deleted: false,
-      seq: p.seq,
-      attachment: m.attachment ? { id: p.attachmentId!, name: m.attachment.name, contentType: m.attachment.contentType, size: m.attachment.data.byteLength } : null,
-    };
-    return outcomes.push({ ok: true, value: { seq: p.seq, message, duplicate: false } });
+    return outcomes.push({ ok: true, value: { seq: p.seq, message: newMessage(m, p, inserted.get(p.id)!), duplicate: false } });
   });
   return outcomes;
 }

@@ -11,13 +11,23 @@
 //   delivers them again. Delivery is therefore at least once; `delivered` and `failed` only act
 //   while the caller's lease is still its own.
 import type { PrismaClient } from "./generated/client.ts";
+import type { StoredMessage } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
+
+/** A stored event as its transaction wrote it: the message in its state at that moment. */
+export type OutboxEvent =
+  | { operation: "create" | "reply" | "update"; user: string; message: StoredMessage }
+  | { operation: "delete"; user: string; messageId: string };
 
 export interface OutboxRow {
   group: string;
   seq: number;
   attempts: number;
+  /** The event as stored (null for rows written before events were kept: read the event log). */
+  event: OutboxEvent | null;
+  /** When the event was stored (its transaction's start). */
+  storedAt: Date;
 }
 
 export interface DeadLetter {
@@ -43,12 +53,24 @@ export interface WebhookOutbox {
   requeue(filter: { group?: string; seq?: number }): Promise<number>;
 }
 
-/** Inside the event's transaction: one outbox row per stored event. */
-export async function addToOutbox(tx: Tx, events: { group: string; seq: number }[]): Promise<void> {
+/** Inside the event's transaction: one outbox row per stored event, with the event as stored. */
+export async function addToOutbox(tx: Tx, events: { group: string; seq: number; event: OutboxEvent }[]): Promise<void> {
   if (events.length === 0) return;
   await tx.$executeRawUnsafe(
-    `INSERT INTO "webhook_outbox" ("group_name", "seq") SELECT * FROM unnest($1::text[], $2::int[])`,
+    `INSERT INTO "webhook_outbox" ("group_name", "seq", "event") SELECT * FROM unnest($1::text[], $2::int[], $3::text[])`,
     events.map((e) => e.group),
     events.map((e) => e.seq),
+    events.map((e) => JSON.stringify(e.event)),
   );
+}
+
+/** Reads back an `event` column (its dates were written as ISO strings). */
+export function parseOutboxEvent(text: string | null): OutboxEvent | null {
+  if (text === null) return null;
+  const e = JSON.parse(text) as OutboxEvent;
+  if (e.operation !== "delete") {
+    e.message.createdAt = new Date(e.message.createdAt);
+    e.message.updatedAt = e.message.updatedAt === null ? null : new Date(e.message.updatedAt);
+  }
+  return e;
 }

@@ -2,7 +2,7 @@
 // its head (oldest pending row) with FOR UPDATE SKIP LOCKED, plus the rows behind it in the same
 // statement; other claimers see a leased head and skip the whole group.
 import type { PrismaClient } from "./generated/client.ts";
-import type { DeadLetter, OutboxRow, WebhookOutbox } from "./outbox.ts";
+import { parseOutboxEvent, type DeadLetter, type OutboxRow, type WebhookOutbox } from "./outbox.ts";
 
 // Heads are found by a skip scan over the (state, group_name, seq) index: one index probe per group
 // with pending rows, read lazily until LIMIT claimable heads are locked, instead of sorting every
@@ -30,7 +30,7 @@ WITH RECURSIVE heads AS (
 )
 UPDATE "webhook_outbox" w SET "lease_owner" = $3, "lease_until" = now() + make_interval(secs => $4::float8 / 1000)
 FROM batch WHERE w."group_name" = batch."group_name" AND w."seq" = batch."seq"
-RETURNING w."group_name", w."seq", w."attempts"`;
+RETURNING w."group_name", w."seq", w."attempts", w."event", w."created_at"`;
 
 export class PrismaWebhookOutbox implements WebhookOutbox {
   constructor(private readonly prisma: PrismaClient) {}
@@ -47,7 +47,7 @@ export class PrismaWebhookOutbox implements WebhookOutbox {
     for (const r of rows) {
       let list = byGroup.get(r.group_name);
       if (!list) byGroup.set(r.group_name, (list = []));
-      list.push({ group: r.group_name, seq: Number(r.seq), attempts: Number(r.attempts) });
+      list.push({ group: r.group_name, seq: Number(r.seq), attempts: Number(r.attempts), event: parseOutboxEvent(r.event), storedAt: new Date(r.created_at) });
     }
     const names = [...byGroup.keys()].sort();
     this.cursor = names.length === 0 ? "" : names[names.length - 1]!;
@@ -55,7 +55,7 @@ export class PrismaWebhookOutbox implements WebhookOutbox {
   }
 
   private claimFrom(after: string, owner: string, opts: { perGroup: number; leaseMs: number }, groups: number) {
-    return this.prisma.$queryRawUnsafe<{ group_name: string; seq: number; attempts: number }[]>(CLAIM, groups, opts.perGroup, owner, opts.leaseMs, after);
+    return this.prisma.$queryRawUnsafe<{ group_name: string; seq: number; attempts: number; event: string | null; created_at: Date | string }[]>(CLAIM, groups, opts.perGroup, owner, opts.leaseMs, after);
   }
 
   async delivered(owner: string, group: string, seqs: number[]): Promise<void> {

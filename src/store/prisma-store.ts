@@ -220,7 +220,7 @@ export class PrismaChatStore implements ChatStore {
         select: messageSelect,
       });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
-      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "update", user: input.user, message: toStored(row) } }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
     });
@@ -244,7 +244,7 @@ export class PrismaChatStore implements ChatStore {
       });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
-      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq }]);
+      if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "delete", user: input.user, messageId: row.id } }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
       return { seq, message: toStored(row) };
     });
@@ -282,9 +282,9 @@ export class PrismaChatStore implements ChatStore {
       where: { groupName: input.group, seq: { gt: input.after, ...(input.until !== undefined ? { lte: input.until } : {}) } },
       orderBy: { seq: "asc" },
       take: input.limit,
-      select: { seq: true, operation: true, userId: true, createdAt: true, message: { select: messageSelect } },
+      select: { seq: true, operation: true, userId: true, message: { select: messageSelect } },
     });
-    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message), committedAt: r.createdAt }));
+    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message) }));
   }
 
   async lastSeq(group: string): Promise<number> {

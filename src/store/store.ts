@@ -60,8 +60,6 @@ export interface LoggedEvent {
   operation: "create" | "reply" | "update" | "delete";
   userId: string;
   message: StoredMessage;
-  /** When the event was stored (its transaction's start), where the store knows it. */
-  committedAt?: Date;
 }
 
 /** An idempotency key for stored writes: a retry with the same one stores nothing new. */

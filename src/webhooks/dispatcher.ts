@@ -6,11 +6,11 @@
 // not held up by a failing one. A node that dies mid-delivery leaves its lease to expire, and
 // another node delivers those events again: at least once, de-duplicable by X-Chatroom-Delivery.
 import { randomUUID } from "node:crypto";
-import type { ChatStore, LoggedEvent } from "../store/store.ts";
-import type { OutboxRow, WebhookOutbox } from "../store/outbox.ts";
+import type { ChatStore } from "../store/store.ts";
+import type { OutboxEvent, OutboxRow, WebhookOutbox } from "../store/outbox.ts";
 import type { WebhookMetrics } from "../metrics/backend-metrics.ts";
 import { poster, type Poster } from "./post.ts";
-import { DELIVERY_HEADER, deliveryId, SIGNATURE_HEADER, sign, webhookEvent } from "./payload.ts";
+import { DELIVERY_HEADER, deliveryId, fromLog, SIGNATURE_HEADER, sign, webhookEvent } from "./payload.ts";
 
 export interface DispatcherOptions {
   url: string;
@@ -120,16 +120,22 @@ export class WebhookDispatcher {
 
   /** Delivers a group's leased rows in seq order, stopping at the first failure or when the lease runs short. */
   private async deliverGroup(group: string, rows: OutboxRow[], leaseEnds: number): Promise<void> {
-    const first = rows[0]!.seq;
-    const last = rows[rows.length - 1]!.seq;
-    const events = new Map<number, LoggedEvent>();
-    for (const e of await this.store.eventsSince({ group, after: first - 1, until: last, limit: last - first + 1 })) events.set(e.seq, e);
+    // Rows carry their event as stored; rows written before that (event null) read the event log,
+    // where the message is in its current state.
+    const events = new Map<number, OutboxEvent>();
+    const old = rows.filter((r) => r.event === null);
+    if (old.length > 0) {
+      const first = old[0]!.seq;
+      const last = old[old.length - 1]!.seq;
+      for (const e of await this.store.eventsSince({ group, after: first - 1, until: last, limit: last - first + 1 })) events.set(e.seq, fromLog(e));
+    }
+    for (const r of rows) if (r.event) events.set(r.seq, r.event);
     const done: number[] = [];
     for (const row of rows) {
       // Never start a POST that could outlast the lease: another node would deliver it too.
       if (!this.running || performance.now() + this.opts.timeoutMs + 1_000 > leaseEnds) break;
       const event = events.get(row.seq);
-      const error = event ? await this.post(group, event) : `event ${row.seq} of ${group} is not in the event log`;
+      const error = event ? await this.post(group, row.seq, event, row.storedAt) : `event ${row.seq} of ${group} is not in the event log`;
       if (this.stopping.signal.aborted) break; // not the receiver's fault: no attempt counted
       if (error === null) {
         done.push(row.seq);
@@ -148,8 +154,8 @@ export class WebhookDispatcher {
   }
 
   /** One POST; null on 2xx, else what went wrong. */
-  private async post(group: string, event: LoggedEvent): Promise<string | null> {
-    const body = JSON.stringify(webhookEvent(group, event));
+  private async post(group: string, seq: number, event: OutboxEvent, storedAt: Date): Promise<string | null> {
+    const body = JSON.stringify(webhookEvent(group, seq, event));
     const end = this.metrics.duration.startTimer();
     try {
       const status = await this.http.post(
@@ -158,14 +164,14 @@ export class WebhookDispatcher {
           "Content-Type": "application/json",
           "User-Agent": "chatroom-webhooks/1",
           [SIGNATURE_HEADER]: sign(this.opts.secret, body),
-          [DELIVERY_HEADER]: deliveryId(group, event.seq),
+          [DELIVERY_HEADER]: deliveryId(group, seq),
         },
         this.opts.timeoutMs,
         this.stopping.signal,
       );
       if (status < 200 || status > 299) return `HTTP ${status}`;
       this.metrics.deliveries.inc({ result: "ok" });
-      if (event.committedAt) this.metrics.lag.observe(Math.max(0, Date.now() - event.committedAt.getTime()) / 1000);
+      this.metrics.lag.observe(Math.max(0, Date.now() - storedAt.getTime()) / 1000);
       return null;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

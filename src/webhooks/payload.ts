@@ -4,15 +4,22 @@
 // `X-Chatroom-Delivery: <group>:<seq>` (the same on every retry).
 import { createHmac } from "node:crypto";
 import { toMessageView } from "../chat/message-view.ts";
-import { type WebhookEvent } from "../protocol/webhook.ts";
-
-export { DELIVERY_HEADER, SIGNATURE_HEADER, WebhookEvent } from "../protocol/webhook.ts";
+import type { WebhookEvent } from "../protocol/webhook.ts";
+import type { OutboxEvent } from "../store/outbox.ts";
 import type { LoggedEvent } from "../store/store.ts";
 
-/** The message is shown in its state when the webhook is sent (an edit or delete since shows). */
-export function webhookEvent(group: string, e: LoggedEvent): WebhookEvent {
-  if (e.operation === "delete") return { group, seq: e.seq, operation: "delete", message_id: e.message.id, user: e.userId };
-  return { group, seq: e.seq, operation: e.operation, message: toMessageView(e.message), user: e.userId };
+export { DELIVERY_HEADER, SIGNATURE_HEADER, WebhookEvent } from "../protocol/webhook.ts";
+
+/** The webhook body of a stored event: the message as the event left it. */
+export function webhookEvent(group: string, seq: number, e: OutboxEvent): WebhookEvent {
+  if (e.operation === "delete") return { group, seq, operation: "delete", message_id: e.messageId, user: e.user };
+  return { group, seq, operation: e.operation, message: toMessageView(e.message), user: e.user };
+}
+
+/** An event read back from the event log (outbox rows written before events were kept): the message in its current state. */
+export function fromLog(e: LoggedEvent): OutboxEvent {
+  if (e.operation === "delete") return { operation: "delete", user: e.userId, messageId: e.message.id };
+  return { operation: e.operation, user: e.userId, message: e.message };
 }
 
 export const deliveryId = (group: string, seq: number) => `${group}:${seq}`;

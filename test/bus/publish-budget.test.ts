@@ -1,8 +1,9 @@
 // The bus's publish budget, alone: while the connection is down publishes wait in order up to
-// the byte budget (the default 16 MiB as well as a small one) and are refused past it; they go
-// out in publish order once it is ready; what was sent and not yet acknowledged counts too (a
-// Redis that stops reading cannot grow the queue); a publish the connection refused because it
-// went down waits for the next ready in its place.
+// the byte budget (the default 16 MiB as well as a small one), the oldest dropped to make room
+// for the newest; they go out in publish order once it is ready; what was sent and not yet
+// acknowledged counts too (a Redis that stops reading cannot grow the queue), and then the
+// newest publish of each group is kept aside and sent once there is room; a publish the
+// connection refused because it went down waits for the next ready in its place.
 import t from "tap";
 import { PublishBudget, PublishBudgetExceeded } from "../../src/bus/publish-budget.ts";
 import { DEFAULT_BUS_QUEUE_BYTES } from "../../src/bus/redis-bus.ts";
@@ -34,7 +35,7 @@ t.test("the default budget is 16 MiB and is what MAX_BUS_QUEUE_BYTES defaults to
   t.throws(() => loadConfig({ MAX_BUS_QUEUE_BYTES: "10" }), /MAX_BUS_QUEUE_BYTES/);
 });
 
-t.test("while disconnected, publishes wait up to the default budget, then are refused; once ready they go out in order", async (t) => {
+t.test("while disconnected, publishes wait up to the default budget, the oldest dropped for the newest; once ready they go out in order", async (t) => {
   const conn = fakeConnection();
   let dropped = 0;
   const budget = new PublishBudget({ maxBytes: DEFAULT_BUS_QUEUE_BYTES, ready: () => conn.up, send: conn.send, onDrop: () => dropped++ });
@@ -49,14 +50,14 @@ t.test("while disconnected, publishes wait up to the default budget, then are re
     );
   }
   t.equal(budget.bytes, 256 * 64 * 1024, "exactly 16 MiB waits");
-  t.equal(dropped, 300 - 256, "the rest is refused at once");
+  t.equal(dropped, 300 - 256, "the oldest were dropped to make room");
   t.equal(conn.sent.length, 0, "nothing was sent while down");
   conn.up = true;
   budget.flush();
   const outcome = await Promise.all(results);
   t.same(outcome.filter((o) => o === "ok").length, 256);
-  t.same(outcome.slice(0, 256), Array(256).fill("ok"), "the first 256 were kept");
-  t.same(conn.sent.map((p) => Number(p.slice(0, 8))), Array.from({ length: 256 }, (_, i) => i), "sent in publish order");
+  t.same(outcome.slice(44), Array(256).fill("ok"), "the newest 256 were kept");
+  t.same(conn.sent.map((p) => Number(p.slice(0, 8))), Array.from({ length: 256 }, (_, i) => 44 + i), "sent in publish order");
   t.equal(budget.bytes, 0);
   await t.resolves(budget.publish("g", "after"), "publishing works again");
 });
@@ -73,6 +74,24 @@ t.test("sent but unacknowledged publishes count: a server that stops reading can
   conn.inFlight.splice(0).forEach((f) => f.resolve());
   await Promise.all([first, small]);
   t.equal(budget.bytes, 0, "acknowledged bytes are released");
+  t.same(conn.sent.map((p) => p[0]), ["a", "c"], "the dropped one is not sent later: a newer one of its group went out");
+});
+
+t.test("with the budget full of unacknowledged publishes, each group's newest dropped publish goes out once there is room", async (t) => {
+  const conn = fakeConnection();
+  conn.up = true;
+  conn.autoAck = false;
+  const budget = new PublishBudget({ maxBytes: 1000, ready: () => conn.up, send: conn.send });
+  const inFlight = budget.publish("a", "a1".padEnd(1000, "."));
+  for (const p of ["a2", "b1", "a3", "b2"]) await t.rejects(budget.publish(p[0]!, p.padEnd(100, ".")), /publish queue full/, `${p} dropped`);
+  t.equal(budget.bytes, 1000 + 200, "the newest of a and of b are kept aside (within a quarter more)");
+  conn.inFlight.splice(0).forEach((f) => f.resolve());
+  await inFlight;
+  await settle();
+  t.same(conn.sent.map((p) => p.slice(0, 2)), ["a1", "a3", "b2"], "then a's and b's newest are sent, so receivers see the gap and repair it");
+  conn.inFlight.splice(0).forEach((f) => f.resolve());
+  await settle();
+  t.equal(budget.bytes, 0);
 });
 
 t.test("a publish refused because the connection just went down waits for the next ready, in its place", async (t) => {

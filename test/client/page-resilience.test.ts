@@ -1,7 +1,10 @@
-// The chat page when the network fails it (headless Chromium, as in page.test.ts): a message
-// sent while the connection hangs, then the page closed and opened again, goes out from the new
-// page with its original request_id (the outbox lives in localStorage) and is stored once.
+// The chat page when the network or the session fails it (headless Chromium, as in
+// page.test.ts): a message sent while the connection hangs, then the page closed and opened
+// again, goes out from the new page with its original request_id (the outbox lives in
+// localStorage) and is stored once; and in JWT mode, a token that expires makes the page say so
+// and ask for a new one, after which it resumes without missing or repeating a message.
 import { existsSync } from "node:fs";
+import { SignJWT } from "jose";
 import { chromium, type Browser } from "playwright-core";
 import t from "tap";
 import { startInProcess } from "../helpers/node.ts";
@@ -62,5 +65,53 @@ t.test("a message the page could not send survives closing the page and is sent,
   t.same(atBob.bodies(), ["before the freeze", "written while frozen"], "stored and delivered once");
   t.equal(await second.locator("#messages li", { hasText: "written while frozen" }).count(), 1, "shown once on the new page");
   t.same(await second.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("chatroom.outbox."))), [], "and no longer saved");
+  t.same(problems, [], "no page errors");
+});
+
+const SECRET = "test-secret-that-is-at-least-32-bytes-long";
+function sign(sub: string, seconds: number): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + seconds).sign(new TextEncoder().encode(SECRET));
+}
+
+t.test("in JWT mode the page shows an expired session, takes a new token and misses nothing", async (t) => {
+  const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  const url = `http://127.0.0.1:${jwtNode.port}`;
+  const group = uniqueGroup("page-jwt");
+  const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  t.teardown(() => context.close());
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  const problems: string[] = [];
+  page.on("pageerror", (err) => problems.push(err.message));
+  await page.goto(url + "/");
+  await page.fill("#join input[name=group]", group);
+  await page.fill("#join input[name=user]", "alice");
+  await page.fill("#join input[name=token]", await sign("alice", 3));
+  await page.click("#join button[type=submit]");
+  await page.waitForSelector('#state[data-state="live"]');
+  t.match(await page.textContent("#room"), /as alice/, "the page knows who it is from the token");
+  const bob = client(t, { url, group, token: () => sign("bob", 60), historyLimit: 0 });
+  await bob.connect();
+  const atBob = recorder(bob);
+  await page.fill("#text", "before the expiry");
+  await page.click("#send");
+  await until("bob gets it", () => atBob.seqs().length === 1);
+
+  // The token expires: the server closes the socket (4001), the page asks for a new token.
+  await page.waitForSelector("#renew:not([hidden])", { timeout: 8_000 });
+  t.match(await page.textContent("#state"), /session expired/, "the state says why");
+  await bob.send("while alice renews");
+  await page.fill("#renew input[name=token]", await sign("alice", 60));
+  await page.click("#renew button[type=submit]");
+  await page.waitForSelector('#state[data-state="live"]');
+  await page.locator("#messages li", { hasText: "while alice renews" }).waitFor();
+  await page.fill("#text", "after the renewal");
+  await page.click("#send");
+  await until("bob gets the last", () => atBob.seqs().length === 3);
+  t.same(atBob.bodies(), ["before the expiry", "while alice renews", "after the renewal"]);
+  for (const text of ["before the expiry", "while alice renews", "after the renewal"]) {
+    t.equal(await page.locator("#messages li", { hasText: text }).count(), 1, `"${text}" shown once`);
+  }
   t.same(problems, [], "no page errors");
 });

@@ -4,7 +4,8 @@
 // acknowledged (it is stored), and once Redis is back every client on either node gets exactly
 // the stored events 1..N in seq order: what was dropped is read back from the database. Both for
 // a Redis that is gone (killed: the connection drops) and one that stalls (SIGSTOP: the
-// connection stays up, nothing is read or answered).
+// connection stays up, nothing is read or answered). The group is quiet after the outage: its
+// newest event still reaches every node (it is the one kept, not the one dropped).
 import { execFileSync } from "node:child_process";
 import t, { type Test } from "tap";
 import { startInProcess } from "../helpers/node.ts";
@@ -23,7 +24,7 @@ const b = await startInProcess(t, env);
 /** The redis-server's pid, for stalling it with SIGSTOP. */
 const redisPid = () => Number(/process_id:(\d+)/.exec(execFileSync("redis-cli", ["-p", String(redis.port), "INFO", "server"], { encoding: "utf8" }))![1]);
 
-async function outage(t: Test, fault: { begin: () => Promise<void>; end: () => Promise<void> }) {
+async function outage(t: Test, fault: { begin: () => Promise<void>; end: () => Promise<void> }, bound: number) {
   const g = uniqueGroup("bus-budget");
   const alice = new Recorder("alice", "alice");
   const onA = new Recorder("onA", "carol");
@@ -49,22 +50,23 @@ async function outage(t: Test, fault: { begin: () => Promise<void>; end: () => P
     if (i % 10 === 9) maxQueued = Math.max(maxQueued, (await metric(a.port, "chat_bus_queue_bytes")) ?? -1);
   }
   const dropped = ((await metric(a.port, "chat_bus_publishes_dropped_total")) ?? 0) - droppedBefore;
-  t.ok(maxQueued > BUDGET / 2 && maxQueued <= BUDGET, `node A held at most the budget during the outage (${maxQueued} of ${BUDGET} bytes)`);
+  t.ok(maxQueued > BUDGET / 2 && maxQueued <= bound, `node A held at most its bound during the outage (${maxQueued} of ${bound} bytes)`);
   t.ok(dropped >= 80, `the excess was dropped and counted (${dropped} publishes)`);
 
+  // Nothing is sent after the outage: the group is quiet, yet its newest event must reach everyone.
   await fault.end();
-  // A few more creates: after a stall (no reconnect, so no catch-up) they reveal the gap to the receivers.
-  await new Promise((r) => setTimeout(r, 500));
-  for (let i = 0; i < 3; i++) await create();
   const total = n;
   for (const r of [alice, onA, onB]) t.ok(await r.until(() => r.seqs.length >= total, 20_000), `${r.name} caught up to ${total}`);
   await new Promise((r) => setTimeout(r, 300));
   for (const r of [alice, onA, onB]) assertSeqs(t, r, total);
   t.equal(await metric(a.port, "chat_bus_queue_bytes"), 0, "the queue is empty again");
+  for (let i = 0; i < 3; i++) await create();
+  t.ok(await onB.until(() => onB.seqs.length === n, 5_000), "live delivery across nodes works again");
+  assertSeqs(t, onB, n);
 }
 
 t.test("Redis killed while creates go on: the publish queue stays within its budget, and delivery resumes complete", (t) =>
-  outage(t, { begin: () => redis.stop("SIGKILL"), end: () => redis.start() }));
+  outage(t, { begin: () => redis.stop("SIGKILL"), end: () => redis.start() }, BUDGET));
 
 t.test("Redis stalled (SIGSTOP) while creates go on: unacknowledged publishes count against the budget too", async (t) => {
   const pid = redisPid();
@@ -75,5 +77,6 @@ t.test("Redis stalled (SIGSTOP) while creates go on: unacknowledged publishes co
       // already gone
     }
   });
-  await outage(t, { begin: async () => void process.kill(pid, "SIGSTOP"), end: async () => void process.kill(pid, "SIGCONT") });
+  // Everything held is in flight here, so each group's newest dropped publish is kept aside: up to a quarter more.
+  await outage(t, { begin: async () => void process.kill(pid, "SIGSTOP"), end: async () => void process.kill(pid, "SIGCONT") }, BUDGET * 1.25);
 });

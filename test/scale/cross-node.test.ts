@@ -64,7 +64,7 @@ t.test("a client on every node sees a create sent on any node exactly once", asy
   }
 });
 
-t.test("update, reply, delete and seen sent on one node reach the clients of the other nodes exactly once", async (t) => {
+t.test("update, reply, delete, seen and the read marker it moves, sent on one node, reach the clients of the other nodes exactly once", async (t) => {
   const g = uniqueGroup("xnode-ops");
   const [a, b, c] = await Promise.all(nodes.map((n, i) => connect(t, n.port, g, { user: ["alice", "bob", "carol"][i]! })));
   const clients = [a!, b!, c!];
@@ -83,6 +83,8 @@ t.test("update, reply, delete and seen sent on one node reach the clients of the
     t.match(await x.next((f) => f.operation === "update"), { seq: 2, message: { id: m.message_id, body: "edited", user: "alice" } }, `update on node ${i}`);
     t.match(await x.next((f) => f.operation === "reply"), { seq: 3, message: { id: r.message_id, reply_to: m.message_id, user: "bob" } }, `reply on node ${i}`);
     t.match(await x.next((f) => f.operation === "seen"), { message_id: m.message_id, user: "carol", seen_at: seen.seen_at }, `seen on node ${i}`);
+    // The seen moved carol's read marker to the message's seq: one `read` event, on every node.
+    t.match(await x.next((f) => f.operation === "read"), { group: g, user: "carol", read_seq: 1 }, `carol's read marker on node ${i}`);
     t.match(await x.next((f) => f.operation === "delete"), { seq: 4, message_id: r.message_id, user: "bob" }, `delete on node ${i}`);
     await x.nothingMore(t, 500);
   }

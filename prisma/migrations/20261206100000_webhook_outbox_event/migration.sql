@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "webhook_outbox" ADD COLUMN     "event" TEXT;
