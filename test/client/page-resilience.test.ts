@@ -4,13 +4,13 @@
 // localStorage) and is stored once; and in JWT mode, a token that expires makes the page say so
 // and ask for a new one, after which it resumes without missing or repeating a message.
 import { existsSync } from "node:fs";
-import { SignJWT } from "jose";
 import { chromium, type Browser } from "playwright-core";
 import t from "tap";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { client, recorder, until } from "../helpers/sdk.ts";
 import { freshDatabase } from "../helpers/services.ts";
+import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
 import { TcpProxy } from "../helpers/tcp-proxy.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -68,14 +68,9 @@ t.test("a message the page could not send survives closing the page and is sent,
   t.same(problems, [], "no page errors");
 });
 
-const SECRET = "test-secret-that-is-at-least-32-bytes-long";
-function sign(sub: string, seconds: number): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + seconds).sign(new TextEncoder().encode(SECRET));
-}
 
 t.test("in JWT mode the page shows an expired session, takes a new token and misses nothing", async (t) => {
-  const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: TEST_JWT_SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
   const url = `http://127.0.0.1:${jwtNode.port}`;
   const group = uniqueGroup("page-jwt");
   const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
@@ -87,11 +82,11 @@ t.test("in JWT mode the page shows an expired session, takes a new token and mis
   await page.goto(url + "/");
   await page.fill("#join input[name=group]", group);
   await page.fill("#join input[name=user]", "alice");
-  await page.fill("#join input[name=token]", await sign("alice", 3));
+  await page.fill("#join input[name=token]", await signToken("alice", 3));
   await page.click("#join button[type=submit]");
   await page.waitForSelector('#state[data-state="live"]');
   t.match(await page.textContent("#room"), /as alice/, "the page knows who it is from the token");
-  const bob = client(t, { url, group, token: () => sign("bob", 60), historyLimit: 0 });
+  const bob = client(t, { url, group, token: () => signToken("bob", 60), historyLimit: 0 });
   await bob.connect();
   const atBob = recorder(bob);
   await page.fill("#text", "before the expiry");
@@ -102,7 +97,7 @@ t.test("in JWT mode the page shows an expired session, takes a new token and mis
   await page.waitForSelector("#renew:not([hidden])", { timeout: 8_000 });
   t.match(await page.textContent("#state"), /session expired/, "the state says why");
   await bob.send("while alice renews");
-  await page.fill("#renew input[name=token]", await sign("alice", 60));
+  await page.fill("#renew input[name=token]", await signToken("alice", 60));
   await page.click("#renew button[type=submit]");
   await page.waitForSelector('#state[data-state="live"]');
   await page.locator("#messages li", { hasText: "while alice renews" }).waitFor();

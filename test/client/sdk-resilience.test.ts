@@ -4,13 +4,13 @@
 // in the ack and in history; and a token that expires mid-conversation is renewed through the
 // token function, the client resuming with since, losing and repeating nothing.
 import { setTimeout as sleep } from "node:timers/promises";
-import { SignJWT } from "jose";
 import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
 import { type OutboxStorage, type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
+import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
 import { client, createEvent, recorder, until } from "../helpers/sdk.ts";
 
 /** localStorage's API over a Map; `copy` is what a reloaded page would find. */
@@ -197,22 +197,17 @@ t.test("a 4001 close makes the client fetch a fresh token and resume with since"
   t.same(rec.seqs(), [1, 2, 3, 4], "nothing lost, nothing repeated");
   t.match(states.find((s) => s.state === "reconnecting"), { code: 4001, reason: "token expired" }, "the state change tells why");
 });
+
 // A real node in JWT mode with short-lived tokens: the server closes the socket at exp (plus
 // JWT_CLOCK_TOLERANCE_S, 0 here) with 4001; the client renews its token and resumes.
-const SECRET = "test-secret-that-is-at-least-32-bytes-long";
-function sign(sub: string, seconds: number): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + seconds).sign(new TextEncoder().encode(SECRET));
-}
-
 t.test("across token expiries no message is lost or repeated", async (t) => {
-  const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: TEST_JWT_SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
   const url = `http://127.0.0.1:${jwtNode.port}`;
   const group = uniqueGroup("expiry");
   const renewals: Record<string, number> = { alice: 0, bob: 0 };
   const tokenOf = (user: string) => async ({ expired }: { expired: boolean }) => {
     if (expired) renewals[user]!++;
-    return sign(user, 2);
+    return signToken(user, 2);
   };
   const alice = client(t, { url, group, token: tokenOf("alice"), historyLimit: 0 });
   const bob = client(t, { url, group, token: tokenOf("bob"), historyLimit: 0 });
