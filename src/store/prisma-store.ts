@@ -185,6 +185,20 @@ export class PrismaChatStore implements ChatStore {
     await tx.requestKey.upsert({ where: { groupName_userId_requestId: id }, create: { ...id, seq, messageId }, update: { seq, messageId, createdAt: new Date() } });
   }
 
+  /**
+   * Before an update or delete joins its group's write queue: a message that does not exist, or
+   * belongs to another group, or (unless anyone may act) to another author, can never become
+   * valid (ids and authors never change), so it is refused with one read, without taking a turn
+   * in the group's serialised writes: a flood of hostile ids must not queue behind, or ahead of,
+   * the group's real writes. A deleted message is left to the transaction, where a retry of an
+   * applied delete still finds its original answer.
+   */
+  private async precheck(verb: "update" | "delete", group: string, user: string, id: string, anyAuthor = false): Promise<void> {
+    const m = await this.prisma.message.findUnique({ where: { id }, select: { groupName: true, userId: true } });
+    if (!m || m.groupName !== group) throw new ChatError("not_found", `message ${id} not found in this group`);
+    if (!anyAuthor && m.userId !== user) throw new ChatError("forbidden", `only the author may ${verb} a message`);
+  }
+
   /** Runs one update or delete in the group's write order, within the commit budget, retry-safe. */
   private async soloWrite(group: string, fn: (tx: Tx) => Promise<Written>): Promise<Written & { duplicate: boolean }> {
     const commitBy = performance.now() + this.budgetMs;
@@ -197,7 +211,8 @@ export class PrismaChatStore implements ChatStore {
     }
   }
 
-  updateMessage(input: Parameters<ChatStore["updateMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+  async updateMessage(input: Parameters<ChatStore["updateMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+    await this.precheck("update", input.group, input.user, input.messageId);
     return this.soloWrite(input.group, async (tx) => {
       const seq = await this.nextSeq(tx, input.group);
       await this.checkRetry(tx, input.group, input.user, input.retryKey);
@@ -226,7 +241,8 @@ export class PrismaChatStore implements ChatStore {
     });
   }
 
-  deleteMessage(input: Parameters<ChatStore["deleteMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+  async deleteMessage(input: Parameters<ChatStore["deleteMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
+    await this.precheck("delete", input.group, input.user, input.messageId, input.anyAuthor);
     return this.soloWrite(input.group, async (tx) => {
       const seq = await this.nextSeq(tx, input.group);
       await this.checkRetry(tx, input.group, input.user, input.retryKey);
