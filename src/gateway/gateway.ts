@@ -213,6 +213,7 @@ export class Gateway {
   }
 
   private close(conn: Connection, code = 0, reason = new ArrayBuffer(0)): void {
+    const why = { code, reason: Buffer.from(reason).toString("utf8").slice(0, 123) };
     conn.detach();
     conn.subscriber?.close();
     this.sockets.delete(conn);
@@ -220,6 +221,7 @@ export class Gateway {
     this.limits.closed(code, reason);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
-    this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection closed");
+    // The code and reason uWS reported (ours on a close we sent; 1006 when the socket went without one).
+    this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user, ...why }, "connection closed");
   }
 }

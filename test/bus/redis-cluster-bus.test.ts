@@ -60,7 +60,8 @@ t.test("while a group's shard has no primary, its publishes wait within the byte
   const outcomes = await Promise.all(
     Array.from({ length: 100 }, async (_, i) => {
       const p = bus.publish(g, `${i}:${"x".repeat(100)}`);
-      if (i === 99) t.ok(bus.queuedBytes <= BUDGET, `at most ${BUDGET} bytes held (${bus.queuedBytes})`);
+      // The budget, plus at most a quarter of it set aside (each group's newest dropped publish).
+      if (i === 99) t.ok(bus.queuedBytes <= BUDGET * 1.25, `at most ${BUDGET} + ${BUDGET / 4} bytes held (${bus.queuedBytes})`);
       return p.then(() => "sent", (err: Error) => err.constructor.name);
     }),
   );
@@ -71,5 +72,6 @@ t.test("while a group's shard has no primary, its publishes wait within the byte
   // The rest were held: sent once a replica was promoted, or failed when ioredis' retries ran out
   // first. Either way they settled, and the bus is at most once (the sequencer repairs the rest).
   t.comment(`held ${100 - refused}: ${sent} sent after the promotion, ${100 - refused - sent} failed after ioredis' retries; ${heard.length} heard`);
-  t.equal(bus.queuedBytes, 0, "nothing held afterwards");
+  for (let i = 0; i < 100 && bus.queuedBytes > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(bus.queuedBytes, 0, "nothing held afterwards (what was set aside went out too)");
 });

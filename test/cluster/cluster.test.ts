@@ -293,7 +293,11 @@ t.test("clients chat across replicas while one is drained with SIGTERM and anoth
   for (const [c, i] of victimConn) {
     await c.until(() => c.conns[i]!.closed !== undefined, 10_000);
     const closed = c.conns[i]!.closed;
-    if (closed?.code !== 1001) t.comment(cluster.haproxyOutput.filter((l) => l.includes(victim) && l.includes("/ws/")).join("\n"));
+    if (closed?.code !== 1001) {
+      t.comment(cluster.haproxyOutput.filter((l) => l.includes(victim) && l.includes("/ws/")).join("\n"));
+      // What the node's close handler saw for this user's sockets (code, reason), and the drain's progress.
+      t.comment(cluster.node(victim).logs.filter((l) => l.includes(`"user":"${c.user}"`) || l.includes("drain")).join("\n"));
+    }
     t.equal(closed?.code, 1001, `${c.user}'s socket on ${victim} was closed with 1001 (${closed ? `${closed.code} ${closed.reason}` : "still open"}${c.conns[i]!.error ? `; socket error: ${c.conns[i]!.error}` : ""})`);
     t.ok(c.conns.length > i + 1, `${c.user} reconnected (through ${c.conns.slice(i + 1).map((x) => `${x.replica} since=${x.since}`).join(", ")})`);
   }

@@ -17,8 +17,11 @@ import { peakRate, Swarm } from "../helpers/swarm.ts";
 const SOCKETS = 2_000;
 const GROUPS = 50;
 const RATE = 0.05; // REBALANCE_RATE's default
-/** The fleet sheds at most RATE × its sockets per second (measured at the nodes, 1.5× for tick granularity). */
-const SHED_BOUND_PER_S = Math.round(1.5 * RATE * SOCKETS);
+/**
+ * The fleet sheds at most RATE × its sockets per heartbeat (about a second), measured at the
+ * nodes: 2× because a sampled 1 s span can hold two heartbeats of one node.
+ */
+const SHED_BOUND_PER_S = Math.round(2 * RATE * SOCKETS);
 /**
  * The reconnects the clients make, over any 2 s: 3× that. Wider because the clients (one test
  * process on a shared 2-core machine) react to closes in bursts when their own loop is held up.
