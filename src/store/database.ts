@@ -53,13 +53,15 @@ export async function migratePostgres(url: string): Promise<string[]> {
 const EMBEDDED_SETTINGS = ["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "work_mem=1MB", "-c", "maintenance_work_mem=8MB", "-c", "temp_buffers=1MB"];
 
 /**
- * A write may wait in the scheduler's queue for half the store's deadline at most: the other half
- * is its batch's, so under overload the excess is refused `unavailable` (load shed) before the
- * store call outlasts its deadline, which would open the store's circuit and refuse everything.
+ * A write may wait in the scheduler's queue for four fifths of the store's deadline at most: the
+ * rest is its batch's, so under overload the excess is refused `unavailable` (load shed) rather
+ * than started with no time left. A write that still cannot send its COMMIT within the deadline
+ * is refused by PrismaChatStore without opening the store's circuit (the store guard waits the
+ * deadline plus a margin), so the queue may use most of the deadline.
  */
 const batching = (opts: DatabaseOptions) => {
   const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor(deadlineMs / 2), deadlineMs };
+  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs };
 };
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
