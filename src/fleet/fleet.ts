@@ -18,6 +18,12 @@ export interface FleetView {
   total: number;
   /** This node's sockets when it wrote its heartbeat. */
   mine: number;
+  /**
+   * How far the fleet's total moved since this node's previous view (null on the first). The other
+   * nodes' counts are up to a heartbeat old while `mine` is current, so while the fleet is still
+   * filling or emptying fast a node would look above the mean only because it is counted later.
+   */
+  moved: number | null;
 }
 
 export interface FleetOptions {
@@ -33,6 +39,7 @@ export class Fleet {
   private readonly redis: Redis | Cluster;
   private timer: NodeJS.Timeout | null = null;
   private latest: FleetView | null = null;
+  private lastTotal: number | null = null;
   private stopped = false;
   private readonly key: string;
 
@@ -90,7 +97,9 @@ export class Fleet {
         }
       }
       if (gone.length) await this.redis.hdel(this.key, ...gone);
-      this.latest = { size, total, mine };
+      const moved = this.lastTotal === null ? null : Math.abs(total - this.lastTotal);
+      this.lastTotal = total;
+      this.latest = { size, total, mine, moved };
       this.hooks.onView?.(this.latest);
     } catch (err) {
       this.latest = null;

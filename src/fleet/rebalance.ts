@@ -15,9 +15,16 @@ export interface RebalanceOptions {
   minExcess: number;
 }
 
-/** How many sockets to close now, `tickMs` after the last decision (0 when balanced). */
+/**
+ * How many sockets to close now, `tickMs` after the last decision (0 when balanced). Nothing is
+ * shed while the fleet's total moves by more than the tolerance between two views (a connect or
+ * disconnect storm, or the first view): the other nodes' counts are a heartbeat old, and a node
+ * counted later than its peers during a ramp would otherwise look above the mean by the ramp alone.
+ * Shedding into a storm would also only feed it.
+ */
 export function toShed(view: FleetView, opts: RebalanceOptions, tickMs: number): number {
   if (view.size < 2 || view.total <= 0) return 0;
+  if (view.moved === null || view.moved > Math.max(opts.minExcess, view.total * opts.tolerance)) return 0;
   const mean = view.total / view.size;
   if (view.mine <= mean * (1 + opts.tolerance)) return 0;
   const excess = Math.floor(view.mine - mean);
