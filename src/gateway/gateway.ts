@@ -138,7 +138,9 @@ export class Gateway {
     for (const conn of this.sockets) {
       if (taken >= n) break;
       if (!conn.open || conn.draining) continue;
-      conn.drain(code, reason);
+      conn.draining = true;
+      conn.drainCode = code;
+      if (conn.pending === 0) conn.end(code, reason);
       taken++;
     }
     return taken;
@@ -158,7 +160,8 @@ export class Gateway {
       spreadMs,
       (conn) => {
         if (!conn.open) return false;
-        conn.drain(CLOSE_GOING_AWAY, "server shutting down");
+        conn.draining = true;
+        if (conn.pending === 0) conn.end(CLOSE_GOING_AWAY, "server shutting down");
         return true;
       },
       (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"),
