@@ -13,6 +13,8 @@ export class ChatClient {
   private waiters: (() => void)[] = [];
   closed: Promise<{ code: number; reason: string }>;
   private counter = 0;
+  /** The close code and reason once the socket closed, for failure messages. */
+  private closedWith: string | null = null;
 
   /** `presence`: keep join/leave frames (other tests ignore them: they come with every `?user=` socket). */
   constructor(readonly ws: WebSocket, opts: { presence?: boolean } = {}) {
@@ -25,6 +27,7 @@ export class ChatClient {
       for (const w of this.waiters.splice(0)) w();
     });
     this.closed = new Promise((resolve) => ws.on("close", (code, reason) => {
+      this.closedWith = `${code} ${reason.toString()}`;
       resolve({ code, reason: reason.toString() });
       for (const w of this.waiters.splice(0)) w();
     }));
@@ -47,7 +50,8 @@ export class ChatClient {
       }
       const left = deadline - Date.now();
       if (left <= 0 || this.ws.readyState === WebSocket.CLOSED) {
-        throw new Error(`no matching frame within ${ms} ms; unclaimed: ${JSON.stringify(this.received)}`);
+        const closed = this.closedWith === null ? "" : `; the socket closed (${this.closedWith})`;
+        throw new Error(`no matching frame within ${ms} ms; unclaimed: ${JSON.stringify(this.received)}${closed}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
