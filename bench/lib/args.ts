@@ -18,6 +18,7 @@ export const SIZE_FLAGS = {
   concurrency: "handshakes in flight per client worker",
   "source-addresses": "connections: spread sockets over 127.0.0.1..127.0.0.N (0 = let the kernel pick)",
   interval: "soak: seconds per sample",
+  rounds: "cross-node: alternating one-Redis / Redis Cluster measurements",
 } as const;
 
 export type SizeFlag = keyof typeof SIZE_FLAGS;

@@ -7,7 +7,7 @@ import { parseOptions } from "../../bench/lib/args.ts";
 import type { Measurement } from "../../bench/lib/results.ts";
 import { runScenario, type Scenario } from "../../bench/lib/scenario.ts";
 import { completeness, isBalanced, latencyBetween, peakRate, spreadPct } from "../../bench/rebalance/measure.ts";
-import { clusterHeadline } from "../../bench/scenarios/cross-node.ts";
+import { clusterHeadline, median } from "../../bench/scenarios/cross-node.ts";
 import { scenarios } from "../../bench/scenarios/index.ts";
 
 t.test("peak rate: the most events in any 1 s window, whatever their order", async (t) => {
@@ -82,6 +82,9 @@ t.test("Redis Cluster ÷ one Redis: delivered/s, server CPU and server + Redis C
   t.equal(h.cluster_redis_cpu_s_per_1k, 0.0022);
   const none = clusterHeadline(m({ delivered_per_s: 0 }), m({ delivered_per_s: 10 }));
   t.notOk("cluster_over_single_delivered" in none, "no ratio to a zero");
+  t.equal(median([1.2, 0.8, 1.0]), 1.0, "the rounds' ratios are summarised by their median");
+  t.equal(median([0.9, 2.0]), 1.45);
+  t.equal(median([0.7]), 0.7);
 });
 
 t.test("both new scenarios are registered and selectable by name", async (t) => {
