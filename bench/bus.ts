@@ -1,7 +1,9 @@
 // The event bus alone: CPU per payload of the one-Redis bus (src/bus/redis-bus.ts) against the
 // Redis Cluster bus (src/bus/redis-cluster-bus.ts), each with one publishing and one subscribing
 // bus in this process, on private redis-server processes (one, and a 3-primary/3-replica
-// cluster). Rounds alternate the two so both see the same machine; the ratio is per round.
+// cluster), and the Cluster bus once more with `directPublish: false` (ioredis' routed path for
+// every publish, as before direct publishing). Rounds alternate them so all see the same machine;
+// the ratios to one Redis are per round.
 // Separates the bus's own cost from a node's (cross-node measures whole nodes).
 //
 //   npx tsx bench/bus.ts [--payloads 40000] [--rate 4000] [--rounds 3]
@@ -80,18 +82,22 @@ try {
     const load = os.loadavg()[0]!;
     const one = await measure("one-redis", (h) => new RedisBus(single.url, h), [single.process.pid]);
     const many = await measure("redis-cluster", (h) => new RedisClusterBus({ nodes: seeds }, h), cluster.nodes.map((n) => n.pid));
-    const round = { load: Math.round(load * 10) / 10, one, cluster: many, ratio: Math.round((many.nodeUsPerPayload / one.nodeUsPerPayload) * 100) / 100 };
+    // The same bus with every publish on ioredis' routed path (before direct publishing).
+    const routed = await measure("redis-cluster-routed", (h) => new RedisClusterBus({ nodes: seeds, directPublish: false }, h), cluster.nodes.map((n) => n.pid));
+    const ratio = (a: number) => Math.round((a / one.nodeUsPerPayload) * 100) / 100;
+    const round = { load: Math.round(load * 10) / 10, one, cluster: many, routed, ratio: ratio(many.nodeUsPerPayload), routedRatio: ratio(routed.nodeUsPerPayload) };
     rounds.push(round);
     console.log(
-      `round ${r + 1} (load ${round.load}): one Redis ${one.nodeUsPerPayload} µs + Redis ${one.redisUsPerPayload} µs per payload, ` +
-        `Redis Cluster ${many.nodeUsPerPayload} µs + Redis ${many.redisUsPerPayload} µs: ×${round.ratio} bus CPU (received ${one.received}, ${many.received} of ${PAYLOADS})`,
+      `round ${r + 1} (load ${round.load}): one Redis ${one.nodeUsPerPayload} µs + Redis ${one.redisUsPerPayload} µs per payload; ` +
+        `Redis Cluster ${many.nodeUsPerPayload} µs + Redis ${many.redisUsPerPayload} µs (×${round.ratio}); ` +
+        `routed publishes ${routed.nodeUsPerPayload} µs + Redis ${routed.redisUsPerPayload} µs (×${round.routedRatio}) (received ${one.received}, ${many.received}, ${routed.received} of ${PAYLOADS})`,
     );
   }
 } finally {
   await Promise.all([single.stop(), cluster.stop()]);
 }
-const result = { payloads: PAYLOADS, rate: RATE, payloadBytes: PAYLOAD.length, rounds, medianRatio: median(rounds.map((r) => r.ratio)) };
-console.log(`median Cluster ÷ one Redis, bus CPU per payload: ×${result.medianRatio}`);
+const result = { payloads: PAYLOADS, rate: RATE, payloadBytes: PAYLOAD.length, rounds, medianRatio: median(rounds.map((r) => r.ratio)), medianRoutedRatio: median(rounds.map((r) => r.routedRatio)) };
+console.log(`median Cluster ÷ one Redis, bus CPU per payload: ×${result.medianRatio} (routed publishes: ×${result.medianRoutedRatio})`);
 const file = path.join(benchDir, "results", `bus-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
 console.log(`written ${file}`);

@@ -1,6 +1,7 @@
 // The Redis Cluster bus keeps the EventBus contract, on a private 3-primary/3-replica cluster;
 // and its channels are the sharded `chat:{<group>}` ones, subscribed on the group's own shard.
 import t from "tap";
+import calculateSlot from "cluster-key-slot";
 import { Redis } from "ioredis";
 import { RedisClusterBus } from "../../src/bus/redis-cluster-bus.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
@@ -43,6 +44,49 @@ t.test("a group's shard channel chat:{<group>} is subscribed on the primary that
   t.teardown(() => void r.disconnect());
   const [, after] = (await r.call("PUBSUB", "SHARDNUMSUB", `chat:{${g}}`)) as [string, number];
   t.equal(Number(after), 0, "gone after unsubscribe");
+});
+
+t.test("publishes go straight to the slot's primary; one that primary rejects (MOVED) goes again through ioredis' routing and arrives once", async (t) => {
+  const heard: string[] = [];
+  const bus = await make((_g, p) => heard.push(Buffer.from(p as Uint8Array).toString()));
+  t.teardown(() => bus.close());
+  const g = uniqueGroup("direct");
+  await bus.subscribe(g);
+  for (let i = 0; i < 20; i++) await bus.publish(g, `d${i}`);
+  t.equal(bus.publishes.direct, 20, "all 20 sent on the primary's own connection");
+  t.equal(bus.publishes.routed, 0);
+  // ioredis' slot map now names the wrong primary for the group's slot: the direct send gets MOVED.
+  const internals = (bus as unknown as { cluster: { slots: string[][] } }).cluster;
+  const slot = calculateSlot(`chat:{${g}}`);
+  const owner = await cluster.primaryOf(`{${g}}`);
+  const other = (await cluster.primaries()).find((p) => p !== owner)!;
+  // The wrong primary's connection must be open for the direct path to take it: publish once to a group it owns.
+  let elsewhere = uniqueGroup("other");
+  while ((await cluster.primaryOf(`{${elsewhere}}`)) !== other) elsewhere = uniqueGroup("other");
+  await bus.publish(elsewhere, "warm");
+  t.equal(bus.publishes.direct + bus.publishes.routed, 21);
+  bus.publishes.direct = 0;
+  bus.publishes.routed = 0;
+  internals.slots[slot] = [`127.0.0.1:${other}`];
+  await bus.publish(g, "after-moved");
+  t.equal(bus.publishes.direct, 1, "tried on the wrong primary first");
+  t.equal(bus.publishes.routed, 1, "then once through the routed path");
+  for (let i = 0; i < 50 && heard.length < 21; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(heard, [...Array.from({ length: 20 }, (_, i) => `d${i}`), "after-moved"], "every payload heard once, in order");
+});
+
+t.test("directPublish: false keeps every publish on ioredis' routed path", async (t) => {
+  const nodes = cluster.nodesEnv.split(",").slice(0, 1).map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }));
+  let heard = 0;
+  const bus = new RedisClusterBus({ nodes, directPublish: false }, () => heard++);
+  t.teardown(() => bus.close());
+  await bus.ready();
+  const g = uniqueGroup("routed");
+  await bus.subscribe(g);
+  for (let i = 0; i < 5; i++) await bus.publish(g, `r${i}`);
+  for (let i = 0; i < 50 && heard < 5; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(bus.publishes, { direct: 0, routed: 5 });
+  t.equal(heard, 5);
 });
 
 // Last: it kills a primary of this file's cluster.
