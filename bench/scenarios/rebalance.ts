@@ -41,7 +41,7 @@ const TOLERANCE = 0.15;
 
 const m = (key: string, label: string, unit: string, better: "lower" | "higher"): Metric => ({ key, label, unit, better });
 export const rebalanceMetrics: Metric[] = [
-  m("balance_s", `rebalancing on: scale-up (2 → 4 nodes started) until every node is within ±${TOLERANCE * 100} % of the mean`, "s", "lower"),
+  m("balance_s", `rebalancing on: scale-up (2 → 4 nodes started) until every node is within ±${TOLERANCE * 100} % of the mean, 95 % of sockets connected`, "s", "lower"),
   m("spread_end_pct", "rebalancing on: farthest node from the mean at the end of the move", "%", "lower"),
   m("off_spread_end_pct", "rebalancing off (same window): farthest node from the mean", "%", "lower"),
   m("moved", "sockets moved (closed with 4012)", "", "lower"),
@@ -163,7 +163,7 @@ async function runPhase(kind: "on" | "off", databaseUrl: string, p: Params, runT
       spread = await counts();
       const per = await Promise.all(cluster.live.map(async (n) => (await metric(n.port, "chat_rebalance_closed_total")) ?? 0));
       shed.push({ at: nowUs(), n: per.reduce((a, b) => a + b, 0) });
-      if (moveUs === undefined && isBalanced(spread, TO_NODES, TOLERANCE)) {
+      if (moveUs === undefined && isBalanced(spread, TO_NODES, p.connections + p.groups, TOLERANCE)) {
         balancedUs = nowUs();
         break;
       }

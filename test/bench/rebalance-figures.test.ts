@@ -25,9 +25,11 @@ t.test("spread and balance: the farthest node from the mean, ±15 % and all node
   t.equal(spreadPct([1150, 1000, 925, 925]), 15);
   t.equal(spreadPct([]), 0);
   t.equal(spreadPct([0, 0]), 0);
-  t.ok(isBalanced([1150, 1000, 925, 925], 4), "exactly 15 % is balanced");
-  t.notOk(isBalanced([1160, 1000, 920, 920], 4), "16 % is not");
-  t.notOk(isBalanced([1000, 1000, 1000], 4), "a node not counted yet is not balanced");
+  t.ok(isBalanced([1150, 1000, 925, 925], 4, 4000), "exactly 15 % is balanced");
+  t.notOk(isBalanced([1160, 1000, 920, 920], 4, 4000), "16 % is not");
+  t.notOk(isBalanced([1000, 1000, 1000], 4, 3000), "a node not counted yet is not balanced");
+  t.ok(isBalanced([950, 950, 950, 950], 4, 4000), "95 % of the sockets connected is enough");
+  t.notOk(isBalanced([771, 771, 732, 732], 4, 4050), "even counts with a quarter of the clients still reconnecting are not balanced");
 });
 
 t.test("latency by window: an event counts in the window of the second it was sent", async (t) => {
