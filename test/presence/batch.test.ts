@@ -47,8 +47,8 @@ t.test("PresenceBatch: tick 0 publishes at once; close publishes what is held an
   t.equal(held.groups, 0);
 });
 
-t.test("PRESENCE_BATCH_MS: default 100, 0 allowed, bad values refused with the variable named", async (t) => {
-  t.equal(loadConfig({}).PRESENCE_BATCH_MS, 100);
+t.test("PRESENCE_BATCH_MS: default 250, 0 allowed, bad values refused with the variable named", async (t) => {
+  t.equal(loadConfig({}).PRESENCE_BATCH_MS, 250);
   t.equal(loadConfig({ PRESENCE_BATCH_MS: "0" }).PRESENCE_BATCH_MS, 0);
   t.equal(loadConfig({ PRESENCE_BATCH_MS: "10000" }).PRESENCE_BATCH_MS, 10_000);
   for (const bad of ["-1", "abc", "1.5", "10001"]) t.throws(() => loadConfig({ PRESENCE_BATCH_MS: bad }), /PRESENCE_BATCH_MS/, `${bad} is refused`);
