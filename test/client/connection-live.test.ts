@@ -5,13 +5,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import t from "tap";
 import { attachmentPath, type ChatConnection } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup, untilReady } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { connection, until } from "../helpers/sdk.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db, PRESENCE_GRACE_MS: "200" });
-await untilReady(node.port); // a cold pool on a loaded machine answers the first upgrade 503
+await untilDatabaseWarm(node.port); // a cold pool on a loaded machine makes the first upgrade wait past its deadline (503)
 const base = `http://127.0.0.1:${node.port}`;
 let sockets = 0;
 const counted = (c: ChatConnection) => (c.on("state", (s) => void (s.state === "connecting" && sockets++)), c);

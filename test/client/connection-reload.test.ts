@@ -6,13 +6,13 @@
 import t from "tap";
 import { ChatConnection, type RestoredOperation } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup, untilReady } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { client, connection, FlakySocket, MemoryStorage, recorder, until } from "../helpers/sdk.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db });
-await untilReady(node.port);
+await untilDatabaseWarm(node.port); // a cold pool on a loaded machine makes the first upgrade wait past its deadline (503)
 const base = `http://127.0.0.1:${node.port}`;
 t.teardown(() => void (FlakySocket.mode = "normal"));
 
