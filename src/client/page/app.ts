@@ -227,22 +227,27 @@ const visibility = new IntersectionObserver(
   },
   { root: scroller, threshold: 0.5 },
 );
-let readTimer: ReturnType<typeof setTimeout> | undefined;
+/** The highest marker asked for per group, so a scroll does not send the same `read` twice. */
+const readAsked = new Map<string, number>();
 
-/** Moves the read marker to the newest message of others on screen, while the page is visible (at most every 250 ms). */
+/**
+ * Moves the read marker to the newest message of others on screen, while the page is visible.
+ * Called as the observer reports rows (once per frame at most), so a switch right after a
+ * message came into view has read it already.
+ */
 function markRead(): void {
-  if (readTimer !== undefined) return;
-  readTimer = setTimeout(() => {
-    readTimer = undefined;
-    const view = chat;
-    if (!view || document.visibilityState !== "visible") return;
-    let seq = 0;
-    for (const id of onScreen) {
-      const m = view.message(id);
-      if (m && m.user !== me && m.seq > seq) seq = m.seq;
-    }
-    if (seq > view.readMarker()) view.read(seq).catch(() => {}); // the next scroll tries again
-  }, 250);
+  const view = chat;
+  if (!view || document.visibilityState !== "visible") return;
+  let seq = 0;
+  for (const id of onScreen) {
+    const m = view.message(id);
+    if (m && m.user !== me && m.seq > seq) seq = m.seq;
+  }
+  if (seq <= view.readMarker() || seq <= (readAsked.get(view.group) ?? 0)) return;
+  readAsked.set(view.group, seq);
+  view.read(seq).catch(() => {
+    if (readAsked.get(view.group) === seq) readAsked.delete(view.group); // the next scroll tries again
+  });
 }
 
 /** Shows an operation waiting for its answer, greyed, until `result` settles. */
@@ -459,6 +464,7 @@ function leave(): void {
   convList.replaceChildren();
   pageLoaded.clear();
   activity.clear();
+  readAsked.clear();
   renewForm.hidden = true;
   renewForm.onsubmit = null;
   for (const row of rows.values()) row.li.remove();
