@@ -140,8 +140,9 @@ async function measure(s: AnyScenario | "reconnect", argv: string[], mode: Mode,
   const loadBefore = load();
   const target = await startTarget("service", { nodes: 1, pgAdminUrl: PG, runTag: tag, env: MODES[mode] });
   try {
-    const ctx: MeasureContext = { startTarget: () => Promise.reject(new Error("not used")), log };
-    const m: Measurement = s === "reconnect" ? await reconnectStorm(target, tag) : await s.measure(target, s.params(parseOptions(argv, [s.name])), tag, ctx);
+    const opts = parseOptions(argv, s === "reconnect" ? [] : [s.name]);
+    const ctx: MeasureContext = { startTarget: () => Promise.reject(new Error("not used")), log, opts };
+    const m: Measurement = s === "reconnect" ? await reconnectStorm(target, tag) : await s.measure(target, s.params(opts), tag, ctx);
     return { mode, loadBefore, headline: m.headline, notes: m.notes };
   } finally {
     const endings = await target.stop();
