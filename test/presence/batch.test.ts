@@ -1,6 +1,6 @@
 // Join and leave frames are batched per tick (PRESENCE_BATCH_MS): a burst of arrivals in a group
 // reaches its sockets together, unchanged, in order, and no later than the tick; the tick is
-// capped at half the grace; a stopping node publishes what it holds at once.
+// capped at a quarter of the grace; a stopping node publishes what it holds at once.
 import t from "tap";
 import { PresenceBatch } from "../../src/chat/presence-batch.ts";
 import { loadConfig } from "../../src/config/env.ts";
@@ -73,8 +73,8 @@ t.test("PRESENCE_BATCH_MS: default 250, 0 allowed, bad values refused with the v
 const url = await freshDatabase(t);
 
 t.test("a burst of arrivals reaches a watcher as the usual join frames, published together", async (t) => {
-  // A long tick (the default grace's half: 2,500 ms) so that the arrivals share one tick for sure.
-  const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_BATCH_MS: "2500" });
+  // A long tick (a quarter of a 10 s grace: 2,500 ms) so that the arrivals share one tick for sure.
+  const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: "10000", PRESENCE_BATCH_MS: "2500" });
   await untilReady(node.port);
   const g = uniqueGroup("burst");
   const watcher = await connectRetrying(t, node.port, g, { user: "watcher" }, { presence: true });
@@ -96,7 +96,7 @@ t.test("a burst of arrivals reaches a watcher as the usual join frames, publishe
   await watcher.nothingMore(t, 300);
 });
 
-t.test("the tick is capped at half the grace: with PRESENCE_GRACE_MS=200 a join is not held for PRESENCE_BATCH_MS=10000", async (t) => {
+t.test("the tick is capped at a quarter of the grace: with PRESENCE_GRACE_MS=200 a join is not held for PRESENCE_BATCH_MS=10000", async (t) => {
   const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: "200", PRESENCE_BATCH_MS: "10000" });
   await untilReady(node.port);
   const g = uniqueGroup("capped");
