@@ -14,6 +14,7 @@ import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, listenHost, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
+import { UploadBudget } from "./gateway/upload-budget.ts";
 import { identityFromConfig } from "./identity/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
@@ -162,6 +163,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
   const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  const uploads = new UploadBudget(config.MAX_UPLOAD_BYTES_PER_SECOND);
   subscriptions = new Subscriptions(
     service,
     {
@@ -180,7 +182,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
   subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log },
+    { service, dispatcher, subscriptions, budget, uploads, metrics, identity: identity.provider, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
@@ -193,6 +195,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
         userFramesPerSecond: config.MAX_USER_FRAMES_PER_SECOND,
+        userUploadBytesPerSecond: config.MAX_USER_UPLOAD_BYTES_PER_SECOND,
         maxSocketsPerUser: config.MAX_SOCKETS_PER_USER,
         maxGroupsPerNode: config.MAX_GROUPS_PER_NODE,
         allowedOrigins: config.ALLOWED_ORIGINS ?? null,
@@ -216,6 +219,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
+      budget,
+      uploads,
+      uploaded: (bytes) => metrics.uploadBytes.inc(bytes),
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
       count: (route, status, limit) => {
         apiMetrics.requests.inc({ route, status: String(status) });

@@ -132,6 +132,7 @@ function baseEnv(): NodeJS.ProcessEnv {
   // Open dev mode: the benchmark measures the chat path, not token checks.
   delete env.JWT_SECRET;
   delete env.REDIS_URL;
+  delete env.REDIS_CLUSTER_NODES;
   delete env.DATABASE_URL;
   // Typing publishers connect without ?user= (their frames carry the send time as `user`), so
   // they all count as one user, their address: lift the per-user limits for the load generator.

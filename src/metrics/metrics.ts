@@ -122,6 +122,11 @@ export function createMetrics() {
       registers: [registry],
     }),
     resuming: new client.Gauge({ name: "chat_resuming_subscriptions", help: "Subscriptions replaying (?since=) or waiting for this node to catch up before going live", registers: [registry] }),
+    uploadBytes: new client.Counter({
+      name: "chat_upload_bytes_total",
+      help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node handed to the service, under MAX_UPLOAD_BYTES_PER_SECOND",
+      registers: [registry],
+    }),
     bufferBytes: new client.Gauge({
       name: "chat_buffer_bytes",
       help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",

@@ -78,7 +78,7 @@ export function serverApiRoutes(deps: ServerApiDeps): AnyRoute[] {
       params: { group: GroupParam },
       body: PublishRequest,
       answer: { status: 200, schema: StoredAnswer, description: "stored (or, for a retry with the same request_id, the original)" },
-      errors: ["too_large"],
+      errors: ["too_large", "rate_limited"],
       handle: async ({ params, body }) => {
         const { request_id, ...frame } = body;
         return ack(await service.create({ group: params.group, user: null }, frame, request_id));
