@@ -2,6 +2,7 @@ import type { AnyScenario } from "../lib/scenario.ts";
 import { connections } from "./connections.ts";
 import { create } from "./create.ts";
 import { crossNode } from "./cross-node.ts";
+import { rebalance } from "./rebalance.ts";
 import { footprint } from "./footprint.ts";
 import { soak } from "./soak.ts";
 import { saturation } from "./saturation.ts";
@@ -10,4 +11,4 @@ import { hostile } from "./hostile.ts";
 import { uploads } from "./uploads.ts";
 
 /** In the order the default suite runs them: quick ones first, the long soak last. */
-export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, saturation, connections, hostile, uploads, soak];
+export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, rebalance, saturation, connections, hostile, uploads, soak];
