@@ -132,6 +132,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
+    presenceBatchMs: config.PRESENCE_BATCH_MS,
+    presenceGraceMs: config.PRESENCE_GRACE_MS,
     onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
@@ -269,6 +271,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
+      service.flushPresence(); // join/leave frames still held for their tick go out before the bus closes
       await webhooks?.stop();
       await bus.close();
       await db.store.close();
