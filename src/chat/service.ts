@@ -207,7 +207,8 @@ export class ChatService {
     return { kind: "ack" };
   }
 
-  async history(s: Session, f: ClientFrame<"history">): Promise<Outcome> {
+  /** A page of history: always a page (never an ack), so the HTTP routes need no narrowing. */
+  async history(s: Session, f: ClientFrame<"history">): Promise<Extract<Outcome, { kind: "history" }>> {
     const page = await this.timed("history", () => this.deps.store.history({ group: s.group, before: f.before, limit: f.limit }));
     return { kind: "history", messages: page.messages.map(toMessageView), has_more: page.hasMore };
   }
