@@ -74,7 +74,7 @@ export class Gateway {
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
-    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000 };
+    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000, corkElsewhere: (fn: () => void) => this.corkElsewhere(fn) };
     const behavior = {
       maxPayloadLength: opts.maxFrameBytes,
       idleTimeout: opts.idleTimeoutSeconds,
@@ -197,6 +197,17 @@ export class Gateway {
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
+  }
+
+  /** Runs `fn` inside the cork of an open socket (see uws/late-upgrade.ts); false when none is open. */
+  private corkElsewhere(fn: () => void): boolean {
+    for (const conn of this.sockets) {
+      if (conn.open) {
+        conn.cork(fn);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Its token expired while it was open: closed with 4001; it reconnects with a fresh token and resumes with since. */
