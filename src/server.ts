@@ -14,11 +14,13 @@ import { ReadState } from "./chat/read-state.ts";
 import { PrismaReadState } from "./store/prisma-read-state.ts";
 import { checkStartup, listenHost, type Config } from "./config/env.ts";
 import { Gateway } from "./gateway/gateway.ts";
+import { UploadBudget } from "./gateway/upload-budget.ts";
 import { identityFromConfig } from "./identity/identity.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { withDeadline } from "./deadline.ts";
 import { commitMarginMs } from "./store/prisma-store.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
@@ -54,6 +56,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL), onTemplateSkipped: (reason) => log.warn({ reason }, "fresh embedded data directory: made by initdb (slow) instead of the build's template") });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied, dataDirFrom: db.dataDirFrom }, "database ready");
+  // The first read of a shape compiles its query plan and opens a pooled connection: done here, so
+  // the node's first upgrade does not spend its join deadline on it (seconds on a loaded machine).
+  await withDeadline(db.store.lastSeq(""), 5_000, () => new Error("timed out")).catch((err: unknown) => log.warn({ err }, "warm-up read failed; serving anyway"));
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
@@ -131,6 +136,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
+    presenceBatchMs: config.PRESENCE_BATCH_MS,
+    presenceGraceMs: config.PRESENCE_GRACE_MS,
     onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
@@ -162,6 +169,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
   const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  const uploads = new UploadBudget(config.MAX_UPLOAD_BYTES_PER_SECOND);
   subscriptions = new Subscriptions(
     service,
     {
@@ -180,7 +188,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   subscriptions.on("close", (sub) => sub.user !== null && service.presenceClose(sub.group, sub.user));
   subscriptions.on("open", (sub) => reads.touch(sub.group, sub.user)); // subscribing makes the user a member
   gateway = new Gateway(
-    { service, dispatcher, subscriptions, budget, metrics, identity: identity.provider, log },
+    { service, dispatcher, subscriptions, budget, uploads, metrics, identity: identity.provider, log },
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxPendingFrames: config.MAX_PENDING_FRAMES,
@@ -193,6 +201,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
         framesPerSecond: config.MAX_FRAMES_PER_SECOND,
         framesBurst: config.MAX_FRAMES_BURST,
         userFramesPerSecond: config.MAX_USER_FRAMES_PER_SECOND,
+        userUploadBytesPerSecond: config.MAX_USER_UPLOAD_BYTES_PER_SECOND,
         maxSocketsPerUser: config.MAX_SOCKETS_PER_USER,
         maxGroupsPerNode: config.MAX_GROUPS_PER_NODE,
         allowedOrigins: config.ALLOWED_ORIGINS ?? null,
@@ -216,6 +225,9 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     registerServerApi(gateway.app, { service, control, busUp: () => bus.isUp(), outbox: webhooks?.outbox ?? null }, {
       keys: config.SERVER_API_KEYS,
       maxBodyBytes: config.MAX_FRAME_BYTES,
+      budget,
+      uploads,
+      uploaded: (bytes) => metrics.uploadBytes.inc(bytes),
       onError: (err, route) => log.error({ err, route }, "server API request failed"),
       count: (route, status, limit) => {
         apiMetrics.requests.inc({ route, status: String(status) });
@@ -263,6 +275,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
+      service.flushPresence(); // join/leave frames still held for their tick go out before the bus closes
       await webhooks?.stop();
       await bus.close();
       await db.store.close();

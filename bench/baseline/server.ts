@@ -2,11 +2,14 @@
 // storage or auth, so a benchmark can tell what the service's own work costs on top of the
 // transport. With REDIS_URL set it relays every event through Redis like the service does
 // (a node publishes, each node subscribed to the group relays), so cross-node runs compare
-// like with like.
+// like with like. With REDIS_CLUSTER_NODES (`host:port,…`) it relays through a Redis Cluster's
+// sharded pub/sub instead (SSUBSCRIBE/SPUBLISH on a hash-tagged channel per group), as the service
+// does, so the Redis Cluster runs compare like with like too.
 //
-// Env: PORT (0 = any; the chosen port is printed as {"listening":port}), HOST, REDIS_URL,
-// BASELINE_REDIS_PREFIX (channel/key prefix, so concurrent runs on one Redis stay apart).
-import { Redis } from "ioredis";
+// Env: PORT (0 = any; the chosen port is printed as {"listening":port}), HOST, REDIS_URL or
+// REDIS_CLUSTER_NODES, BASELINE_REDIS_PREFIX (channel/key prefix, so concurrent runs on one Redis
+// stay apart).
+import { Cluster, Redis } from "ioredis";
 import { loadUws, type uws } from "../lib/uws.ts";
 
 interface Conn {
@@ -27,6 +30,9 @@ const uWS = loadUws();
 const port = Number(process.env.PORT ?? "0");
 const host = process.env.HOST ?? "127.0.0.1";
 const redisUrl = process.env.REDIS_URL || undefined;
+const clusterNodes = process.env.REDIS_CLUSTER_NODES
+  ? process.env.REDIS_CLUSTER_NODES.split(",").map((a) => ({ host: a.slice(0, a.lastIndexOf(":")), port: Number(a.slice(a.lastIndexOf(":") + 1)) }))
+  : undefined;
 const prefix = process.env.BASELINE_REDIS_PREFIX ?? "baseline:";
 
 const app = uWS.App();
@@ -36,7 +42,7 @@ const seqs = new Map<string, number>();
 const idTag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let nextId = 0;
 
-const bus = redisUrl ? redisBus(redisUrl) : undefined;
+const bus = clusterNodes ? clusterBus(clusterNodes) : redisUrl ? redisBus(redisUrl) : undefined;
 
 function messageEvent(group: string, seq: number, id: string, f: ClientFrame): string {
   return JSON.stringify({
@@ -102,6 +108,22 @@ function redisBus(url: string) {
     join: (group: string) => void sub.subscribe(prefix + group),
     leave: (group: string) => void sub.unsubscribe(prefix + group),
     ping: () => pub.ping(),
+  };
+}
+
+/** Sharded pub/sub: each group's channel `<prefix>{<group>}` lives on the shard of the group's slot. */
+function clusterBus(nodes: { host: string; port: number }[]) {
+  const cluster = new Cluster(nodes, { shardedSubscribers: true });
+  const channel = (group: string) => `${prefix}{${group}}`;
+  cluster.on("smessage", (ch: string, payload: string) => {
+    app.publish(ch.slice(prefix.length + 1, -1), payload);
+  });
+  return {
+    publish: (group: string, event: string) => cluster.spublish(channel(group), event),
+    nextSeq: (group: string) => cluster.incr(`${prefix}seq:{${group}}`),
+    join: (group: string) => void cluster.ssubscribe(channel(group)),
+    leave: (group: string) => void cluster.sunsubscribe(channel(group)),
+    ping: () => cluster.ping(),
   };
 }
 

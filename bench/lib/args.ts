@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { TARGET_KINDS, type TargetKind } from "./targets.ts";
 
 export const SIZE_FLAGS = {
-  duration: "seconds measured (connections: seconds the idle sockets are held)",
+  duration: "seconds measured (connections: seconds the idle sockets are held; rebalance: seconds before the scale-up)",
   warmup: "seconds of traffic before measuring starts",
   groups: "chat groups",
   subscribers: "listening sockets per group",
@@ -14,7 +14,7 @@ export const SIZE_FLAGS = {
   inflight: "closed loop: creates awaiting their ack per publisher",
   "create-rate": "soak: creates per second besides the typing rate",
   nodes: "cross-node: service nodes",
-  connections: "connections: idle sockets to open",
+  connections: "connections: idle sockets to open; rebalance: receiving sockets",
   concurrency: "handshakes in flight per client worker",
   "source-addresses": "connections: spread sockets over 127.0.0.1..127.0.0.N (0 = let the kernel pick)",
   interval: "soak: seconds per sample",

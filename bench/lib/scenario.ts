@@ -3,7 +3,21 @@
 import type { Options } from "./args.ts";
 import type { LatencySummary } from "./histogram.ts";
 import { ratios, type Measurement, type Metric, type ScenarioResult, type TargetResult } from "./results.ts";
-import { startTarget, type Target } from "./targets.ts";
+import { startTarget, type Target, type TargetKind } from "./targets.ts";
+
+/**
+ * Servers a scenario starts for itself before each target (private Redis processes, say), so
+ * their CPU can be read and nothing is shared with other runs; stopped after the target.
+ */
+export interface ScenarioServices {
+  /** Set = the target's nodes relay through this Redis instead of --redis-url (when `redis` is true). */
+  redisUrl?: string;
+  /** Named values the scenario's measure reads back (a cluster's seed list, say). */
+  values: Record<string, string>;
+  /** Named groups of process ids, e.g. the Redis servers, whose CPU the scenario reports. */
+  pids: Record<string, number[]>;
+  stop(): Promise<void>;
+}
 
 export interface Scenario<P extends Record<string, unknown>> {
   name: string;
@@ -17,14 +31,22 @@ export interface Scenario<P extends Record<string, unknown>> {
   redis(params: P): boolean;
   /** Extra environment for the nodes (default: none; the service runs in open dev mode). */
   env?(params: P): Record<string, string>;
+  /** Started before each target and stopped after it (default: none). */
+  services?(params: P): Promise<ScenarioServices>;
+  /** The targets this scenario means something for (default: both); others are skipped. */
+  targets?: readonly TargetKind[];
   measure(target: Target, params: P, runTag: string, ctx: MeasureContext): Promise<Measurement>;
 }
 
 /** What a scenario may need beyond its own target: a second topology to compare with, progress lines. */
 export interface MeasureContext {
   /** Starts another target of the same kind; the scenario stops it (its `stop`) when done with it. */
-  startTarget(opts: { nodes: number; redis: boolean; tag: string; embedded?: boolean }): Promise<Target>;
+  startTarget(opts: { nodes: number; redis: boolean; tag: string; embedded?: boolean; env?: Record<string, string> }): Promise<Target>;
   log(line: string): void;
+  /** What the scenario's `services` started for this target. */
+  services?: ScenarioServices;
+  /** The bench's command-line options (PostgreSQL and Redis URLs, client workers, sizes). */
+  opts: Options;
 }
 
 /** Scenarios differ in their parameters; the registry only needs the common surface. */
@@ -72,24 +94,33 @@ export async function runScenario(
     ratio: {},
   };
   for (const kind of opts.targets) {
+    if (s.targets && !s.targets.includes(kind)) {
+      log(`${s.name}: ${kind}: skipped (the scenario measures ${s.targets.join(" and ")} only)`);
+      continue;
+    }
     // Per target and scenario: database names, Redis keys and group names never collide,
     // neither with each other nor with anyone else's run on the same servers.
     const tag = `${runTag}${kind[0]}${s.name.replace(/[^a-z]/g, "").slice(0, 4)}`;
     log(`${s.name}: ${kind} …`);
     let target: Target | undefined;
+    let services: ScenarioServices | undefined;
     let res: TargetResult;
     try {
+      services = await s.services?.(params);
+      const redisUrl = services?.redisUrl ?? opts.redisUrl;
       target = await startTarget(kind, {
         nodes: s.nodes(params),
-        redisUrl: s.redis(params) ? opts.redisUrl : undefined,
+        redisUrl: s.redis(params) ? redisUrl : undefined,
         pgAdminUrl: opts.pgAdminUrl,
         runTag: tag,
         env: s.env?.(params),
       });
       const ctx: MeasureContext = {
         startTarget: (o) =>
-          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? opts.redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}`, embedded: o.embedded }),
+          startTarget(kind, { nodes: o.nodes, redisUrl: o.redis ? redisUrl : undefined, pgAdminUrl: opts.pgAdminUrl, runTag: `${tag}${o.tag}`, embedded: o.embedded, env: o.env }),
         log: (line) => log(`${s.name}: ${kind}: ${line}`),
+        services,
+        opts,
       };
       res = { ok: true, ...(await s.measure(target, params, tag, ctx)), nodes: [] };
     } catch (err) {
@@ -102,6 +133,7 @@ export async function runScenario(
       if (logged > 0) (res.notes ??= []).push(`nodes printed ${logged} log lines at LOG_LEVEL=warn after start-up (see nodes[].log)`);
       for (const e of endings) if (!/exited 0 /.test(e)) (res.notes ??= []).push(`node ${e}`);
     }
+    await services?.stop().catch((err: Error) => (res.notes ??= []).push(`stopping the scenario's servers failed: ${err.message}`));
     result.targets[kind] = res;
     log(res.ok ? `${s.name}: ${kind}: ${summaryLine(s, res)}` : `${s.name}: ${kind}: FAILED: ${res.error}`);
     for (const note of res.notes ?? []) log(`  note: ${note}`);

@@ -33,6 +33,8 @@ export interface TrafficParams {
   publisherNodes: number[];
   /** Seconds between soak samples; unset = no sampling. */
   sampleEvery?: number;
+  /** Other server processes whose CPU counts per delivery too (the Redis servers): `redis_cpu_*`. */
+  redisPids?: number[];
 }
 
 const DRAIN_MAX_MS = 15_000;
@@ -94,14 +96,16 @@ interface Snapshot {
   cpuS: number;
   rssKb: number;
   machine: MachineCpu;
+  /** CPU seconds of TrafficParams.redisPids together. */
+  redisCpuS: number;
   /** CPU seconds per PostgreSQL backend of the target's database; unset without one. */
   db?: Map<number, number>;
 }
 
-async function snapshot(target: Target): Promise<Snapshot> {
+async function snapshot(target: Target, redisPids: number[] = []): Promise<Snapshot> {
   const atUs = nowUs();
   const pids = target.nodes.map((n) => n.pid);
-  const snap: Snapshot = { atUs, cpuS: totalCpuSeconds(pids), rssKb: totalRssKb(pids), machine: machineCpu() };
+  const snap: Snapshot = { atUs, cpuS: totalCpuSeconds(pids), rssKb: totalRssKb(pids), machine: machineCpu(), redisCpuS: totalCpuSeconds(redisPids) };
   if (target.database) {
     snap.db = new Map();
     for (const pid of await target.database.backendPids()) {
@@ -142,14 +146,20 @@ export async function runTraffic(target: Target, p: TrafficParams, groups: strin
     const window: Window = { startUs, measureFromUs: startUs + p.warmup * 1e6, stopUs: startUs + (p.warmup + p.duration) * 1e6 };
     pool.post({ type: "start", window });
     await sleepUntil(window.measureFromUs);
-    const before = await snapshot(target);
+    const before = await snapshot(target, p.redisPids);
     const intervals = p.sampleEvery ? await sampleIntervals(pool, target, window, p.sampleEvery, before) : undefined;
     await sleepUntil(window.stopUs);
-    const after = await snapshot(target);
+    const after = await snapshot(target, p.redisPids);
     const drainMs = await drain(pool);
     const reports = (await pool.askAll({ type: "collect" }, "report")).map((r) => r.report);
 
     const m = account(reports, subscribersPerGroup, before, after, (window.stopUs - window.measureFromUs) / 1e6);
+    if (p.redisPids?.length) {
+      const redisS = after.redisCpuS - before.redisCpuS;
+      const seconds = (after.atUs - before.atUs) / 1e6;
+      m.headline.redis_cpu_pct = round((redisS / seconds) * 100, 1);
+      m.headline.redis_cpu_s_per_1k = m.details.delivered ? round(redisS / ((m.details.delivered as number) / 1000), 5) : 0;
+    }
     const failed = connected.reduce((a, c) => a + c.failed, 0);
     if (failed > 0) {
       m.notes.push(`${failed} sockets failed to connect, e.g. ${connected.flatMap((c) => c.errorSamples)[0]}`);

@@ -1,5 +1,5 @@
 // Issue 10's hostile mix against one node: slow readers, replay droppers, pipelined file
-// downloads, oversize uploads and expiring tokens at once (test/helpers/hostile-mix.ts, the same
+// downloads, oversize uploads, large uploads at the file cap back to back, and expiring tokens at once (test/helpers/hostile-mix.ts, the same
 // mix test/security/hostile-mix.test.ts holds to its budgets), while a victim on its own group
 // measures typing round trips. Reports the victim's latency, first quiet then under the mix,
 // and the node's RSS. The baseline (no storage, no limits) runs the same clients: what it
@@ -16,7 +16,7 @@ type Params = { duration: number; quiet: number; messages: number };
 
 export const hostile: Scenario<Params> = {
   name: "hostile",
-  description: "victim typing round trips and node RSS while hostile clients (slow readers, replay droppers, pipelined downloads, oversize uploads, expiring tokens) hit the node",
+  description: "victim typing round trips and node RSS while hostile clients (slow readers, replay droppers, pipelined downloads, oversize uploads, 3 clients uploading 5 MiB files back to back, expiring tokens) hit the node",
   metrics: [
     { key: "quiet_p99_ms", label: "victim round trip p99, quiet", unit: "ms", better: "lower" },
     ...latencyMetrics("", "victim round trip under the mix"),
@@ -34,7 +34,7 @@ export const hostile: Scenario<Params> = {
     const bigGroup = `${runTag}-hostile-big`;
     const filePath = await prepareMix(node.port, SECRET, bigGroup, { messages: p.messages, fileBytes: 3 * MiB }).catch(() => "/files/none");
     const mixTarget = { port: node.port, jwtSecret: SECRET, bigGroup, filePath, maxFileBytes: 5 * MiB, maxFrameBytes: 8 * MiB };
-    const everyone = ["slow reader", "replay dropper", "pipelined downloads", "oversize upload", "token expiry"];
+    const everyone = ["slow reader", "replay dropper", "pipelined downloads", "oversize upload", "large upload", "token expiry"];
     const quiet = await runMix(mixTarget, p.quiet * 1000, { victimGroup: `${runTag}-victim-q`, skip: everyone });
     const rssBefore = rssKb(node.pid) / 1024;
     let peak = rssBefore;

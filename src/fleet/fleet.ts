@@ -5,8 +5,8 @@
 // which is what the rebalancer (rebalance.ts) needs. A node leaving cleanly deletes its entry.
 // Different from presence (src/presence): that tracks users in groups; this tracks nodes.
 import { randomUUID } from "node:crypto";
-import { Cluster, Redis } from "ioredis";
-import type { ClusterBusOptions } from "../bus/redis-cluster-bus.ts";
+import type { Cluster, Redis } from "ioredis";
+import { redisClient, type RedisTarget } from "../redis/client.ts";
 
 /** The hash of one fleet: the nodes that share a database (so deployments sharing a Redis stay apart). */
 export const fleetKey = (fleet: string) => `{chatfleet}:${fleet}`;
@@ -44,21 +44,13 @@ export class Fleet {
   private readonly key: string;
 
   constructor(
-    target: string | ClusterBusOptions,
+    target: RedisTarget,
     private readonly opts: FleetOptions,
     /** This node's open sockets now. */
     private readonly sockets: () => number,
     private readonly hooks: { onView?: (view: FleetView) => void; onError?: (err: Error) => void } = {},
   ) {
-    const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: "chatroom-fleet" };
-    this.redis =
-      typeof target === "string"
-        ? new Redis(target, options)
-        : new Cluster(target.nodes, {
-            lazyConnect: true,
-            enableOfflineQueue: false,
-            redisOptions: { ...options, ...(target.password ? { password: target.password } : {}), ...(target.tls ? { tls: {} } : {}) },
-          });
+    this.redis = redisClient(target, { connectionName: "chatroom-fleet" });
     this.redis.on("error", (err: Error) => hooks.onError?.(err));
     this.key = fleetKey(opts.fleet);
   }

@@ -1,6 +1,10 @@
 // The frame loop: a text frame passes the socket's limits (frame rates, frames and bytes awaiting
-// an answer, the node-wide byte budget), goes to the dispatcher, and its answer goes back to the
-// socket if it is still open. Frames turned away here get their error at once and hold nothing.
+// an answer, the node-wide byte budget, the upload byte rate for a large frame), goes to the
+// dispatcher, and its answer goes back to the socket if it is still open. Frames turned away here
+// get their error at once and hold nothing. An upload whose turn has not come yet waits in its
+// socket's queue (a copy, counted as pending like a frame in flight), and the socket's later
+// frames wait behind it, so a sender's frames still reach the dispatcher in order.
+import { performance } from "node:perf_hooks";
 import type { ByteBudget } from "../chat/budget.ts";
 import type { Dispatcher } from "../chat/dispatch.ts";
 import { errorFrame } from "../chat/events.ts";
@@ -9,6 +13,7 @@ import type { ErrorCode } from "../protocol/index.ts";
 import type { SlowConsumers } from "./backpressure.ts";
 import type { Connection } from "./connection.ts";
 import { requestIdOf, type ConnectionLimits } from "./limits.ts";
+import { UPLOAD_FRAME_BYTES, type ByteRate, type UploadBudget } from "./upload-budget.ts";
 
 export interface FrameLimits {
   /** Frames of one socket awaiting an answer (MAX_PENDING_FRAMES). */
@@ -17,9 +22,25 @@ export interface FrameLimits {
   maxPendingBytes: number;
 }
 
+/** A frame waiting for its upload turn (or behind one), copied out of uWS's buffer. */
+interface Waiting {
+  bytes: Buffer;
+  /** When it may go (performance.now clock). */
+  at: number;
+  /** The upload turn it took, given back when it is dropped; null for a small frame queued behind one. */
+  upload: ByteRate | null;
+}
+
+interface SocketQueue {
+  frames: Waiting[];
+  timer: NodeJS.Timeout | null;
+}
+
 export class FrameLoop {
-  /** Frames handed to the dispatcher and not yet answered, node-wide. */
+  /** Frames handed to the dispatcher (or waiting for their upload turn) and not yet answered, node-wide. */
   private inflight = 0;
+  /** Sockets with frames waiting for an upload turn. */
+  private readonly queues = new Map<Connection, SocketQueue>();
   private idle: (() => void) | null = null;
   private closing = false;
 
@@ -28,6 +49,8 @@ export class FrameLoop {
     private readonly limits: ConnectionLimits,
     /** The node-wide byte budget (shared with held events). */
     private readonly budget: ByteBudget,
+    /** The node-wide upload byte rate (each user's is in their quota). */
+    private readonly uploads: UploadBudget,
     private readonly slow: SlowConsumers<Connection>,
     private readonly metrics: Metrics,
     private readonly opts: FrameLimits,
@@ -58,11 +81,68 @@ export class FrameLoop {
       this.limits.hit("node_buffer");
       return this.refuse(conn, "rate_limited", "the node is holding too much data; retry shortly", requestIdOf(data));
     }
-    // Copy now: uWS reuses the buffer once this callback returns.
-    const text = Buffer.from(data).toString("utf8");
+    const now = performance.now();
+    let at = now;
+    let upload: ByteRate | null = null;
+    if (bytes >= UPLOAD_FRAME_BYTES) {
+      upload = conn.quota.userQuota.uploads;
+      const turn = this.uploads.take(bytes, upload, now);
+      if ("refused" in turn) {
+        this.budget.give(bytes);
+        this.limits.hit(turn.refused);
+        const whose = turn.refused === "upload_rate" ? "this node's" : "your";
+        return this.refuse(conn, "rate_limited", `uploads past ${whose} budget of ${mib(turn.refused === "upload_rate" ? this.uploads.node.bytesPerSecond : upload.bytesPerSecond)} MiB/s; retry in ${Math.ceil(turn.waitMs / 1000)} s`, requestIdOf(data));
+      }
+      at = turn.at;
+    }
     conn.pending++;
     conn.pendingBytes += bytes;
     this.inflight++;
+    const queue = this.queues.get(conn);
+    if (!queue && at <= now) return this.run(conn, Buffer.from(data).toString("utf8"), bytes, upload !== null);
+    // Its turn has not come, or an earlier frame of the socket waits: copied now (uWS reuses the buffer).
+    const waiting: Waiting = { bytes: Buffer.from(new Uint8Array(data)), at: Math.max(at, queue?.frames.at(-1)!.at ?? at), upload };
+    if (queue) queue.frames.push(waiting);
+    else {
+      this.queues.set(conn, { frames: [waiting], timer: null });
+      this.wake(conn);
+    }
+  }
+
+  /** A socket closed: frames still waiting for their turn are dropped, their turns and bytes given back. */
+  closed(conn: Connection): void {
+    const queue = this.queues.get(conn);
+    if (!queue) return;
+    this.queues.delete(conn);
+    if (queue.timer) clearTimeout(queue.timer);
+    for (const w of queue.frames) {
+      if (w.upload !== null) this.uploads.give(w.bytes.byteLength, w.upload);
+      this.settle(conn, w.bytes.byteLength);
+    }
+  }
+
+  /** Hands a socket's waiting frames whose turn has come to the dispatcher, in order; sleeps until the next one's. */
+  private wake(conn: Connection): void {
+    const queue = this.queues.get(conn);
+    if (!queue) return;
+    queue.timer = null;
+    if (!conn.open) return this.closed(conn);
+    const now = performance.now();
+    while (queue.frames.length > 0 && queue.frames[0]!.at <= now) {
+      const w = queue.frames.shift()!;
+      if (this.closing || conn.draining) {
+        // Its turn came during a drain: refused as a new frame would be (retry elsewhere).
+        this.refuse(conn, "unavailable", "server shutting down; reconnect", requestIdOf(w.bytes));
+        if (w.upload !== null) this.uploads.give(w.bytes.byteLength, w.upload);
+        this.settle(conn, w.bytes.byteLength);
+      } else this.run(conn, w.bytes.toString("utf8"), w.bytes.byteLength, w.upload !== null);
+    }
+    if (queue.frames.length === 0) this.queues.delete(conn);
+    else queue.timer = setTimeout(() => this.wake(conn), Math.max(1, Math.ceil(queue.frames[0]!.at - now)));
+  }
+
+  private run(conn: Connection, text: string, bytes: number, upload: boolean): void {
+    if (upload) this.metrics.uploadBytes.inc(bytes);
     // Handed over at once, not after the previous frame's answer: the dispatcher reaches the
     // store synchronously, and the store commits a group's writes in the order they arrive, so a
     // sender's messages keep their order while several are in flight.
@@ -71,13 +151,18 @@ export class FrameLoop {
         conn.cork(() => conn.send(reply));
         this.slow.check(conn);
       }
-      conn.pending--;
-      conn.pendingBytes -= bytes;
-      this.budget.give(bytes);
-      // Its turn in a paced drain came while this frame was in flight: closed once answered.
-      if (conn.draining && conn.pending === 0) conn.end(conn.drainCode, conn.drainCode === 1001 ? "server shutting down" : "reconnect elsewhere");
-      if (--this.inflight === 0) this.idle?.();
+      this.settle(conn, bytes);
     });
+  }
+
+  /** A frame of the socket is answered (or dropped): its share of the budgets is given back. */
+  private settle(conn: Connection, bytes: number): void {
+    conn.pending--;
+    conn.pendingBytes -= bytes;
+    this.budget.give(bytes);
+    // Its turn in a paced drain came while this frame was in flight: closed once answered.
+    if (conn.draining && conn.pending === 0) conn.end(conn.drainCode, conn.drainCode === 1001 ? "server shutting down" : "reconnect elsewhere");
+    if (--this.inflight === 0) this.idle?.();
   }
 
   /** Shutdown: new frames are answered `unavailable`; resolves once the frames in flight are answered, or after `ms`. */
@@ -101,3 +186,5 @@ export class FrameLoop {
     this.slow.check(conn);
   }
 }
+
+const mib = (bytes: number) => Math.round((bytes / (1024 * 1024)) * 10) / 10;

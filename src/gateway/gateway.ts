@@ -17,6 +17,7 @@ import { pacedClose } from "./drain.ts";
 import type { Connection, SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
+import type { UploadBudget } from "./upload-budget.ts";
 import { upgradeChat } from "./upgrade.ts";
 import { upgradeMux } from "./upgrade-mux.ts";
 import { SocketMultiplex } from "./multiplex.ts";
@@ -39,6 +40,8 @@ export interface GatewayDeps {
   subscriptions: Subscriptions;
   /** The node-wide byte budget: frames awaiting an answer and events held for resumes. */
   budget: ByteBudget;
+  /** The node-wide upload byte rate (MAX_UPLOAD_BYTES_PER_SECOND), shared with the server API. */
+  uploads: UploadBudget;
   identity: IdentityProvider;
   metrics: Metrics;
   log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -67,11 +70,11 @@ export class Gateway {
   ) {
     this.limits = new ConnectionLimits(opts.limits, deps.metrics);
     this.slow = new SlowConsumers(opts.maxBackpressureBytes, (conn) => this.slowConsumer(conn));
-    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, this.slow, deps.metrics, opts, (conn) => this.expired(conn));
+    this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, deps.uploads, this.slow, deps.metrics, opts, (conn) => this.expired(conn));
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
-    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000 };
+    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000, corkElsewhere: (fn: () => void) => this.corkElsewhere(fn) };
     const behavior = {
       maxPayloadLength: opts.maxFrameBytes,
       idleTimeout: opts.idleTimeoutSeconds,
@@ -196,6 +199,17 @@ export class Gateway {
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
   }
 
+  /** Runs `fn` inside the cork of an open socket (see uws/late-upgrade.ts); false when none is open. */
+  private corkElsewhere(fn: () => void): boolean {
+    for (const conn of this.sockets) {
+      if (conn.open) {
+        conn.cork(fn);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Its token expired while it was open: closed with 4001; it reconnects with a fresh token and resumes with since. */
   private expired(conn: Connection): void {
     if (!conn.open) return;
@@ -215,6 +229,7 @@ export class Gateway {
   private close(conn: Connection, code = 0, reason = new ArrayBuffer(0)): void {
     const why = { code, reason: Buffer.from(reason).toString("utf8").slice(0, 123) };
     conn.detach();
+    this.frames.closed(conn); // frames still waiting for their upload turn are dropped
     conn.subscriber?.close();
     this.sockets.delete(conn);
     this.limits.release(conn.quota);

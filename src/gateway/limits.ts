@@ -8,12 +8,15 @@ import * as v from "valibot";
 import type { Metrics } from "../metrics/metrics.ts";
 import { RequestId, type ErrorCode, type LimitName } from "../protocol/index.ts";
 import { TokenBucket } from "./rate-limit.ts";
+import { ByteRate, UPLOAD_FRAME_BYTES } from "./upload-budget.ts";
 
 export interface LimitOptions {
   framesPerSecond: number;
   framesBurst: number;
   /** Per user on this node, over all their sockets; the burst is USER_BURST_SECONDS of it. */
   userFramesPerSecond: number;
+  /** Bytes of uploads per user on this node, over all their sockets (see upload-budget.ts). */
+  userUploadBytesPerSecond: number;
   maxSocketsPerUser: number;
   maxGroupsPerNode: number;
   /** Browser origins allowed to open a WebSocket; null allows any. */
@@ -23,6 +26,7 @@ export interface LimitOptions {
 interface UserQuota {
   sockets: number;
   bucket: TokenBucket;
+  uploads: ByteRate;
 }
 
 /**
@@ -87,7 +91,7 @@ export class ConnectionLimits {
     }
     if (!userQuota) {
       const rate = this.opts.userFramesPerSecond;
-      userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * USER_BURST_SECONDS) };
+      userQuota = { sockets: 0, bucket: new TokenBucket(rate, rate * USER_BURST_SECONDS), uploads: new ByteRate(this.opts.userUploadBytesPerSecond) };
       this.users.set(key, userQuota);
     }
     userQuota.sockets++;
@@ -96,7 +100,8 @@ export class ConnectionLimits {
 
   /**
    * The socket is gone (or its upgrade failed after admission): gives its slot back. A user's
-   * bucket outlives their last socket until it would have refilled anyway (burst ÷ rate = 2 s):
+   * buckets outlive their last socket until they would have refilled anyway (the frame bucket's
+   * burst ÷ rate = 2 s; the upload bucket is never more than UPLOAD_MAX_WAIT_MS ahead):
    * dropping it at once would hand a fresh burst to anyone who reconnects to spend it again.
    */
   release(q: SocketQuota): void {
@@ -134,13 +139,38 @@ export class ConnectionLimits {
   }
 }
 
-/** The request_id of a text frame turned away before the dispatcher, so its error can echo it. */
-export function requestIdOf(data: ArrayBuffer): string | undefined {
+/**
+ * The request_id of a text frame turned away before the dispatcher, so its error can echo it.
+ * An upload-sized frame is not parsed (that would cost what refusing it saves): its
+ * `"request_id": "…"` member is found by a native byte search (inside a string value the
+ * quotes would be escaped). A frame crafted to hold a second such member (in a nested object, or
+ * a key ending in `request_id`) may see the first echoed: it only labels that frame's refusal.
+ */
+export function requestIdOf(data: ArrayBuffer | Buffer): string | undefined {
+  const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
+  if (bytes.byteLength >= UPLOAD_FRAME_BYTES) return scanRequestId(bytes);
   try {
-    const raw: unknown = JSON.parse(Buffer.from(data).toString("utf8"));
+    const raw: unknown = JSON.parse(bytes.toString("utf8"));
     const rid = typeof raw === "object" && raw !== null ? (raw as { request_id?: unknown }).request_id : undefined;
     return v.is(RequestId, rid) ? rid : undefined;
   } catch {
     return undefined;
   }
+}
+
+const REQUEST_ID_KEY = Buffer.from('"request_id"');
+const REQUEST_ID_MEMBER = /^"request_id"\s*:\s*("(?:[^"\\]|\\.){0,400}")/;
+
+function scanRequestId(bytes: Buffer): string | undefined {
+  for (let at = bytes.indexOf(REQUEST_ID_KEY); at !== -1; at = bytes.indexOf(REQUEST_ID_KEY, at + 1)) {
+    const m = REQUEST_ID_MEMBER.exec(bytes.subarray(at, at + 512).toString("utf8"));
+    if (!m) continue;
+    try {
+      const rid: unknown = JSON.parse(m[1]!);
+      return v.is(RequestId, rid) ? rid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }

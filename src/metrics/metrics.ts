@@ -122,6 +122,11 @@ export function createMetrics() {
       registers: [registry],
     }),
     resuming: new client.Gauge({ name: "chat_resuming_subscriptions", help: "Subscriptions replaying (?since=) or waiting for this node to catch up before going live", registers: [registry] }),
+    uploadBytes: new client.Counter({
+      name: "chat_upload_bytes_total",
+      help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node handed to the service, under MAX_UPLOAD_BYTES_PER_SECOND",
+      registers: [registry],
+    }),
     bufferBytes: new client.Gauge({
       name: "chat_buffer_bytes",
       help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",
@@ -169,6 +174,12 @@ export function createMetrics() {
       name: "chat_presence_events_total",
       help: "Presence transitions this node decided, by event (join, leave) and whether they were broadcast (no: the group had more than PRESENCE_MAX_BROADCAST present users)",
       labelNames: ["event", "broadcast"],
+      registers: [registry],
+    }),
+    presenceBatchFrames: new client.Histogram({
+      name: "chat_presence_batch_frames",
+      help: "Join/leave frames a group's tick published together (PRESENCE_BATCH_MS): its sockets got them in one write each",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 500],
       registers: [registry],
     }),
     fleetNodes: new client.Gauge({ name: "chat_fleet_nodes", help: "Live nodes in the fleet as this node last read them from Redis (0 = unknown)", registers: [registry] }),

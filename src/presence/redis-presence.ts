@@ -4,8 +4,8 @@
 // down: a failed call marks the pair dirty and the node re-syncs its whole share once Redis is
 // back, then announces what changed meanwhile).
 import { randomUUID } from "node:crypto";
-import { Cluster, Redis } from "ioredis";
-import type { ClusterBusOptions } from "../bus/redis-cluster-bus.ts";
+import type { Cluster, Redis } from "ioredis";
+import { redisClient, type RedisTarget } from "../redis/client.ts";
 import { withDeadline } from "../deadline.ts";
 import { LocalHolds, pairKey, splitPair } from "./holds.ts";
 import type { Presence, PresenceChange, PresenceHooks, PresenceListener, PresenceOptions, PresenceSnapshot } from "./presence.ts";
@@ -37,7 +37,7 @@ export class RedisPresence implements Presence {
 
   /** `target`: a Redis URL, or the Redis Cluster's nodes (every key shares one slot). */
   constructor(
-    target: string | ClusterBusOptions,
+    target: RedisTarget,
     private readonly opts: PresenceOptions,
     private readonly onChange: PresenceListener,
     private readonly hooks: PresenceHooks = {},
@@ -45,16 +45,7 @@ export class RedisPresence implements Presence {
     this.renewMs = Math.max(100, Math.floor(opts.ttlMs / 3));
     this.reapMs = Math.min(1_000, Math.max(100, Math.floor(opts.graceMs / 2)));
     // Auto-pipelining: the scripts of a burst of connects made in one tick go out in one write.
-    const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true, connectionName: "chatroom-presence" };
-    this.redis =
-      typeof target === "string"
-        ? new Redis(target, options)
-        : new Cluster(target.nodes, {
-            lazyConnect: true,
-            enableAutoPipelining: true,
-            enableOfflineQueue: false,
-            redisOptions: { ...options, ...(target.password ? { password: target.password } : {}), ...(target.tls ? { tls: {} } : {}) },
-          });
+    this.redis = redisClient(target, { connectionName: "chatroom-presence", autoPipelining: true });
     this.redis.on("error", (err: Error) => hooks.onError?.(err));
     let readyBefore = false;
     this.redis.on("ready", () => {

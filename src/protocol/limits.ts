@@ -20,6 +20,8 @@ export const LIMITS = [
   "replay_slots", //      MAX_CONCURRENT_REPLAYS: the replay waits for a slot
   "file_reads", //        MAX_FILE_READS: GET /files answered 503
   "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
+  "upload_rate", //       MAX_UPLOAD_BYTES_PER_SECOND: an upload (frame or server-API body) rate_limited
+  "user_upload_rate", //  MAX_USER_UPLOAD_BYTES_PER_SECOND: an upload frame rate_limited
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

@@ -5,7 +5,7 @@ import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { GroupScheduler, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
-import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
+import { outOfBudget, writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
@@ -83,6 +83,8 @@ export class PrismaChatStore implements ChatStore {
   private readonly writer: GroupScheduler<Queued, Created>;
   /** How long after the call a write may still send its COMMIT: the store's deadline. */
   private readonly budgetMs: number;
+  /** How much earlier than the deadline a create batch's statement gives up (see writeCreates). */
+  private readonly sqlMarginMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -93,6 +95,7 @@ export class PrismaChatStore implements ChatStore {
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
+    this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
       maxBatch: batching.maxBatch,
@@ -150,14 +153,25 @@ export class PrismaChatStore implements ChatStore {
     });
   }
 
-  /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
+  /**
+   * A batch of creates, one statement in autocommit (see create-batch.ts); items past their commit
+   * budget already (queued too long) are refused unrun. The statement itself rolls back rather
+   * than commit after the earliest item's deadline, less `sqlMarginMs`: the driver's own
+   * query_timeout (the full deadline, counted from when the statement is sent) must not win the
+   * race against PostgreSQL's lock_timeout, or a lock wait past the budget would surface as a
+   * lost connection instead of a write that was too late.
+   */
   private async writeCreates(items: Queued[]): Promise<Settled<Created>[]> {
     const now = performance.now();
-    const inTime = items.filter((m) => m.submittedAt + this.budgetMs - now >= 1);
+    const commitBy = (m: Queued) => m.submittedAt + this.budgetMs - this.sqlMarginMs;
+    const inTime = items.filter((m) => commitBy(m) - now >= 1);
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
-      const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;
-      const written = await this.transaction(commitBy, (tx) => writeCreateBatch(tx, inTime, this.outbox));
+      const leftMs = Math.floor(Math.min(...inTime.map(commitBy)) - now);
+      const written = await writeCreateBatch(this.prisma, inTime, leftMs, this.outbox).catch((err: unknown) => {
+        if (outOfBudget(err)) throw tooLate();
+        throw err;
+      });
       inTime.forEach((m, i) => outcomes.set(m, written[i]!));
     }
     return items.map((m) => outcomes.get(m) ?? { ok: false, error: tooLate() });

@@ -6,56 +6,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
-import { type OutboxStorage, type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
+import { type RestoredOperation, type StateChange } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
-import { client, createEvent, recorder, until } from "../helpers/sdk.ts";
-
-/** localStorage's API over a Map; `copy` is what a reloaded page would find. */
-class MemoryStorage implements OutboxStorage {
-  readonly map = new Map<string, string>();
-  getItem = (k: string) => this.map.get(k) ?? null;
-  setItem = (k: string, v: string) => void this.map.set(k, v);
-  removeItem = (k: string) => void this.map.delete(k);
-  copy(): MemoryStorage {
-    const c = new MemoryStorage();
-    for (const [k, v] of this.map) c.map.set(k, v);
-    return c;
-  }
-  entries(): { request_id: string; operation: string }[] {
-    return [...this.map.values()].flatMap((v) => JSON.parse(v) as { request_id: string; operation: string }[]);
-  }
-}
-
-/** A `ws` socket whose network can turn deaf (frames reach the server, answers are lost) or cut (nothing passes). */
-class FlakySocket implements WebSocketLike {
-  static mode: "normal" | "deaf" | "cut" = "normal";
-  private readonly inner: WebSocket;
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: unknown) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(url: string) {
-    this.inner = new WebSocket(url);
-    this.inner.onopen = (e) => this.onopen?.(e);
-    this.inner.onclose = (e) => this.onclose?.(e);
-    this.inner.onerror = (e) => this.onerror?.(e);
-    this.inner.onmessage = (e) => {
-      if (FlakySocket.mode === "normal") this.onmessage?.(e);
-    };
-  }
-  get readyState(): number {
-    return this.inner.readyState;
-  }
-  send(data: string): void {
-    if (FlakySocket.mode !== "cut") this.inner.send(data);
-  }
-  close(code?: number, reason?: string): void {
-    this.inner.close(code, reason);
-  }
-}
+import { client, createEvent, FlakySocket, MemoryStorage, recorder, until } from "../helpers/sdk.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db });

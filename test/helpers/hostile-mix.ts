@@ -1,6 +1,7 @@
 // The hostile mix of issue 10, against one node: clients that stop reading, drop mid-replay,
-// pipeline file downloads without reading, upload past every limit, and hold tokens that
-// expire, all at once, while a victim measures its typing round trips. Used by
+// pipeline file downloads without reading, upload past every limit, upload files at the cap
+// back to back without waiting for their answers, and hold tokens that expire, all at once,
+// while a victim measures its typing round trips. Used by
 // test/security/hostile-mix.test.ts and the `hostile` benchmark scenario.
 import { spawn } from "node:child_process";
 import net from "node:net";
@@ -44,9 +45,10 @@ export function signer(secret: string) {
 
 const wsUrl = (port: number, group: string, query = "") => `ws://127.0.0.1:${port}/ws/chat/${group}/${query}`;
 
-function open(url: string, token: string, ms = 10_000): Promise<WebSocket> {
+/** `cheapSend`: an all-zero masking key, which ws then skips applying: megabyte frames cost the mix's process nothing to send. */
+function open(url: string, token: string, ms = 10_000, cheapSend = false): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+    const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, ...(cheapSend ? { generateMask: () => {} } : {}) });
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error("open timed out"));
@@ -192,6 +194,39 @@ export async function runMix(target: MixTarget, durationMs: number, opts: { vict
     return `${code}, then ${how}`;
   };
 
+  // Large uploads: files at MAX_FILE_BYTES (~7 MB frames), two in flight at all times, each
+  // answer (stored, or rate_limited past the upload budget) followed at once by the next: a
+  // client uploading as fast as the node answers, never backing off. 10 s per session.
+  const atCap = (rid: string) => Buffer.from(JSON.stringify({ operation: "create", type: "file", file: { name: "cap.bin", content_type: "application/octet-stream", data: Buffer.alloc(target.maxFileBytes, 2).toString("base64") }, request_id: rid }));
+  const capFrames = [atCap("up-0"), atCap("up-1")];
+  const largeUploader = (i: number) => async () => {
+    const ws = await open(wsUrl(target.port, `${opts.victimGroup}-large-${i}`), await sign(`large-${i}`), 10_000, true);
+    const a = actor("large upload");
+    const closed = closedCode(ws, 60_000);
+    let inflight = 0;
+    const sessionEnd = Date.now() + 10_000;
+    const next = (k: number) => {
+      if (ws.readyState !== WebSocket.OPEN || !running() || Date.now() > sessionEnd) return;
+      inflight++;
+      ws.send(capFrames[k]!, { binary: false });
+    };
+    ws.on("message", (d) => {
+      const f = JSON.parse(d.toString()) as { operation?: string; code?: string; request_id?: string };
+      if (f.operation !== "ack" && f.operation !== "error") return;
+      const outcome = f.operation === "ack" ? "stored" : f.code!;
+      a.closes[outcome] = (a.closes[outcome] ?? 0) + 1;
+      inflight--;
+      next(f.request_id === "up-1" ? 1 : 0);
+    });
+    next(0);
+    next(1);
+    while (inflight > 0 && ws.readyState === WebSocket.OPEN) await sleep(100);
+    ws.close();
+    await Promise.race([closed, sleep(5_000)]);
+    ws.terminate();
+    return "session over";
+  };
+
   // Token expiries: a token valid for 3 s, a typing frame every 500 ms; the node should close the
   // socket (4001). (An upgrade slower than the token's life is refused with 401 instead.)
   const expirer = async () => {
@@ -229,6 +264,7 @@ export async function runMix(target: MixTarget, durationMs: number, opts: { vict
     ...[0, 1].map((i) => loop("replay dropper", replayDropper(i))),
     ...[0, 1].map((i) => loop("pipelined downloads", pipeliner(i))),
     loop("oversize upload", uploader, 500),
+    ...[0, 1, 2].map((i) => loop("large upload", largeUploader(i))),
     loop("token expiry", expirer),
   ]);
   return stats;

@@ -91,6 +91,17 @@ export async function untilReady(port: number, ms = 15_000): Promise<void> {
 }
 
 /**
+ * Waits until the node answers a database read over HTTP (a members list), so that its pool is
+ * warm: on a loaded machine the first read of a fresh node can outlast the 5 s a socket's join
+ * may wait, and that upgrade is refused with 503. /readyz no longer reads the database.
+ */
+export async function untilDatabaseWarm(port: number, ms = 30_000): Promise<void> {
+  if (!(await eventually(async () => (await statusOf(port, "/api/groups/warm-up/members?user=warm-up")) === 200, ms, 100))) {
+    throw new Error(`node on port ${port} did not answer a database read within ${ms} ms`);
+  }
+}
+
+/**
  * For a node spawned with `{ waitListening: false }`: waits for its "listening" line and returns
  * its port. For slow starts (embedded PGlite creates its database on first start, which takes many
  * seconds on a loaded machine) that spawnNode's own 30 s would cut short.

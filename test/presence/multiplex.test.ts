@@ -37,7 +37,7 @@ t.test("a /ws/ subscription is presence; with a per-group socket of the same use
   t.match(answer, { operation: "presence", group: g2, count: 1, users: [{ user: "alice" }] }, "the presence frame answers for the group it names");
 
   const tab = await connect(t, node.port, g1, { user: "alice" }, { presence: true });
-  await sleep(100);
+  await sleep(GRACE_MS); // past the presence tick (PRESENCE_BATCH_MS, capped at half the grace), so a wrong join would be here
   t.same(watcher.received, [], "her per-group tab adds nothing");
   t.match(await watcher.request({ operation: "presence" }), { count: 2 });
 

@@ -2,8 +2,11 @@
 // the OpenAPI document (openapi.ts) is generated from the same declarations, so the two cannot
 // drift. The runner does what every route shares: the API key, the path, query and body schemas,
 // the body's byte budget, aborted requests, and errors as `{code, message}` with their status.
+import { performance } from "node:perf_hooks";
 import * as v from "valibot";
+import type { ByteBudget } from "../../chat/budget.ts";
 import { isUnavailable } from "../../chat/store-guard.ts";
+import { UPLOAD_FRAME_BYTES, type UploadBudget } from "../../gateway/upload-budget.ts";
 import { ChatError } from "../../protocol/index.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../../uws/uws.ts";
 import { send, type Status } from "../../uws/respond.ts";
@@ -67,6 +70,12 @@ function parse<S extends Schema>(schema: S, value: unknown, where: string): v.In
 export interface RunnerDeps {
   keys: ApiKeys;
   maxBodyBytes: number;
+  /** Request bodies being read or handled count here (MAX_NODE_BUFFER_BYTES). */
+  budget: ByteBudget;
+  /** A body of 64 KiB or more waits its turn under the node's upload byte rate, as an upload frame does. */
+  uploads: UploadBudget;
+  /** Bytes of an upload handed to the service (chat_upload_bytes_total). */
+  uploaded(bytes: number): void;
   onError(err: unknown, route: string): void;
   /** Counts every answer by route and status, and limit hits by name. */
   count(route: string, status: number, limit?: string): void;
@@ -84,7 +93,7 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
     const contentLength = req.getHeader("content-length");
     const rawParams = names.map((_, i) => req.getParameter(i) ?? "");
     const rawQuery = req.getQuery() ?? "";
-    const reader = spec.method === "post" ? readBody(res, deps.maxBodyBytes, contentLength) : null;
+    const reader = spec.method === "post" ? readBody(res, deps.maxBodyBytes, contentLength, deps.budget) : null;
     let aborted = false;
     if (!reader) res.onAborted(() => (aborted = true));
     const isAborted = () => (reader ? reader.aborted() : aborted);
@@ -120,6 +129,7 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       let body: unknown;
       if (spec.body && reader) {
         const bytes = await reader.body;
+        if (bytes.byteLength >= UPLOAD_FRAME_BYTES) await uploadTurn(deps, bytes.byteLength);
         let json: unknown;
         try {
           json = JSON.parse(bytes.toString("utf8"));
@@ -132,6 +142,20 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       const out = await spec.handle({ params, query, body } as never);
       deps.count(spec.path, spec.answer.status);
       answer(res, isAborted, spec.answer.status, out);
-    })().catch(fail);
+    })()
+      .catch(fail)
+      .finally(() => reader?.release());
   });
+}
+
+/** Waits for a body's turn under the node's upload byte rate; past UPLOAD_MAX_WAIT_MS, rate_limited (429). */
+async function uploadTurn(deps: RunnerDeps, bytes: number): Promise<void> {
+  const now = performance.now();
+  const turn = deps.uploads.take(bytes, null, now);
+  if ("refused" in turn) {
+    const mib = Math.round((deps.uploads.node.bytesPerSecond / (1024 * 1024)) * 10) / 10;
+    throw new ChatError("rate_limited", `uploads past this node's budget of ${mib} MiB/s; retry in ${Math.ceil(turn.waitMs / 1000)} s`, turn.refused);
+  }
+  if (turn.at > now) await new Promise((resolve) => setTimeout(resolve, turn.at - now));
+  deps.uploaded(bytes);
 }
