@@ -141,9 +141,7 @@ export class Gateway {
     for (const conn of this.sockets) {
       if (taken >= n) break;
       if (!conn.open || conn.draining) continue;
-      conn.draining = true;
-      conn.drainCode = code;
-      if (conn.pending === 0) conn.end(code, reason);
+      conn.drain(code, reason);
       taken++;
     }
     return taken;
@@ -163,8 +161,7 @@ export class Gateway {
       spreadMs,
       (conn) => {
         if (!conn.open) return false;
-        conn.draining = true;
-        if (conn.pending === 0) conn.end(CLOSE_GOING_AWAY, "server shutting down");
+        conn.drain(CLOSE_GOING_AWAY, "server shutting down");
         return true;
       },
       (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"),

@@ -14,7 +14,8 @@
 // The defaults (8 MiB/s per node, 4 MiB/s per user) are set by memory more than by CPU: a 5 MiB
 // file costs the node ~30 ms of CPU but leaves tens of MB of garbage behind (the frame's text,
 // the parsed string, the decoded bytes, the store's parameters), and at 16 MiB/s the hostile mix
-// with large uploads took the node's RSS past the Deployment's 512 MiB (see docs/benchmarks.md).
+// with large uploads took the node's RSS past the Deployment's 512 MiB (bench/performance-log.md).
+// The rate bounds that garbage per second, not the RSS it leads to: that is not bounded yet.
 // Smaller frames are never delayed by it (they are bounded by the frame rates).
 //
 // Guarantee: over any interval of T seconds the node starts handling at most
