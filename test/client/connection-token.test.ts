@@ -7,12 +7,13 @@ import t from "tap";
 import type { AckEvent, ConnectionChange } from "../../src/client/index.ts";
 import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { connection, recorder, until } from "../helpers/sdk.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 t.test("across token expiries every group resumes from its own seq: nothing lost, nothing repeated", async (t) => {
   const node = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: TEST_JWT_SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  await untilDatabaseWarm(node.port, { token: await signToken("warm-up", 60) }); // not in the middle of the 2 s tokens below
   const url = `http://127.0.0.1:${node.port}`;
   const groups = [uniqueGroup("exp-a"), uniqueGroup("exp-b")];
   const asked: Record<string, boolean[]> = { alice: [], bob: [] };

@@ -8,13 +8,16 @@ import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
 import { type RestoredOperation, type StateChange } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
 import { client, createEvent, FlakySocket, MemoryStorage, recorder, until } from "../helpers/sdk.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db });
+// The node's first database work (pool, query compiler) blocks this process's event loop for
+// seconds on a loaded machine: done here, not in the middle of the timing tests below.
+await untilDatabaseWarm(node.port);
 const base = `http://127.0.0.1:${node.port}`;
 
 t.test("a gap that persists makes the client back off, not reconnect in a tight loop", async (t) => {
@@ -158,6 +161,7 @@ t.test("a 4001 close makes the client fetch a fresh token and resume with since"
 // JWT_CLOCK_TOLERANCE_S, 0 here) with 4001; the client renews its token and resumes.
 t.test("across token expiries no message is lost or repeated", async (t) => {
   const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: TEST_JWT_SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  await untilDatabaseWarm(jwtNode.port, { token: await signToken("warm-up", 60) }); // not in the middle of the 2 s tokens below
   const url = `http://127.0.0.1:${jwtNode.port}`;
   const group = uniqueGroup("expiry");
   const renewals: Record<string, number> = { alice: 0, bob: 0 };

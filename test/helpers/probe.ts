@@ -93,10 +93,14 @@ export async function untilReady(port: number, ms = 15_000): Promise<void> {
 /**
  * Waits until the node answers a database read over HTTP (a members list), so that its pool is
  * warm: on a loaded machine the first read of a fresh node can outlast the 5 s a socket's join
- * may wait, and that upgrade is refused with 503. /readyz no longer reads the database.
+ * may wait, and that upgrade is refused with 503; and that first work (pool, query compiler)
+ * blocks an in-process node's event loop, the test's own, for seconds. /readyz no longer reads
+ * the database. `token`: for a node in JWT mode.
  */
-export async function untilDatabaseWarm(port: number, ms = 30_000): Promise<void> {
-  if (!(await eventually(async () => (await statusOf(port, "/api/groups/warm-up/members?user=warm-up")) === 200, ms, 100))) {
+export async function untilDatabaseWarm(port: number, opts: { token?: string; ms?: number } = {}): Promise<void> {
+  const ms = opts.ms ?? 30_000;
+  const who = opts.token === undefined ? "user=warm-up" : `token=${encodeURIComponent(opts.token)}`;
+  if (!(await eventually(async () => (await statusOf(port, `/api/groups/warm-up/members?${who}`)) === 200, ms, 100))) {
     throw new Error(`node on port ${port} did not answer a database read within ${ms} ms`);
   }
 }
