@@ -50,8 +50,10 @@ export interface ServiceDeps {
   presenceMaxBroadcast: number;
   /**
    * Join/leave frames are held this long at most and published together (PRESENCE_BATCH_MS; 0 =
-   * at once). Capped here at half the presence grace: a leave decided on another node comes at
-   * least a grace after the join it follows, so it can never overtake a join still held here.
+   * at once). Capped here at a quarter of the presence grace: a leave decided on another node
+   * comes at least a grace after the join it follows, so it can never overtake a join still held
+   * here; and the leaves of a dead node's users, promised within PRESENCE_TTL_S + the grace,
+   * lose at most a quarter of the grace's slack to the tick (reaping is checked every half grace).
    */
   presenceBatchMs: number;
   presenceGraceMs: number;
@@ -77,7 +79,7 @@ export class ChatService {
   private readonly presenceBatch: PresenceBatch<PresenceChangeEvent>;
 
   constructor(private readonly deps: ServiceDeps) {
-    this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 2)), (group, frames) => {
+    this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
       deps.metrics.presenceBatchFrames.observe(frames.length);
       for (const f of frames) this.publish(group, f);
     });
