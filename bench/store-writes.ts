@@ -6,8 +6,8 @@
 // machine. Per pass: acked/s, ack p50/p99, node CPU and PostgreSQL backend CPU per 1,000 creates,
 // and with `pg_stat_statements` in the server the statements' own time per 1,000 creates.
 //
-//   npx tsx bench/store-writes.ts [--rate 3000] [--groups 100] [--seconds 10] [--passes 2]
-//        [--store name=path/to/src/store/database.ts ...] [--outbox]
+//   [BENCH_CPU_PROF_DIR=dir] npx tsx bench/store-writes.ts [--rate 3000] [--groups 100] [--seconds 10]
+//        [--passes 2] [--store name=path/to/src/store/database.ts ...] [--outbox]
 //
 // Default store: this checkout's. A before/after pair: copy the other build's src/ (generated
 // client included) aside and name both, e.g. `--store before=/tmp/old/src/store/database.ts
@@ -181,7 +181,9 @@ async function coordinator(): Promise<void> {
   for (let pass = 1; pass <= PASSES; pass++) {
     for (const [label, p] of stores) {
       const r = await new Promise<PassResult>((resolve, reject) => {
-        const c = fork(fileURLToPath(import.meta.url), ["--child", label, p, String(pass), ...argv], { execArgv: ["--import", "tsx"] });
+        // BENCH_CPU_PROF_DIR=dir: each pass writes a V8 CPU profile of its process (the store's side) there.
+        const profile = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF_DIR)}`, `--cpu-prof-name=${label}-${pass}.cpuprofile`] : [];
+        const c = fork(fileURLToPath(import.meta.url), ["--child", label, p, String(pass), ...argv], { execArgv: ["--import", "tsx", ...profile] });
         let got: PassResult | undefined;
         c.on("message", (m) => (got = m as PassResult));
         c.on("exit", (code) => (got ? resolve(got) : reject(new Error(`pass ${label} exited ${code}`))));
