@@ -405,7 +405,12 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
       this.lost(sock, ev.code ?? 1006, ev.reason ?? "");
     };
     sock.onerror = () => {}; // a close event always follows
-    this.connectTimer = setTimeout(() => this.drop(sock, CLOSE_CONNECT_TIMEOUT, "connection attempt timed out"), this.opts.connectTimeoutMs);
+    this.connectTimer = setTimeout(() => {
+      // After a stalled event loop, expired timers run before the socket's pending open event:
+      // a socket that is open already is not timed out.
+      if (sock.readyState === OPEN) return;
+      this.drop(sock, CLOSE_CONNECT_TIMEOUT, "connection attempt timed out");
+    }, this.opts.connectTimeoutMs);
   }
 
   private opened(sock: WebSocketLike): void {

@@ -1,12 +1,13 @@
 // The SDK under the conditions phones live in: a gap that persists makes it back off instead of
-// reconnecting in a tight loop; operations made before a page reload are sent after it, with
+// reconnecting in a tight loop; a socket whose open event comes late (a stalled event loop) is not
+// timed out; operations made before a page reload are sent after it, with
 // their original request_ids, and stored once; a body with a lone surrogate reads the same live,
 // in the ack and in history; and a token that expires mid-conversation is renewed through the
 // token function, the client resuming with since, losing and repeating nothing.
 import { setTimeout as sleep } from "node:timers/promises";
 import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
-import { type RestoredOperation, type StateChange } from "../../src/client/index.ts";
+import { type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -50,6 +51,34 @@ t.test("a gap that persists makes the client back off, not reconnect in a tight 
   t.ok(delays.slice(3).every((d) => d >= 200), "the delay grew while the gap persisted");
   t.ok(elapsed >= 25 + 50 + 100 + 200 + 200, `six reconnects took at least the sum of their delays (${elapsed} ms)`);
   t.ok(connections <= delays.length + 1, `one connection per reconnect (${connections})`);
+});
+
+t.test("a socket already open when its connect timeout fires (the event loop stalled) is kept", async (t) => {
+  // A socket whose open event is delivered late, as after a stalled event loop: open at once
+  // (readyState 1), `onopen` only after the connect timeout has expired.
+  const opened: string[] = [];
+  class LateOpen implements WebSocketLike {
+    readyState = 1;
+    onopen: ((ev: unknown) => void) | null = null;
+    onmessage: ((ev: { data: unknown }) => void) | null = null;
+    onclose: ((ev: unknown) => void) | null = null;
+    onerror: ((ev: unknown) => void) | null = null;
+    constructor(url: string) {
+      opened.push(url);
+      setTimeout(() => this.onopen?.({}), 150);
+    }
+    send(): void {}
+    close(): void {
+      this.readyState = 3;
+    }
+  }
+  const c = client(t, { url: "ws://127.0.0.1:1", group: "g", user: "u", historyLimit: 0, WebSocket: LateOpen, connectTimeoutMs: 50 });
+  const states: string[] = [];
+  c.on("state", (s) => states.push(s.state));
+  void c.connect().catch(() => {});
+  await until("live, or a second socket", () => c.state === "live" || opened.length > 1);
+  t.same(states, ["connecting", "live"], "no reconnect: the open socket was not timed out");
+  t.equal(opened.length, 1, "one socket");
 });
 
 t.test("operations made before a page reload are sent after it with their request_ids, and stored once", async (t) => {

@@ -81,8 +81,8 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * Waits until the node answers /readyz with 200, as a load balancer would before routing to it
- * (this also warms the node's database pool, which a loaded test machine makes slow at first).
+ * Waits until the node answers /readyz with 200, as a load balancer would before routing to it.
+ * /readyz does not read the database (any more): to warm the pool, see untilDatabaseWarm.
  */
 export async function untilReady(port: number, ms = 15_000): Promise<void> {
   if (!(await eventually(async () => (await statusOf(port, "/readyz")) === 200, ms, 100))) {
