@@ -9,7 +9,9 @@
 // dist/build-info.json records a hash of every input; it is written last, so a dist/ with a
 // matching hash is complete. Concurrent builders (parallel test files) take dist.lock in turn.
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,10 +21,18 @@ const INFO = path.join(DIST, "build-info.json");
 const LOCK = path.join(ROOT, "dist.lock");
 const PAGE_SRC = path.join(ROOT, "src/client/page");
 
-/** The node's entry points: dist/<name>.js. */
-const ENTRIES = { main: "src/main.ts", "migrate-cli": "src/store/migrate-cli.ts" };
+/** The node's entry points: dist/<name>.js (make-template is a build step, run below). */
+const ENTRIES = { main: "src/main.ts", "migrate-cli": "src/store/migrate-cli.ts", "make-template": "src/store/template-cli.ts" };
+/**
+ * Templates of the embedded data directory, kept across builds and shared by every checkout of
+ * this user (dist/ is wiped on each build), named by what makes their content: the installed
+ * PGlite, the migrations and TEMPLATE_FORMAT.
+ */
+const TEMPLATE_CACHE = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "chatroom");
+/** Bump when src/store/template-cli.ts makes a different directory from the same PGlite and migrations. */
+const TEMPLATE_FORMAT = 1;
 
-/** Hash of everything a build reads: src/ (generated client included), this script, package.json. */
+/** Hash of everything a build reads: src/ (generated client included), the migrations, this script, package.json. */
 export function sourceHash() {
   const hash = createHash("sha256");
   const files = [];
@@ -34,6 +44,7 @@ export function sourceHash() {
     }
   };
   walk(path.join(ROOT, "src"));
+  walk(path.join(ROOT, "prisma/migrations"));
   files.push(fileURLToPath(import.meta.url), path.join(ROOT, "package.json"));
   for (const f of files.sort()) hash.update(path.relative(ROOT, f)).update("\0").update(readFileSync(f)).update("\0");
   return hash.digest("hex");
@@ -110,6 +121,49 @@ function queryCompilerFromFile(wasmFiles) {
   };
 }
 
+/**
+ * dist/pglite-template.tar.gz (+ .json): a fresh embedded data directory, initdb'd and migrated,
+ * which a node unpacks instead of running initdb on a fresh DATA_DIR (src/store/embedded.ts).
+ * Made by dist/make-template.js in a child process (initdb in WebAssembly takes seconds and
+ * hundreds of MB; a minute on a loaded machine), and reused from TEMPLATE_CACHE while the
+ * installed PGlite, the migrations and TEMPLATE_FORMAT are the same.
+ */
+async function buildTemplate() {
+  const hash = createHash("sha256");
+  hash.update(`format ${TEMPLATE_FORMAT}`);
+  const pglite = JSON.parse(readFileSync(path.join(ROOT, "node_modules/@electric-sql/pglite/package.json"), "utf8")).version;
+  hash.update(`\0pglite ${pglite}\0`);
+  const migrations = path.join(ROOT, "prisma/migrations");
+  for (const name of readdirSync(migrations).sort()) {
+    const file = path.join(migrations, name, "migration.sql");
+    if (existsSync(file)) hash.update(name).update("\0").update(readFileSync(file)).update("\0");
+  }
+  const key = hash.digest("hex").slice(0, 16);
+  const cached = path.join(TEMPLATE_CACHE, `pglite-template-${key}.tar.gz`);
+  const cachedMeta = cached.replace(/\.tar\.gz$/, ".json");
+  if (!existsSync(cached) || !existsSync(cachedMeta)) {
+    mkdirSync(TEMPLATE_CACHE, { recursive: true });
+    const scratch = path.join(TEMPLATE_CACHE, `making-${process.pid}.tar.gz`);
+    // Asynchronously: withLock's timer keeps the lock fresh meanwhile.
+    const child = spawn(process.execPath, ["--liftoff-only", path.join(DIST, "make-template.js"), scratch], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"], timeout: 300_000 });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+    const [code, signal] = await new Promise((resolve, reject) => child.once("error", reject).once("close", (c, s) => resolve([c, s])));
+    if (code !== 0) throw new Error(`making the embedded data directory template failed (${code ?? signal}): ${stderr}`);
+    renameSync(scratch.replace(/\.tar\.gz$/, ".json"), cachedMeta);
+    renameSync(scratch, cached);
+    // Other checkouts may use other migrations: the four most recent templates stay.
+    const old = readdirSync(TEMPLATE_CACHE)
+      .filter((f) => /^pglite-template-\w+\.tar\.gz$/.test(f))
+      .map((f) => ({ f, at: statSync(path.join(TEMPLATE_CACHE, f)).mtimeMs }))
+      .sort((a, b) => b.at - a.at)
+      .slice(4);
+    for (const { f } of old) for (const ext of [".tar.gz", ".json"]) rmSync(path.join(TEMPLATE_CACHE, f.replace(/\.tar\.gz$/, ext)), { force: true });
+  }
+  copyFileSync(cached, path.join(DIST, "pglite-template.tar.gz"));
+  copyFileSync(cachedMeta, path.join(DIST, "pglite-template.json"));
+}
+
 export async function build() {
   const esbuild = await import("esbuild");
   const started = Date.now();
@@ -134,6 +188,7 @@ export async function build() {
   for (const [name, bytes] of wasmFiles) writeFileSync(path.join(DIST, name), bytes);
   mkdirSync(path.join(DIST, "page"));
   for (const [name, text] of await bundlePage()) writeFileSync(path.join(DIST, "page", name), text);
+  await buildTemplate();
   writeFileSync(INFO, JSON.stringify({ sources, built: new Date().toISOString() }) + "\n");
   return Date.now() - started;
 }
@@ -156,9 +211,19 @@ async function withLock(fn, ms = 120_000) {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  // Held for longer than a minute (a template build on a loaded machine), the lock stays fresh.
+  const keepFresh = setInterval(() => {
+    try {
+      const now = new Date();
+      utimesSync(LOCK, now, now);
+    } catch {
+      // removed by a waiter that judged it stale: nothing to refresh
+    }
+  }, 10_000);
   try {
     return await fn();
   } finally {
+    clearInterval(keepFresh);
     rmSync(LOCK, { recursive: true, force: true });
   }
 }

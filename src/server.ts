@@ -20,6 +20,7 @@ import type { Logger } from "./log.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { maxHistoryPageBytes } from "./protocol/index.ts";
 import { openDatabase } from "./store/database.ts";
+import { withDeadline } from "./deadline.ts";
 import { commitMarginMs } from "./store/prisma-store.ts";
 import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
@@ -53,8 +54,11 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL) });
-  log.info({ database: db.kind, migrationsApplied: db.migrationsApplied }, "database ready");
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL), onTemplateSkipped: (reason) => log.warn({ reason }, "fresh embedded data directory: made by initdb (slow) instead of the build's template") });
+  log.info({ database: db.kind, migrationsApplied: db.migrationsApplied, dataDirFrom: db.dataDirFrom }, "database ready");
+  // The first read of a shape compiles its query plan and opens a pooled connection: done here, so
+  // the node's first upgrade does not spend its join deadline on it (seconds on a loaded machine).
+  await withDeadline(db.store.lastSeq(""), 5_000, () => new Error("timed out")).catch((err: unknown) => log.warn({ err }, "warm-up read failed; serving anyway"));
 
   // bus -> service (ordering) -> gateway: each exists only after the one it is handed to.
   let service: ChatService | undefined;
@@ -132,6 +136,8 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
+    presenceBatchMs: config.PRESENCE_BATCH_MS,
+    presenceGraceMs: config.PRESENCE_GRACE_MS,
     onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
@@ -269,6 +275,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       readiness.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
+      service.flushPresence(); // join/leave frames still held for their tick go out before the bus closes
       await webhooks?.stop();
       await bus.close();
       await db.store.close();

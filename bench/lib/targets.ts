@@ -17,7 +17,12 @@ import { benchDir, repoRoot } from "./paths.ts";
 export type TargetKind = "baseline" | "service";
 export const TARGET_KINDS: readonly TargetKind[] = ["baseline", "service"];
 
-export const serviceEntry = path.join(repoRoot, "dist/main.js");
+/**
+ * BENCH_SERVICE_ENTRY=<path to another build's dist/main.js>: measure that build as the service
+ * instead (a before/after pair: copy a build's dist/, prisma/ and package.json aside, link
+ * node_modules, and run the scenario alternately with and without this; see bench/README.md).
+ */
+export const serviceEntry = process.env.BENCH_SERVICE_ENTRY ? path.resolve(process.env.BENCH_SERVICE_ENTRY) : path.join(repoRoot, "dist/main.js");
 const baselineSource = path.join(benchDir, "baseline/server.ts");
 const baselineEntry = path.join(benchDir, "results/tmp/baseline.mjs");
 

@@ -8,6 +8,7 @@ import { soak } from "./soak.ts";
 import { saturation } from "./saturation.ts";
 import { typing } from "./typing.ts";
 import { hostile } from "./hostile.ts";
+import { uploads } from "./uploads.ts";
 
 /** In the order the default suite runs them: quick ones first, the long soak last. */
-export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, rebalance, saturation, connections, hostile, soak];
+export const scenarios: AnyScenario[] = [footprint, typing, create, crossNode, rebalance, saturation, connections, hostile, uploads, soak];

@@ -43,6 +43,8 @@ export interface ClusterOptions {
   env?: Record<string, string | undefined>;
   /** Every line a node prints (source is the node's name) and cluster events (source "cluster"). */
   onLog?: (source: string, line: string) => void;
+  /** Every line HAProxy prints: one per finished session, with its termination flags (what tells a proxy-side close from a node-side one). */
+  onHaproxyLog?: (line: string) => void;
   /** How long a node may take to print "listening". Default 60 s (a busy machine compiles TypeScript slowly). */
   startTimeoutMs?: number;
 }
@@ -278,7 +280,7 @@ export class Cluster {
       if (!fixed) this.port = await freePort(this.host);
       await this.writeConfig();
       try {
-        this.haproxy = await HaproxyProcess.start(this.haproxyBin, this.configFile, path.join(this.workDir, "admin.sock"), spawnVia);
+        this.haproxy = await HaproxyProcess.start(this.haproxyBin, this.configFile, path.join(this.workDir, "admin.sock"), spawnVia, this.opts.onHaproxyLog);
         this.log(`haproxy ${this.haproxyVersion} (pid ${this.haproxy.child.pid}) on ${this.url}, config ${this.configFile}`);
         return;
       } catch (err) {

@@ -157,10 +157,12 @@ export class HaproxyProcess {
   private constructor(
     readonly child: ChildProcess,
     readonly adminSocket: string,
+    onLine?: (line: string) => void,
   ) {
     this.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on("line", (l) => {
+        onLine?.(l);
         this.output.push(l);
         if (this.output.length > 500) this.output.shift();
       });
@@ -171,11 +173,11 @@ export class HaproxyProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Starts haproxy on a configuration file and waits until its runtime API answers. */
-  static async start(bin: string, configFile: string, adminSocket: string, spawnVia: string[] = []): Promise<HaproxyProcess> {
+  /** Starts haproxy on a configuration file and waits until its runtime API answers; `onLine` gets every line it prints (a session log line per finished connection). */
+  static async start(bin: string, configFile: string, adminSocket: string, spawnVia: string[] = [], onLine?: (line: string) => void): Promise<HaproxyProcess> {
     const argv = [...spawnVia, bin, "-db", "-f", configFile];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], detached: true });
-    const hp = new HaproxyProcess(child, adminSocket);
+    const hp = new HaproxyProcess(child, adminSocket, onLine);
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (!hp.running) {

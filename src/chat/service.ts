@@ -13,6 +13,7 @@ import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
 import { serialize, type PresenceAnswer } from "./events.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
+import { PresenceBatch } from "./presence-batch.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
 import { decodeFile } from "./files.ts";
@@ -47,6 +48,15 @@ export interface ServiceDeps {
   presence: Presence;
   /** Above this many present users a group gets no join/leave events (PRESENCE_MAX_BROADCAST). */
   presenceMaxBroadcast: number;
+  /**
+   * Join/leave frames are held this long at most and published together (PRESENCE_BATCH_MS; 0 =
+   * at once). Capped here at a quarter of the presence grace: a leave decided on another node
+   * comes at least a grace after the join it follows, so it can never overtake a join still held
+   * here; and the leaves of a dead node's users, promised within PRESENCE_TTL_S + the grace,
+   * lose at most a quarter of the grace's slack to the tick (reaping is checked every half grace).
+   */
+  presenceBatchMs: number;
+  presenceGraceMs: number;
   /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
   onStored?: (group: string) => void;
 }
@@ -66,8 +76,13 @@ export class ChatService {
   /** Per followed group: resolves once the node hears its events and knows where its seq stands. */
   private readonly following = new Map<string, Promise<void>>();
   private readonly guard: StoreGuard;
+  private readonly presenceBatch: PresenceBatch<PresenceChangeEvent>;
 
   constructor(private readonly deps: ServiceDeps) {
+    this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
+      deps.metrics.presenceBatchFrames.observe(frames.length);
+      for (const f of frames) this.publish(group, f);
+    });
     this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
     this.memberships = new GroupMemberships(deps.bus);
     this.sequencer = new Sequencer(deps.deliver, (g, after, until) => this.eventsAfter(g, after, until), {
@@ -194,7 +209,8 @@ export class ChatService {
     return { kind: "ack" };
   }
 
-  async history(s: Session, f: ClientFrame<"history">): Promise<Outcome> {
+  /** A page of history: always a page (never an ack), so the HTTP routes need no narrowing. */
+  async history(s: Session, f: ClientFrame<"history">): Promise<Extract<Outcome, { kind: "history" }>> {
     const page = await this.timed("history", () => this.deps.store.history({ group: s.group, before: f.before, limit: f.limit }));
     return { kind: "history", messages: page.messages.map(toMessageView), has_more: page.hasMore };
   }
@@ -229,7 +245,12 @@ export class ChatService {
     const max = this.deps.presenceMaxBroadcast;
     const broadcast = c.kind === "join" ? c.count <= max : c.count < max;
     this.deps.metrics.presenceEvents.inc({ event: c.kind, broadcast: broadcast ? "yes" : "no" });
-    if (broadcast) this.publish(c.group, { operation: c.kind, group: c.group, user: c.user });
+    if (broadcast) this.presenceBatch.add(c.group, { operation: c.kind, group: c.group, user: c.user });
+  }
+
+  /** The node stops: join/leave frames still held for their tick are published now. */
+  flushPresence(): void {
+    this.presenceBatch.close();
   }
 
   /** An attachment's metadata and group, or null (the caller checks who may read its group). */

@@ -1,117 +1,320 @@
-// One group as seen through a multiplexed ChatConnection: its messages (Timeline), its members'
-// read markers (ReadMarkers) and its own last seq. Stored events apply once and in seq order: a
-// repeat is dropped, a gap makes the connection subscribe the group again from this view's seq.
-import type { AckEvent, GroupsEvent, HistoryEvent, MemberView, MessageView, Operation, ReadEvent, ServerEvent, TypingEvent } from "../protocol/index.ts";
+// One group as seen through a ChatConnection: its messages (Timeline), members' read markers
+// (ReadMarkers), who types (Typers), who is online (PresenceList) and its own last seq. What it
+// promises the application:
+// - stored events (create, reply, update, delete) apply once and in seq order and reach the
+//   listeners so: a repeat is dropped, a gap makes the connection have it replayed from this
+//   view's seq (see ChatConnection.resync);
+// - each time the group goes live: without a seq to resume from, the newest `historyLimit`
+//   messages are loaded; the members' markers are loaded ("seen by" survives a reload); with
+//   `presence`, who is online is asked again; and the group's waiting operations are sent;
+// - every operation is a promise of its answer, kept in the connection's one outbox (see
+//   outbox.ts: request_id for life, retries, saved across reloads with `outboxStorage`).
+import * as v from "valibot";
+import {
+  ClientFrames,
+  MESSAGE_TYPES,
+  type AckEvent,
+  type ConversationView,
+  type DeleteEvent,
+  type FileInput,
+  type GroupEvent,
+  type HistoryEvent,
+  type MemberView,
+  type MessageEvent,
+  type MessageView,
+  type Operation,
+  type PresenceEvent,
+  type ReadEvent,
+  type SeenEvent,
+  type ServerEvent,
+  type TypingEvent,
+} from "../protocol/index.ts";
 import { Emitter } from "./emitter.ts";
 import { ChatRequestError } from "./errors.ts";
+import type { Answer, Pending, RestoredOperation } from "./outbox.ts";
+import { PresenceList, type PresenceState } from "./presence.ts";
 import { ReadMarkers } from "./read-markers.ts";
 import { Timeline } from "./timeline.ts";
+import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
 
+/**
+ * - `subscribing`: waiting for the socket, or for the answer to `subscribe`;
+ * - `syncing`: receiving the replay of what was missed (from its last seq);
+ * - `live`: caught up; its operations are sent as they are made;
+ * - `offline`: the connection is gone (it comes back by itself);
+ * - `closed`: unfollowed, or the connection was closed.
+ */
 export type GroupViewState = "subscribing" | "syncing" | "live" | "offline" | "closed";
+
+export type RequestInput<Op extends Operation> = v.InferInput<(typeof ClientFrames)[Op]>;
+export type RequestAnswer<Op extends Operation> = Op extends "history" ? HistoryEvent : Op extends "presence" ? PresenceEvent : AckEvent;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+export interface HistoryPage {
+  messages: MessageView[];
+  hasMore: boolean;
+}
 
 /** What a view needs from its connection. */
 export interface ViewConnection {
+  /** Who this connection is (the `user` option, or the token's `sub`), when known. */
   readonly user: string | undefined;
-  request(group: string | null, op: Operation, fields: object): Promise<AckEvent | GroupsEvent | { operation: "history" }>;
+  /** Queues one operation of the group in the outbox; `pending` is absent when it was refused before queueing. */
+  enqueue(group: string, op: Operation, fields: object, target?: string): { promise: Promise<Answer>; pending?: Pending };
+  /** Sends a frame that needs no answer (typing, the presence question), now or never. */
+  sendNow(group: string, frame: Record<string, unknown>): void;
+  /** The view saw a seq gap: have the group replayed from its last seq. */
   resync(view: GroupView): void;
+  /** GET on the server with the connection's identity. */
   fetchJson(path: string): Promise<unknown>;
+  /** Operations of the group not answered yet. */
+  outboxCount(group: string): number;
+}
+
+export interface GroupViewOptions {
+  historyLimit: number;
+  presence: boolean;
+  typing: Required<TypingOptions>;
 }
 
 export interface GroupViewEvents {
   state: (state: GroupViewState) => void;
-  /** `messages`, markers or the unread count changed. */
-  change: () => void;
+  created: (message: MessageView, event: MessageEvent) => void;
+  replied: (message: MessageView, event: MessageEvent) => void;
+  updated: (message: MessageView, event: MessageEvent) => void;
+  /** `message` is the tombstone when the deleted message was loaded, else undefined. */
+  deleted: (event: DeleteEvent, message: MessageView | undefined) => void;
+  seen: (event: SeenEvent) => void;
+  /** A member's read marker moved forward. */
   read: (event: ReadEvent) => void;
   typing: (event: TypingEvent) => void;
+  /** Who is typing now (others only), each expiring without a refresh. */
+  typers: (users: string[]) => void;
+  /** Who is online changed (a `presence` answer on going live, then join and leave events). */
+  presence: (state: PresenceState) => void;
+  /** Every stored event, in seq order, exactly once. */
+  event: (event: GroupEvent) => void;
+  /** A page of history was merged into `messages`; `reset`: it replaced them. */
+  history: (page: HistoryPage, reset: boolean) => void;
+  /** `messages`, markers, `unread` or `hasMore` changed. */
+  change: () => void;
+  /** An error frame about the group that answers no operation. */
   error: (error: ChatRequestError) => void;
+  /** Operations saved by an earlier client (before a page reload), queued again; once. */
+  restored: (operations: RestoredOperation[]) => void;
 }
 
 export class GroupView extends Emitter<GroupViewEvents> {
   private readonly timeline = new Timeline();
   private readonly markers = new ReadMarkers();
+  private readonly typingSender: TypingSender;
+  private readonly typersTracker: Typers;
+  private readonly online = new PresenceList((state) => this.emit("presence", state));
   private seq: number | null;
   private current: GroupViewState = "subscribing";
-  /** Subscribed on the connection's current socket (its operations may be sent). */
-  onSocket = false;
-  private settle!: { resolve: () => void; reject: (e: ChatRequestError) => void };
-  /** Resolves once the group is first followed. */
+  /** The unread count the conversation list gave at its `last_seq`, until this user's marker passes it. */
+  private baseline: { seq: number; unread: number } | null = null;
+  private settleSubscribed!: { resolve: () => void; reject: (e: ChatRequestError) => void };
+  /** Resolves once the group is first live; rejects when it is refused or closed first. */
   readonly subscribed: Promise<void>;
+  /** Gaps seen in a row (the connection's backoff for replays); reset after staying live. */
+  gaps = 0;
+  private gapsReset: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly group: string,
     private readonly conn: ViewConnection,
     since: number | null,
+    private readonly opts: GroupViewOptions,
+    private readonly gapResetMs: number,
   ) {
-    super();
+    super((err) => console.error("chatroom client: a listener threw", err));
     this.seq = since;
-    this.subscribed = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.subscribed = new Promise<void>((resolve, reject) => (this.settleSubscribed = { resolve, reject }));
     this.subscribed.catch(() => {});
+    this.typingSender = new TypingSender((status) => this.conn.sendNow(group, { operation: "typing", typing_status: status }), opts.typing);
+    this.typersTracker = new Typers(opts.typing.expireMs, (users) => this.emit("typers", users));
   }
+
+  // ---- state ---------------------------------------------------------------------------
 
   get state(): GroupViewState {
     return this.current;
   }
 
-  /** The seq of the last stored event applied; store it to resume later with `since`. */
+  /** The seq of the last stored event applied, or null before the first; store it to resume later with `since`. */
   get lastSeq(): number | null {
     return this.seq;
   }
 
+  /** The messages known so far, oldest first, in their current state (tombstones included). */
   get messages(): readonly MessageView[] {
     return this.timeline.messages;
   }
 
-  /** Loaded messages by others after this user's marker, not deleted. */
-  get unread(): number {
-    return this.conn.user === undefined ? 0 : this.markers.unread(this.conn.user, this.timeline.messages);
+  message(id: string): MessageView | undefined {
+    return this.timeline.message(id);
   }
 
+  /** Whether older messages exist before the first of `messages`. */
+  get hasMore(): boolean {
+    return this.timeline.hasMore;
+  }
+
+  /** The timeline's version (counts the events applied). */
+  get version(): number {
+    return this.timeline.version;
+  }
+
+  wasDeleted(messageId: string): boolean {
+    return this.timeline.wasDeleted(messageId);
+  }
+
+  /**
+   * Messages (create, reply) by others after this user's marker, not deleted: counted over the
+   * loaded messages, plus, while the marker is behind the conversation list's `last_seq` (see
+   * `seed`), the list's count for what was not loaded.
+   */
+  get unread(): number {
+    const me = this.conn.user;
+    if (me === undefined) return 0;
+    const marker = this.markers.of(me);
+    const b = this.baseline;
+    if (b && marker < b.seq) return b.unread + this.markers.unread(me, this.timeline.messages.filter((m) => m.seq > b.seq));
+    return this.markers.unread(me, this.timeline.messages);
+  }
+
+  /** A member's read marker (this connection's user by default; 0 before any). */
   readMarker(user = this.conn.user): number {
     return user === undefined ? 0 : this.markers.of(user);
   }
 
-  /** Members other than the author whose read marker reached the message. */
+  /** Members other than the author whose read marker reached the message: "seen by" that survives a reload. */
   readBy(messageId: string): string[] {
     const m = this.timeline.message(messageId);
     return m ? this.markers.seenBy(m) : [];
   }
 
-  send(body: string): Promise<AckEvent> {
-    return this.ask("create", { type: "text", body });
+  /** Who has seen a message (seen events since this view was made), user to `seen_at`. */
+  seenBy(messageId: string): ReadonlyMap<string, string> {
+    return this.timeline.seenBy(messageId);
   }
 
-  reply(messageId: string, body: string): Promise<AckEvent> {
-    return this.ask("reply", { message_id: messageId, type: "text", body });
+  /** Others typing now. */
+  get typers(): string[] {
+    return this.typersTracker.users;
   }
 
-  edit(messageId: string, body: string): Promise<AckEvent> {
-    return this.ask("update", { message_id: messageId, body });
+  /** Who is online in the group: the server's count and the users known by name. */
+  get presence(): PresenceState {
+    return this.online.state;
   }
 
-  delete(messageId: string): Promise<AckEvent> {
-    return this.ask("delete", { message_id: messageId });
+  /** Operations of this group not answered yet (queued offline or in flight). */
+  get outbox(): number {
+    return this.conn.outboxCount(this.group);
   }
 
-  seen(messageId: string): Promise<AckEvent> {
-    return this.ask("seen", { message_id: messageId });
-  }
-
-  /** Moves this user's marker forward to `seq` (default: the last event applied). */
-  async read(seq = this.seq ?? 0): Promise<AckEvent> {
-    const ack = await this.ask("read", { seq });
-    if (this.conn.user !== undefined && ack.read_seq !== undefined && this.markers.set(this.conn.user, ack.read_seq)) this.emit("change");
-    return ack;
-  }
-
-  /** Loads the newest page of messages into `messages`. */
-  async loadLatest(limit = 50): Promise<void> {
-    const asked = this.timeline.version;
-    const page = (await this.conn.request(this.group, "history", { limit })) as HistoryEvent;
-    this.timeline.latest(page.messages, page.has_more, asked);
+  /**
+   * Starts from a conversation list entry (`groups` answer) without loading history: its last
+   * message, its unread count and this user's marker. Call before the view's first event.
+   */
+  seed(c: ConversationView): void {
+    if (c.group !== this.group) throw new TypeError(`the entry is of group ${c.group}, not ${this.group}`);
+    this.baseline = { seq: c.last_seq, unread: c.unread };
+    if (this.conn.user !== undefined) this.markers.set(this.conn.user, c.read_seq);
+    if (c.last_message && this.timeline.messages.length === 0) this.timeline.older([c.last_message], c.last_seq > 1);
     this.emit("change");
   }
 
-  /** Reads every member's marker over HTTP (for "seen by" after a reload). */
+  // ---- operations ------------------------------------------------------------------------
+
+  /** Sends one frame of any operation of this group; resolves with its answer (`ack`, `history`, `presence`). */
+  request<Op extends Operation>(op: Op, fields: RequestInput<Op>): Promise<RequestAnswer<Op>> {
+    return this.conn.enqueue(this.group, op, fields).promise as Promise<RequestAnswer<Op>>;
+  }
+
+  /** Creates a message; `type` defaults from the file (image/* → image, else file; none → text). */
+  send(body: string, opts: { file?: FileInput; type?: MessageType } = {}): Promise<AckEvent> {
+    return this.create({ body, type: opts.type ?? typeOf(opts.file), ...(opts.file === undefined ? {} : { file: opts.file }) });
+  }
+
+  create(frame: RequestInput<"create">): Promise<AckEvent> {
+    this.typingSender.stop();
+    return this.request("create", frame);
+  }
+
+  reply(messageId: string, body: string, opts: { file?: FileInput; type?: MessageType } = {}): Promise<AckEvent> {
+    this.typingSender.stop();
+    return this.request("reply", { message_id: messageId, body, type: opts.type ?? typeOf(opts.file), ...(opts.file === undefined ? {} : { file: opts.file }) });
+  }
+
+  /** Changes a message's body; `file: null` removes its attachment, absent keeps it. */
+  edit(messageId: string, body: string, opts: { file?: FileInput | null } = {}): Promise<AckEvent> {
+    return this.request("update", { message_id: messageId, body, ...(opts.file === undefined ? {} : { file: opts.file }) });
+  }
+
+  delete(messageId: string): Promise<AckEvent> {
+    return this.conn.enqueue(this.group, "delete", { message_id: messageId }, messageId).promise as Promise<AckEvent>;
+  }
+
+  seen(messageId: string): Promise<AckEvent> {
+    return this.request("seen", { message_id: messageId });
+  }
+
+  /** Moves this user's read marker forward to `seq` (default: the last event applied); the ack carries the marker. */
+  async read(seq = this.seq ?? 0): Promise<AckEvent> {
+    const ack = await this.request("read", { seq });
+    const me = this.conn.user;
+    if (me !== undefined && ack.read_seq !== undefined && this.markers.set(me, ack.read_seq)) this.emit("change");
+    return ack;
+  }
+
+  /** Call on every keystroke: sends `typing` (throttled) and `not_typing` after inactivity. */
+  typing(): void {
+    if (this.current === "live") this.typingSender.keystroke();
+  }
+
+  /** Sends `not_typing` now if `typing` was sent (sending a message does this too). */
+  stopTyping(): void {
+    this.typingSender.stop();
+  }
+
+  /** One page of history, as the server answers it; `messages` is not changed. */
+  async history(opts: { before?: string; limit?: number } = {}): Promise<HistoryPage> {
+    const h = await this.request("history", opts);
+    return { messages: h.messages, hasMore: h.has_more };
+  }
+
+  /** Loads the page before the oldest known message into `messages` (the newest page when none is known). */
+  async loadOlder(limit = this.opts.historyLimit || 50): Promise<HistoryPage> {
+    const before = this.timeline.oldestId;
+    if (before === undefined) return this.loadLatest(limit);
+    const h = await this.request("history", { before, limit });
+    this.timeline.older(h.messages, h.has_more);
+    const page = { messages: h.messages, hasMore: h.has_more };
+    this.emit("history", page, false);
+    this.emit("change");
+    return page;
+  }
+
+  /** Replaces `messages` with the newest page, keeping what live events changed meanwhile. */
+  async loadLatest(limit = this.opts.historyLimit || 50): Promise<HistoryPage> {
+    const { promise, pending } = this.conn.enqueue(this.group, "history", { limit });
+    let h: HistoryEvent;
+    try {
+      h = (await promise) as HistoryEvent;
+    } catch (err) {
+      if (err instanceof ChatRequestError && err.code !== "closed") this.emit("error", err);
+      throw err;
+    }
+    this.timeline.latest(h.messages, h.has_more, pending!.sentVersion);
+    const page = { messages: h.messages, hasMore: h.has_more };
+    this.emit("history", page, true);
+    this.emit("change");
+    return page;
+  }
+
+  /** Reads every member's marker (GET /api/groups/<group>/members, all pages). */
   async loadMembers(): Promise<void> {
     let before: string | undefined;
     for (let page = 0; page < 100; page++) {
@@ -124,83 +327,136 @@ export class GroupView extends Emitter<GroupViewEvents> {
     }
   }
 
-  private ask(op: Operation, fields: object): Promise<AckEvent> {
-    return this.conn.request(this.group, op, fields) as Promise<AckEvent>;
-  }
-
   // ---- from the connection ---------------------------------------------------------------
 
-  /** The subscribe was answered with the group's last seq; `resuming`: a replay and `resumed` follow. */
-  subscribeAnswered(lastSeq: number, resuming: boolean): void {
+  /** The socket is open and follows this group; `resuming`: a replay and `resumed` come first. */
+  opened(resuming: boolean): void {
+    if (this.current === "closed") return;
     if (resuming) return this.setState("syncing");
-    const first = this.seq === null;
+    this.goLive();
+  }
+
+  /** The answer to `subscribe` (multiplexed socket): the group's last seq. */
+  subscribeAnswered(lastSeq: number, resuming: boolean): void {
+    if (this.current === "closed") return;
+    if (resuming) return this.setState("syncing");
+    const fresh = this.seq === null;
     this.seq ??= lastSeq;
-    this.setState("live");
-    this.settle.resolve();
-    if (first) {
-      this.loadLatest().catch((err) => this.emit("error", err));
-      this.loadMembers().catch((err) => this.emit("error", new ChatRequestError("unavailable", `members: ${(err as Error).message}`)));
-    }
+    this.goLive(fresh);
   }
 
   subscribeFailed(e: ChatRequestError): void {
-    this.settle.reject(e);
+    this.settleSubscribed.reject(e);
     this.emit("error", e);
   }
 
-  dropped(): void {
+  /** The connection is gone: typing stops, typers are forgotten; it comes back by itself. */
+  lost(): void {
+    this.typingSender.reset();
+    this.typersTracker.clear();
+    clearTimeout(this.gapsReset);
     if (this.current !== "closed") this.setState("offline");
   }
 
-  closed(): void {
-    this.setState("closed");
+  /** Waiting to follow the group again (a new socket, or a replay after a gap). */
+  resubscribing(): void {
+    clearTimeout(this.gapsReset);
+    if (this.current !== "closed") this.setState("subscribing");
   }
 
+  /** Unfollowed, or the connection closed: nothing more comes. */
+  closed(): void {
+    if (this.current === "live") this.typingSender.stop();
+    this.typingSender.reset();
+    this.typersTracker.clear();
+    this.online.clear();
+    clearTimeout(this.gapsReset);
+    this.setState("closed");
+    this.settleSubscribed.reject(new ChatRequestError("closed", "the group was closed"));
+  }
+
+  /** Emitted after the current task, so that listeners attached right after `follow()` (or before `connect()`) hear it. */
+  restored(ops: RestoredOperation[]): void {
+    if (ops.length > 0) queueMicrotask(() => this.emit("restored", ops));
+  }
+
+  /** A frame about this group. */
   receive(f: ServerEvent): void {
+    if (this.current === "closed") return;
     switch (f.operation) {
       case "create":
       case "reply":
       case "update":
-      case "delete": {
-        if (this.seq !== null && f.seq <= this.seq) return; // a replay overlapping what we had
-        if (this.seq !== null && f.seq !== this.seq + 1) {
-          this.setState("syncing");
-          return this.conn.resync(this); // replayed from our seq
-        }
-        this.seq = f.seq;
-        if (f.operation === "delete") this.timeline.deleted(f.message_id);
-        else this.timeline.stored(f.message, f.operation === "update");
-        return this.emit("change");
-      }
+      case "delete":
+        return this.stored(f);
       case "resumed":
+        if (this.current !== "syncing") return;
         if (this.seq === null || f.seq > this.seq) this.seq = f.seq;
-        this.setState("live");
-        this.settle.resolve();
-        if (this.timeline.messages.length === 0) this.loadLatest().catch((err) => this.emit("error", err));
-        return;
+        return this.goLive(false);
       case "read":
-        if (this.markers.read(f)) {
-          this.emit("read", f);
-          this.emit("change");
-        }
-        return;
+        if (!this.markers.read(f)) return;
+        this.emit("read", f);
+        return this.emit("change");
       case "seen":
-        if (this.timeline.seen(f)) this.emit("change");
-        return;
+        if (!this.timeline.seen(f)) return;
+        this.emit("seen", f);
+        return this.emit("change");
       case "typing":
-        return this.emit("typing", f);
-      case "error":
-        // A since beyond the group's last seq (the stream we knew is gone): live from here.
-        this.emit("error", new ChatRequestError(f.code, f.message));
-        if (this.current === "syncing") {
-          this.seq = null;
-          this.setState("live");
-          this.settle.resolve();
+        if (f.user !== this.conn.user) {
+          if (f.typing_status === "not_typing") this.typersTracker.stopped(f.user);
+          else this.typersTracker.typing(f.user);
         }
-        return;
+        return this.emit("typing", f);
+      case "presence":
+        return this.online.answer(f);
+      case "join":
+      case "leave":
+        return this.online.event(f);
+      case "error":
+        // While syncing the only error without a request is the refusal of our `since`: the server
+        // does not have the stream we knew (its database was reset). Start over from its history.
+        if (this.current === "syncing" && f.code === "bad_request") {
+          this.seq = null;
+          this.goLive(true);
+        }
+        return this.emit("error", new ChatRequestError(f.code, f.message));
       default:
         return;
     }
+  }
+
+  private stored(e: MessageEvent | DeleteEvent): void {
+    if (this.current === "subscribing") return; // a late event of an abandoned subscription: the replay brings it
+    if (this.seq !== null) {
+      if (e.seq <= this.seq) return; // already applied (a replay overlapping what we had)
+      // The server promises no gap; should one appear anyway, have it replayed from where we are.
+      if (e.seq !== this.seq + 1) return this.conn.resync(this);
+    }
+    this.seq = e.seq;
+    if (e.operation === "delete") {
+      this.emit("deleted", e, this.timeline.deleted(e.message_id));
+    } else {
+      const m = e.message;
+      this.timeline.stored(m, e.operation === "update");
+      if (e.operation !== "update") this.typersTracker.stopped(m.user);
+      this.emit(e.operation === "create" ? "created" : e.operation === "reply" ? "replied" : "updated", m, e);
+    }
+    this.emit("event", e);
+    this.emit("change");
+  }
+
+  private goLive(fresh = this.seq === null): void {
+    this.setState("live");
+    clearTimeout(this.gapsReset);
+    this.gapsReset = setTimeout(() => (this.gaps = 0), this.gapResetMs);
+    // No position to resume from (a fresh start, or the server lost the stream we knew): the
+    // newest page of history is the starting point.
+    if (fresh && this.opts.historyLimit > 0) this.loadLatest(this.opts.historyLimit).catch(() => {}); // reported as an error event
+    // Members' markers, for "seen by": `read` events keep them current from here on.
+    this.loadMembers().catch((err) => this.emit("error", new ChatRequestError("unavailable", `cannot load the members' read markers: ${(err as Error).message}`)));
+    // Joins and leaves missed while offline: the answer replaces what we knew.
+    if (this.opts.presence) this.conn.sendNow(this.group, { operation: "presence" });
+    this.settleSubscribed.resolve();
   }
 
   private setState(state: GroupViewState): void {
@@ -208,4 +464,9 @@ export class GroupView extends Emitter<GroupViewEvents> {
     this.current = state;
     this.emit("state", state);
   }
+}
+
+export function typeOf(file: FileInput | undefined): MessageType {
+  if (file === undefined) return "text";
+  return typeof file !== "string" && file.content_type.toLowerCase().startsWith("image/") ? "image" : "file";
 }

@@ -1,22 +1,12 @@
 // The chatroom client SDK, for browsers and Node. Types come from the server's own protocol
 // schemas (src/protocol), re-exported here so an application imports everything from one place.
-export { ChatClient, CLOSE_TOKEN_EXPIRED, connectChat, socketUrl } from "./chat-client.ts";
-export type {
-  Answer,
-  ChatClientEvents,
-  ChatClientOptions,
-  ConnectionState,
-  HistoryPage,
-  MessageType,
-  RequestInput,
-  RestoredOperation,
-  StateChange,
-  WebSocketConstructor,
-  WebSocketLike,
-} from "./chat-client.ts";
+export { ChatClient, connectChat } from "./chat-client.ts";
+export type { Answer, ChatClientEvents, ChatClientOptions, ConnectionState, StateChange } from "./chat-client.ts";
+export { ChatConnection, type ChatConnectionEvents, type ChatConnectionOptions, type ConnectionChange, type MuxState } from "./connection.ts";
+export { GroupView, type GroupViewEvents, type GroupViewState, type HistoryPage, type MessageType, type RequestInput } from "./group-view.ts";
+export { CLOSE_REBALANCE, CLOSE_TOKEN_EXPIRED, muxUrl, socketUrl, type WebSocketConstructor, type WebSocketLike } from "./socket.ts";
+export type { RestoredOperation } from "./outbox.ts";
 export { ChatRequestError, type ClientErrorCode } from "./errors.ts";
-export { ChatConnection, muxUrl, type ChatConnectionOptions, type MuxState } from "./connection.ts";
-export { GroupView, type GroupViewState } from "./group-view.ts";
 export { ReadMarkers } from "./read-markers.ts";
 export { attachmentPath, fileFromBlob, type NamedFile } from "./files.ts";
 export type { BackoffOptions } from "./backoff.ts";
@@ -25,11 +15,13 @@ export type { PresenceState } from "./presence.ts";
 export type { TypingOptions } from "./typing.ts";
 export type {
   AckEvent,
+  ConversationView,
   DeleteEvent,
   ErrorCode,
   ErrorEvent,
   FileInput,
   GroupEvent,
+  GroupsEvent,
   HistoryEvent,
   MessageEvent,
   MessageView,

@@ -122,9 +122,9 @@ export const EnvSchema = v.object({
   MAX_REPLAY_BUFFER_BYTES: intVar(1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   MAX_CONCURRENT_REPLAYS: intVar(4, 1, 10_000),
   MAX_NODE_BUFFER_BYTES: intVar(128 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
-  // Uploads (frames of 64 KiB or more) per second, node-wide and per user (src/gateway/upload-budget.ts).
-  MAX_UPLOAD_BYTES_PER_SECOND: intVar(16 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
-  MAX_USER_UPLOAD_BYTES_PER_SECOND: intVar(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
+  // Uploads (frames of 64 KiB or more) per second, node-wide and per user (src/gateway/upload-budget.ts says why these defaults).
+  MAX_UPLOAD_BYTES_PER_SECOND: intVar(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
+  MAX_USER_UPLOAD_BYTES_PER_SECOND: intVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
   JWT_SECRET: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
   JWT_PUBLIC_KEY: publicKeyPem,
   JWT_JWKS_URL: url(["https:", "http:"]),
@@ -141,6 +141,7 @@ export const EnvSchema = v.object({
   PRESENCE_GRACE_MS: intVar(5_000, 0, 600_000),
   PRESENCE_TTL_S: intVar(15, 1, 3_600),
   PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
+  PRESENCE_BATCH_MS: intVar(250, 0, 10_000),
   PRESENCE: v.optional(v.picklist(["on", "off"], "must be on or off"), "on"),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   DRAIN_SPREAD_MS: intVar(5_000, 0, 600_000),

@@ -28,9 +28,8 @@ export class Connection implements Outlet {
   private expiry: NodeJS.Timeout | null = null;
   /** Set at open: the socket's subscriptions (one on /ws/chat/<group>/). */
   subscriber: Subscriber | null = null;
-  /** Its turn in a paced drain (or a rebalance) has come: new frames are refused, and it closes with `drainCode` once none is in flight. */
-  draining = false;
-  drainCode = 1001;
+  /** Its turn in a paced drain (or a rebalance) has come: new frames are refused, and it closes with this once none is in flight. */
+  private drainClose: { code: number; reason: string } | null = null;
   /** A `/ws/` socket (group ""): the groups it may subscribe to (the token's claim; null = any), and its Multiplex once open. */
   allowedGroups: readonly string[] | null = null;
   mux: Multiplex | null = null;
@@ -52,6 +51,21 @@ export class Connection implements Outlet {
     /** When its identity expires (ms since the epoch: a token's exp plus the tolerance); null: never. */
     readonly expiresAt: number | null = null,
   ) {}
+
+  get draining(): boolean {
+    return this.drainClose !== null;
+  }
+
+  /** Its turn to leave (drain or rebalance): closes now when no frame is in flight, else once the last is answered (`settled`). */
+  drain(code: number, reason: string): void {
+    this.drainClose = { code, reason };
+    this.settled();
+  }
+
+  /** No frame of it is in flight any more: a drain waiting for that closes it now. */
+  settled(): void {
+    if (this.drainClose && this.pending === 0) this.end(this.drainClose.code, this.drainClose.reason);
+  }
 
   /** Whether its identity has expired (then nothing it sends may act). */
   get expired(): boolean {

@@ -160,8 +160,8 @@ export class FrameLoop {
     conn.pending--;
     conn.pendingBytes -= bytes;
     this.budget.give(bytes);
-    // Its turn in a paced drain came while this frame was in flight: closed once answered.
-    if (conn.draining && conn.pending === 0) conn.end(conn.drainCode, conn.drainCode === 1001 ? "server shutting down" : "reconnect elsewhere");
+    // Its turn in a paced drain or a rebalance came while this frame was in flight: closed once answered.
+    conn.settled();
     if (--this.inflight === 0) this.idle?.();
   }
 

@@ -49,11 +49,15 @@ export interface GatewayDeps {
 
 const CLOSE_GOING_AWAY = 1001;
 /**
- * How long shutdown waits for close handshakes after ending the sockets (at most half the
- * in-flight budget). uWS reports a socket closed as soon as it sends its close frame, so there is
- * no event for "the peer answered"; 250 ms proved too short behind HAProxy on a loaded machine.
+ * How long shutdown lets the last close handshake run before the process may exit, counted from
+ * the last socket closed (at most half the in-flight budget). uWS reports a socket closed as soon
+ * as it sends its close frame, so there is no event for "the peer answered". A peer still reading
+ * its backlog keeps sending; once the process is gone its kernel answers that with a reset, and
+ * HAProxy then drops the 1001 it had not forwarded yet (1006 at the client). 250 ms proved too
+ * short behind HAProxy on a loaded machine, and so did waiting only when sockets were left after
+ * the drain: the last one often closes during it, once its final frame is answered.
  */
-const CLOSE_GRACE_MS = 1_000;
+const CLOSE_GRACE_MS = 2_000;
 
 export class Gateway {
   readonly app = uws.App();
@@ -63,6 +67,8 @@ export class Gateway {
   private readonly limits: ConnectionLimits;
   private readonly slow: SlowConsumers<Connection>;
   private readonly frames: FrameLoop;
+  /** When a socket last closed (shutdown's grace counts from it). */
+  private lastClosedAt = 0;
 
   constructor(
     private readonly deps: GatewayDeps,
@@ -74,7 +80,7 @@ export class Gateway {
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));
     deps.subscriptions.on("close", (sub) => this.slow.unwatch(sub.group, sub.outlet as Connection));
-    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000 };
+    const upgradeDeps = { ...deps, limits: this.limits, groups: deps.service.memberships, closing: () => this.closing, endGraceMs: opts.idleTimeoutSeconds * 1000, corkElsewhere: (fn: () => void) => this.corkElsewhere(fn) };
     const behavior = {
       maxPayloadLength: opts.maxFrameBytes,
       idleTimeout: opts.idleTimeoutSeconds,
@@ -141,9 +147,7 @@ export class Gateway {
     for (const conn of this.sockets) {
       if (taken >= n) break;
       if (!conn.open || conn.draining) continue;
-      conn.draining = true;
-      conn.drainCode = code;
-      if (conn.pending === 0) conn.end(code, reason);
+      conn.drain(code, reason);
       taken++;
     }
     return taken;
@@ -163,20 +167,17 @@ export class Gateway {
       spreadMs,
       (conn) => {
         if (!conn.open) return false;
-        conn.draining = true;
-        if (conn.pending === 0) conn.end(CLOSE_GOING_AWAY, "server shutting down");
+        conn.drain(CLOSE_GOING_AWAY, "server shutting down");
         return true;
       },
       (closed, left) => this.deps.log.info({ closed, left }, "drain: sockets closed"),
     );
     this.closing = true;
     await this.frames.stop(inflightTimeoutMs);
-    const closing = this.sockets.size > 0;
     for (const conn of [...this.sockets]) conn.endNow(CLOSE_GOING_AWAY, "server shutting down");
-    // Let the close frames leave and the peers answer before the process may exit: exiting with
-    // a client's unread frames in the kernel resets the connection, and a proxy in between then
-    // drops the 1001 it had not forwarded yet (seen as 1006 behind HAProxy).
-    if (closing) await new Promise((resolve) => setTimeout(resolve, Math.min(CLOSE_GRACE_MS, inflightTimeoutMs / 2)));
+    // Let the last close frames leave and the peers answer before the process may exit (see CLOSE_GRACE_MS).
+    const grace = Math.min(this.lastClosedAt + CLOSE_GRACE_MS - Date.now(), inflightTimeoutMs / 2);
+    if (grace > 0) await new Promise((resolve) => setTimeout(resolve, grace));
   }
 
   private open(conn: Connection, ws: WebSocket<SocketData>): void {
@@ -199,6 +200,17 @@ export class Gateway {
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");
   }
 
+  /** Runs `fn` inside the cork of an open socket (see uws/late-upgrade.ts); false when none is open. */
+  private corkElsewhere(fn: () => void): boolean {
+    for (const conn of this.sockets) {
+      if (conn.open) {
+        conn.cork(fn);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Its token expired while it was open: closed with 4001; it reconnects with a fresh token and resumes with since. */
   private expired(conn: Connection): void {
     if (!conn.open) return;
@@ -216,6 +228,7 @@ export class Gateway {
   }
 
   private close(conn: Connection, code = 0, reason = new ArrayBuffer(0)): void {
+    this.lastClosedAt = Date.now();
     const why = { code, reason: Buffer.from(reason).toString("utf8").slice(0, 123) };
     conn.detach();
     this.frames.closed(conn); // frames still waiting for their upload turn are dropped

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import type { Subscriptions } from "../chat/subscriptions.ts";
 import { deferred, send } from "../uws/respond.ts";
+import { asksForUpgrade, upgradeLater, type CorkElsewhere } from "../uws/late-upgrade.ts";
 import { Connection, type SocketData } from "./connection.ts";
 import type { IdentityProvider } from "../identity/identity.ts";
 import type { ConnectionLimits, GroupCount } from "./limits.ts";
@@ -19,6 +20,8 @@ export interface UpgradeDeps {
   closing(): boolean;
   /** How long a close waits for a socket's queue to drain. */
   endGraceMs: number;
+  /** Runs a function inside the cork of another open socket (see uws/late-upgrade.ts). */
+  corkElsewhere: CorkElsewhere;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -26,6 +29,7 @@ export interface UpgradeDeps {
 export function upgradeRequest(req: HttpRequest) {
   return {
     key: req.getHeader("sec-websocket-key"),
+    connection: req.getHeader("connection"),
     protocol: req.getHeader("sec-websocket-protocol"),
     extensions: req.getHeader("sec-websocket-extensions"),
     authorization: req.getHeader("authorization"),
@@ -34,12 +38,16 @@ export function upgradeRequest(req: HttpRequest) {
   };
 }
 
+/** The answer to an upgrade request whose `Connection` header does not ask for one. */
+export const NOT_A_HANDSHAKE = "not a WebSocket handshake: Connection must include Upgrade";
+
 export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
-  const { key, protocol, extensions, authorization, origin, query } = upgradeRequest(req);
+  const { key, connection, protocol, extensions, authorization, origin, query } = upgradeRequest(req);
   // Read now: uWS invalidates the response's socket data once this callback returns.
   const address = Buffer.from(res.getRemoteAddressAsText()).toString();
   const group = groupParam(req.getParameter(0) ?? "");
   const aborted = deferred(res);
+  if (!asksForUpgrade(connection)) return send(res, 400, NOT_A_HANDSHAKE);
   if (group === null) return send(res, 400, "invalid group name: 1 to 99 characters of A-Z a-z 0-9 - _ .");
   const since = parseSince(query.get("since"));
   if (since === undefined) return send(res, 400, "since must be an integer >= 0");
@@ -59,13 +67,12 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
       deps.log.warn({ err, group }, "could not subscribe to group");
       return send(res, 503, "event bus unavailable", {}, aborted);
     }
-    if (aborted() || deps.closing()) {
+    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null) };
+    upgradeLater(res, data, { key, protocol, extensions, ctx }, deps.corkElsewhere, () => !aborted() && !deps.closing(), () => {
       deps.subscriptions.leave(group);
       deps.limits.release(quota);
-      return send(res, 503, "server shutting down", {}, aborted);
-    }
-    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null) };
-    res.cork(() => res.upgrade(data, key, protocol, extensions, ctx));
+      send(res, 503, "server shutting down", {}, aborted);
+    });
   })().catch((err) => {
     deps.log.error({ err, group }, "upgrade failed");
     send(res, 500, "internal error", {}, aborted);

@@ -5,22 +5,28 @@
 // that large at the default MAX_BODY_CHARS: in practice only files) takes its bytes from two
 // byte-rate buckets, the node's (MAX_UPLOAD_BYTES_PER_SECOND, shared with the server API's
 // request bodies) and its user's (MAX_USER_UPLOAD_BYTES_PER_SECOND; per remote address for a
-// connection without a user). Each bucket holds one second of its rate: a lone upload goes at
+// connection without a user). Each bucket holds two seconds of its rate: a lone file goes at
 // once; past that an upload waits its turn (its socket's later frames wait behind it, so order
 // is kept), and one whose turn is more than UPLOAD_MAX_WAIT_MS away is refused with
 // `rate_limited` (retry later, with the same request_id), so a client that uploads faster than
 // the budget is told so and the node never queues more than a couple of seconds of uploads.
+//
+// The defaults (8 MiB/s per node, 4 MiB/s per user) are set by memory more than by CPU: a 5 MiB
+// file costs the node ~30 ms of CPU but leaves tens of MB of garbage behind (the frame's text,
+// the parsed string, the decoded bytes, the store's parameters), and at 16 MiB/s the hostile mix
+// with large uploads took the node's RSS past the Deployment's 512 MiB (bench/performance-log.md).
+// The rate bounds that garbage per second, not the RSS it leads to: that is not bounded yet.
 // Smaller frames are never delayed by it (they are bounded by the frame rates).
 //
 // Guarantee: over any interval of T seconds the node starts handling at most
-// rate x (T + 1 s) bytes of uploads (plus one upload), and a user at most their own rate likewise.
+// rate x (T + 2 s) bytes of uploads (plus one upload), and a user at most their own rate likewise.
 
 /** Frames at least this large count as uploads. */
 export const UPLOAD_FRAME_BYTES = 64 * 1024;
 /** An upload whose turn is further away than this is refused instead of waiting. */
 export const UPLOAD_MAX_WAIT_MS = 2_000;
 /** A bucket holds this much time of its rate: the burst that goes without waiting. */
-const BURST_MS = 1_000;
+export const UPLOAD_BURST_MS = 2_000;
 
 /**
  * A byte-rate bucket (GCRA: the "theoretical arrival time" of the bytes taken so far). Bytes
@@ -34,7 +40,7 @@ export class ByteRate {
 
   /** When `bytes` taken now may go: `now` when the bucket holds them, later when it first has to refill. */
   turn(bytes: number, now: number): number {
-    return Math.max(now, Math.max(this.paidAt, now) + this.cost(bytes) - BURST_MS);
+    return Math.max(now, Math.max(this.paidAt, now) + this.cost(bytes) - UPLOAD_BURST_MS);
   }
 
   take(bytes: number, now: number): void {

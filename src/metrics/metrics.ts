@@ -176,6 +176,12 @@ export function createMetrics() {
       labelNames: ["event", "broadcast"],
       registers: [registry],
     }),
+    presenceBatchFrames: new client.Histogram({
+      name: "chat_presence_batch_frames",
+      help: "Join/leave frames a group's tick published together (PRESENCE_BATCH_MS): its sockets got them in one write each",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 500],
+      registers: [registry],
+    }),
     fleetNodes: new client.Gauge({ name: "chat_fleet_nodes", help: "Live nodes in the fleet as this node last read them from Redis (0 = unknown)", registers: [registry] }),
     fleetSockets: new client.Gauge({ name: "chat_fleet_sockets", help: "Open sockets over the whole fleet as this node last read them from Redis", registers: [registry] }),
     rebalanceClosed: new client.Counter({ name: "chat_rebalance_closed_total", help: "Sockets this node closed with 4012 because it held more than its fair share", registers: [registry] }),

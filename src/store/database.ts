@@ -1,11 +1,9 @@
 // Opens the configured database: PostgreSQL when DATABASE_URL is set, else embedded PGlite under
-// DATA_DIR. Migrations are applied before the Prisma client is handed out.
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
+// DATA_DIR (embedded.ts). Migrations are applied before the Prisma client is handed out.
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "./generated/client.ts";
+import { openEmbedded } from "./embedded.ts";
 import { applyMigrations, readMigrations, type SqlSession } from "./migrate.ts";
 import { PrismaChatStore } from "./prisma-store.ts";
 
@@ -24,6 +22,8 @@ export interface DatabaseOptions {
   writeConcurrency?: number;
   /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
   webhookOutbox?: boolean;
+  /** Embedded only: told why a fresh data directory is made by initdb instead of unpacked from the build's template. */
+  onTemplateSkipped?: (reason: string) => void;
 }
 
 export interface Database {
@@ -31,6 +31,8 @@ export interface Database {
   prisma: PrismaClient;
   kind: "postgresql" | "pglite";
   migrationsApplied: string[];
+  /** Embedded only: where its data directory came from (see embedded.ts). */
+  dataDirFrom?: "template" | "initdb" | "existing";
 }
 
 /** Applies pending migrations to the PostgreSQL at `url` on one dedicated connection. */
@@ -44,13 +46,6 @@ export async function migratePostgres(url: string): Promise<string[]> {
     await client.end();
   }
 }
-
-/**
- * The embedded PostgreSQL's memory settings: one process serving one node's chat, so the
- * server defaults (128 MB of shared buffers, 4 MB per sort) are cut to what a dev database
- * needs. RSS of an idle embedded node: docs/benchmarks.md.
- */
-const EMBEDDED_SETTINGS = ["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "work_mem=1MB", "-c", "maintenance_work_mem=8MB", "-c", "temp_buffers=1MB"];
 
 /**
  * A write may wait in the scheduler's queue for four fifths of the store's deadline at most: the
@@ -89,21 +84,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const prisma = new PrismaClient({ adapter });
     return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
-  // Loaded only here: a node on PostgreSQL never pays for the embedded database's code.
-  const existed = existsSync(path.resolve(opts.dataDir, "pglite", "PG_VERSION"));
-  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
-  const dir = path.resolve(opts.dataDir, "pglite");
-  await mkdir(dir, { recursive: true });
-  const options = { dataDir: dir, startParams: [...PGlite.defaultStartParams, ...EMBEDDED_SETTINGS] };
-  let lite = await PGlite.create(options);
-  if (!existed) {
-    // A fresh data directory is made by initdb, whose WebAssembly instance and memory (~400 MB)
-    // the first handle keeps until closed: close it and open the directory again.
-    await lite.close();
-    lite = await PGlite.create(options);
-  }
-  const session: SqlSession = { query: (sql, params) => lite.query(sql, params) as never, exec: (sql) => lite.exec(sql) };
-  const migrationsApplied = await applyMigrations(session, await readMigrations());
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
-  return { store: new PrismaChatStore(prisma, () => lite.close(), batching(opts), opts.webhookOutbox), prisma, kind: "pglite", migrationsApplied };
+  const embedded = await openEmbedded(opts.dataDir, await readMigrations(), { onTemplateSkipped: opts.onTemplateSkipped });
+  const { PrismaPGlite } = await import("pglite-prisma-adapter");
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(embedded.lite) });
+  const store = new PrismaChatStore(prisma, embedded.close, batching(opts), opts.webhookOutbox);
+  return { store, prisma, kind: "pglite", migrationsApplied: embedded.migrationsApplied, dataDirFrom: embedded.dataDirFrom };
 }

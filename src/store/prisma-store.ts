@@ -5,7 +5,7 @@ import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { GroupScheduler, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
-import { writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
+import { outOfBudget, writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
@@ -37,6 +37,43 @@ type Row = {
 };
 
 const toStored = (r: Row): StoredMessage => ({ ...r, type: r.type as MessageType });
+
+/** An event of the log with its message and attachment, as eventsSince's join reads it. */
+interface EventRow {
+  e_seq: number;
+  operation: string;
+  e_user: string;
+  id: string;
+  user_id: string;
+  type: string;
+  body: string | null;
+  reply_to: string | null;
+  created_at: Date | string;
+  updated_at: Date | string | null;
+  deleted: boolean;
+  seq: number;
+  a_id: string | null;
+  a_name: string | null;
+  a_type: string | null;
+  a_size: number | null;
+}
+
+const toDate = (d: Date | string) => (d instanceof Date ? d : new Date(d));
+
+function fromRow(r: EventRow): StoredMessage {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    type: r.type as MessageType,
+    body: r.body,
+    replyToId: r.reply_to,
+    createdAt: toDate(r.created_at),
+    updatedAt: r.updated_at === null ? null : toDate(r.updated_at),
+    deleted: r.deleted,
+    seq: Number(r.seq),
+    attachment: r.a_id === null ? null : { id: r.a_id, name: r.a_name!, contentType: r.a_type!, size: Number(r.a_size) },
+  };
+}
 
 
 /** Payload bytes per create batch: past a few MB, passing one statement's parameters stalls the event loop. */
@@ -83,6 +120,8 @@ export class PrismaChatStore implements ChatStore {
   private readonly writer: GroupScheduler<Queued, Created>;
   /** How long after the call a write may still send its COMMIT: the store's deadline. */
   private readonly budgetMs: number;
+  /** How much earlier than the deadline a create batch's statement gives up (see writeCreates). */
+  private readonly sqlMarginMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -93,6 +132,7 @@ export class PrismaChatStore implements ChatStore {
   ) {
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
+    this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
       maxBatch: batching.maxBatch,
@@ -150,14 +190,25 @@ export class PrismaChatStore implements ChatStore {
     });
   }
 
-  /** A batch of creates; items past their commit budget already (queued too long) are refused unrun. */
+  /**
+   * A batch of creates, one statement in autocommit (see create-batch.ts); items past their commit
+   * budget already (queued too long) are refused unrun. The statement itself rolls back rather
+   * than commit after the earliest item's deadline, less `sqlMarginMs`: the driver's own
+   * query_timeout (the full deadline, counted from when the statement is sent) must not win the
+   * race against PostgreSQL's lock_timeout, or a lock wait past the budget would surface as a
+   * lost connection instead of a write that was too late.
+   */
   private async writeCreates(items: Queued[]): Promise<Settled<Created>[]> {
     const now = performance.now();
-    const inTime = items.filter((m) => m.submittedAt + this.budgetMs - now >= 1);
+    const commitBy = (m: Queued) => m.submittedAt + this.budgetMs - this.sqlMarginMs;
+    const inTime = items.filter((m) => commitBy(m) - now >= 1);
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
-      const commitBy = Math.min(...inTime.map((m) => m.submittedAt)) + this.budgetMs;
-      const written = await this.transaction(commitBy, (tx) => writeCreateBatch(tx, inTime, this.outbox));
+      const leftMs = Math.floor(Math.min(...inTime.map(commitBy)) - now);
+      const written = await writeCreateBatch(this.prisma, inTime, leftMs, this.outbox).catch((err: unknown) => {
+        if (outOfBudget(err)) throw tooLate();
+        throw err;
+      });
       inTime.forEach((m, i) => outcomes.set(m, written[i]!));
     }
     return items.map((m) => outcomes.get(m) ?? { ok: false, error: tooLate() });
@@ -230,10 +281,10 @@ export class PrismaChatStore implements ChatStore {
           body: input.body,
           attachmentId,
           updatedAt: new Date(),
-          events: { create: { groupName: input.group, seq, operation: "update", userId: input.user } },
         },
         select: messageSelect,
       });
+      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "update", messageId: row.id, userId: input.user }, select: { seq: true } });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
       if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "update", user: input.user, message: toStored(row) } }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
@@ -254,10 +305,10 @@ export class PrismaChatStore implements ChatStore {
           body: null,
           attachmentId: null,
           deleted: true,
-          events: { create: { groupName: input.group, seq, operation: "delete", userId: input.user } },
         },
         select: messageSelect,
       });
+      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "delete", messageId: row.id, userId: input.user }, select: { seq: true } });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
       if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "delete", user: input.user, messageId: row.id } }]);
@@ -294,13 +345,22 @@ export class PrismaChatStore implements ChatStore {
   }
 
   async eventsSince(input: { group: string; after: number; until?: number; limit: number }): Promise<LoggedEvent[]> {
-    const rows = await this.prisma.groupEvent.findMany({
-      where: { groupName: input.group, seq: { gt: input.after, ...(input.until !== undefined ? { lte: input.until } : {}) } },
-      orderBy: { seq: "asc" },
-      take: input.limit,
-      select: { seq: true, operation: true, userId: true, message: { select: messageSelect } },
-    });
-    return rows.map((r) => ({ seq: r.seq, operation: r.operation as LoggedEvent["operation"], userId: r.userId, message: toStored(r.message) }));
+    // One join (the event log has no foreign key to messages: see the migration
+    // 20261206113000_write_path_keys; every event's message exists, since messages are never removed).
+    const until = input.until !== undefined ? `AND e."seq" <= $4` : "";
+    const rows = await this.prisma.$queryRawUnsafe<EventRow[]>(
+      `SELECT e."seq" AS e_seq, e."operation", e."user_id" AS e_user,
+              m."id", m."user_id", m."type", m."body", m."reply_to", m."created_at", m."updated_at", m."deleted", m."seq",
+              a."id" AS a_id, a."name" AS a_name, a."content_type" AS a_type, a."size" AS a_size
+       FROM "group_events" e JOIN "messages" m ON m."id" = e."message_id" LEFT JOIN "attachments" a ON a."id" = m."attachment_id"
+       WHERE e."group_name" = $1 AND e."seq" > $2 ${until}
+       ORDER BY e."seq" LIMIT $3`,
+      input.group,
+      input.after,
+      input.limit,
+      ...(input.until !== undefined ? [input.until] : []),
+    );
+    return rows.map((r) => ({ seq: Number(r.e_seq), operation: r.operation as LoggedEvent["operation"], userId: r.e_user, message: fromRow(r) }));
   }
 
   async lastSeq(group: string): Promise<number> {

@@ -7,13 +7,14 @@ import WebSocket from "ws";
 import { ChatConnection } from "../../src/client/index.ts";
 import { connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { until } from "../helpers/sdk.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp-proxy.ts";
 
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url });
+await untilDatabaseWarm(node.port); // a cold pool on a loaded machine makes the first upgrade wait past its deadline (503)
 
 t.test("one connection, three groups: events per view, a drop resumes each group from its own seq, the outbox sends once", async (t) => {
   const proxy = await TcpProxy.start(t, node.port);

@@ -1,64 +1,24 @@
 // The SDK under the conditions phones live in: a gap that persists makes it back off instead of
-// reconnecting in a tight loop; operations made before a page reload are sent after it, with
+// reconnecting in a tight loop; a socket whose open event comes late (a stalled event loop) is not
+// timed out; operations made before a page reload are sent after it, with
 // their original request_ids, and stored once; a body with a lone surrogate reads the same live,
 // in the ack and in history; and a token that expires mid-conversation is renewed through the
 // token function, the client resuming with since, losing and repeating nothing.
 import { setTimeout as sleep } from "node:timers/promises";
 import t from "tap";
 import WebSocket, { WebSocketServer } from "ws";
-import { type OutboxStorage, type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
+import { type RestoredOperation, type StateChange, type WebSocketLike } from "../../src/client/index.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup } from "../helpers/probe.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 import { signToken, TEST_JWT_SECRET } from "../helpers/jwt.ts";
-import { client, createEvent, recorder, until } from "../helpers/sdk.ts";
-
-/** localStorage's API over a Map; `copy` is what a reloaded page would find. */
-class MemoryStorage implements OutboxStorage {
-  readonly map = new Map<string, string>();
-  getItem = (k: string) => this.map.get(k) ?? null;
-  setItem = (k: string, v: string) => void this.map.set(k, v);
-  removeItem = (k: string) => void this.map.delete(k);
-  copy(): MemoryStorage {
-    const c = new MemoryStorage();
-    for (const [k, v] of this.map) c.map.set(k, v);
-    return c;
-  }
-  entries(): { request_id: string; operation: string }[] {
-    return [...this.map.values()].flatMap((v) => JSON.parse(v) as { request_id: string; operation: string }[]);
-  }
-}
-
-/** A `ws` socket whose network can turn deaf (frames reach the server, answers are lost) or cut (nothing passes). */
-class FlakySocket implements WebSocketLike {
-  static mode: "normal" | "deaf" | "cut" = "normal";
-  private readonly inner: WebSocket;
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: unknown) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(url: string) {
-    this.inner = new WebSocket(url);
-    this.inner.onopen = (e) => this.onopen?.(e);
-    this.inner.onclose = (e) => this.onclose?.(e);
-    this.inner.onerror = (e) => this.onerror?.(e);
-    this.inner.onmessage = (e) => {
-      if (FlakySocket.mode === "normal") this.onmessage?.(e);
-    };
-  }
-  get readyState(): number {
-    return this.inner.readyState;
-  }
-  send(data: string): void {
-    if (FlakySocket.mode !== "cut") this.inner.send(data);
-  }
-  close(code?: number, reason?: string): void {
-    this.inner.close(code, reason);
-  }
-}
+import { client, createEvent, FlakySocket, MemoryStorage, recorder, until } from "../helpers/sdk.ts";
 
 const db = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: db });
+// The node's first database work (pool, query compiler) blocks this process's event loop for
+// seconds on a loaded machine: done here, not in the middle of the timing tests below.
+await untilDatabaseWarm(node.port);
 const base = `http://127.0.0.1:${node.port}`;
 
 t.test("a gap that persists makes the client back off, not reconnect in a tight loop", async (t) => {
@@ -91,6 +51,34 @@ t.test("a gap that persists makes the client back off, not reconnect in a tight 
   t.ok(delays.slice(3).every((d) => d >= 200), "the delay grew while the gap persisted");
   t.ok(elapsed >= 25 + 50 + 100 + 200 + 200, `six reconnects took at least the sum of their delays (${elapsed} ms)`);
   t.ok(connections <= delays.length + 1, `one connection per reconnect (${connections})`);
+});
+
+t.test("a socket already open when its connect timeout fires (the event loop stalled) is kept", async (t) => {
+  // A socket whose open event is delivered late, as after a stalled event loop: open at once
+  // (readyState 1), `onopen` only after the connect timeout has expired.
+  const opened: string[] = [];
+  class LateOpen implements WebSocketLike {
+    readyState = 1;
+    onopen: ((ev: unknown) => void) | null = null;
+    onmessage: ((ev: { data: unknown }) => void) | null = null;
+    onclose: ((ev: unknown) => void) | null = null;
+    onerror: ((ev: unknown) => void) | null = null;
+    constructor(url: string) {
+      opened.push(url);
+      setTimeout(() => this.onopen?.({}), 150);
+    }
+    send(): void {}
+    close(): void {
+      this.readyState = 3;
+    }
+  }
+  const c = client(t, { url: "ws://127.0.0.1:1", group: "g", user: "u", historyLimit: 0, WebSocket: LateOpen, connectTimeoutMs: 50 });
+  const states: string[] = [];
+  c.on("state", (s) => states.push(s.state));
+  void c.connect().catch(() => {});
+  await until("live, or a second socket", () => c.state === "live" || opened.length > 1);
+  t.same(states, ["connecting", "live"], "no reconnect: the open socket was not timed out");
+  t.equal(opened.length, 1, "one socket");
 });
 
 t.test("operations made before a page reload are sent after it with their request_ids, and stored once", async (t) => {
@@ -202,6 +190,7 @@ t.test("a 4001 close makes the client fetch a fresh token and resume with since"
 // JWT_CLOCK_TOLERANCE_S, 0 here) with 4001; the client renews its token and resumes.
 t.test("across token expiries no message is lost or repeated", async (t) => {
   const jwtNode = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), JWT_SECRET: TEST_JWT_SECRET, JWT_CLOCK_TOLERANCE_S: "0" });
+  await untilDatabaseWarm(jwtNode.port, { token: await signToken("warm-up", 60) }); // not in the middle of the 2 s tokens below
   const url = `http://127.0.0.1:${jwtNode.port}`;
   const group = uniqueGroup("expiry");
   const renewals: Record<string, number> = { alice: 0, bob: 0 };

@@ -77,7 +77,7 @@ t.test("with no configuration but DATA_DIR and PORT=0 the node runs on embedded 
   const env: Env = { DATA_DIR: dir, PORT: "0", HOST: undefined, LOG_LEVEL: undefined };
   const node = await spawnNode(t, env, { waitListening: false });
   node.port = await listeningPort(node);
-  t.match(node.logs.find((l) => l.msg === "database ready"), { database: "pglite" }, "embedded PGlite");
+  t.match(node.logs.find((l) => l.msg === "database ready"), { database: "pglite", dataDirFrom: "template", migrationsApplied: [] }, "embedded PGlite, its fresh data directory unpacked from the build's template");
   t.match(node.logs.find((l) => l.msg === "listening"), { bus: "memory", host: "127.0.0.1" }, "in-process bus; open dev mode listens on the loopback only");
   await untilReady(node.port);
 

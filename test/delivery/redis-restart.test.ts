@@ -10,7 +10,7 @@ import { spawnNode } from "../helpers/node.ts";
 import { eventually, httpGet, metric, uniqueGroup } from "../helpers/probe.ts";
 import { privateRedis } from "../helpers/redis-server.ts";
 import { freshDatabase, sql } from "../helpers/services.ts";
-import { assertSeqs, range, Recorder, repeats, Sender } from "../helpers/delivery.ts";
+import { assertSeqs, range, Recorder, repeats, Sender, sendersAndListeners } from "../helpers/delivery.ts";
 
 const redis = await privateRedis(t);
 const url = await freshDatabase(t);
@@ -126,17 +126,7 @@ for (const how of ["SIGKILL", "shutdown"] as const) {
 
 t.test("events stored only while Redis is down, and nothing after: the reconnect alone delivers them to every client", async (t) => {
   const g = uniqueGroup("redis-tail");
-  const senders: Recorder[] = [];
-  const listeners: Recorder[] = [];
-  for (const [i, n] of nodes.entries()) {
-    const s = new Recorder(`s${i}`, `s${i}`);
-    await s.connect(t, n.port, g);
-    senders.push(s);
-    const l = new Recorder(`listener${i}`, `l${i}`);
-    await l.connect(t, n.port, g);
-    listeners.push(l);
-  }
-  const all = [...senders, ...listeners];
+  const { senders, listeners, all } = await sendersAndListeners(t, nodes.map((n) => n.port), g, "listener");
   const before = senders.map((r) => new Sender(r, { answerMs: 15_000 }).start());
   await sleep(300);
   await Promise.all(before.map((l) => l.stop()));

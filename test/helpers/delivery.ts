@@ -313,3 +313,18 @@ export class RetryingSender {
     return [...this.attempts.values()].filter((a) => a.ack !== null);
   }
 }
+
+/** On each node's port, one sender `s<i>` and one listener in `g`; `listenerPrefix` names the listeners (`<prefix><i>`, user `l<i>`). */
+export async function sendersAndListeners(t: Test, ports: number[], g: string, listenerPrefix = "l") {
+  const senders: Recorder[] = [];
+  const listeners: Recorder[] = [];
+  for (const [i, port] of ports.entries()) {
+    const s = new Recorder(`s${i}`, `s${i}`);
+    await s.connect(t, port, g);
+    senders.push(s);
+    const l = new Recorder(`${listenerPrefix}${i}`, `l${i}`);
+    await l.connect(t, port, g);
+    listeners.push(l);
+  }
+  return { senders, listeners, all: [...senders, ...listeners] };
+}

@@ -81,12 +81,27 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * Waits until the node answers /readyz with 200, as a load balancer would before routing to it
- * (this also warms the node's database pool, which a loaded test machine makes slow at first).
+ * Waits until the node answers /readyz with 200, as a load balancer would before routing to it.
+ * /readyz does not read the database (any more): to warm the pool, see untilDatabaseWarm.
  */
 export async function untilReady(port: number, ms = 15_000): Promise<void> {
   if (!(await eventually(async () => (await statusOf(port, "/readyz")) === 200, ms, 100))) {
     throw new Error(`node on port ${port} not ready within ${ms} ms: ${JSON.stringify(await httpGet(port, "/readyz"))}`);
+  }
+}
+
+/**
+ * Waits until the node answers a database read over HTTP (a members list), so that its pool is
+ * warm: on a loaded machine the first read of a fresh node can outlast the 5 s a socket's join
+ * may wait, and that upgrade is refused with 503; and that first work (pool, query compiler)
+ * blocks an in-process node's event loop, the test's own, for seconds. /readyz no longer reads
+ * the database. `token`: for a node in JWT mode.
+ */
+export async function untilDatabaseWarm(port: number, opts: { token?: string; ms?: number } = {}): Promise<void> {
+  const ms = opts.ms ?? 30_000;
+  const who = opts.token === undefined ? "user=warm-up" : `token=${encodeURIComponent(opts.token)}`;
+  if (!(await eventually(async () => (await statusOf(port, `/api/groups/warm-up/members?${who}`)) === 200, ms, 100))) {
+    throw new Error(`node on port ${port} did not answer a database read within ${ms} ms`);
   }
 }
 

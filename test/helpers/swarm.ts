@@ -21,7 +21,8 @@ export interface SwarmOptions {
 
 export class SwarmClient {
   readonly seqs: number[] = [];
-  readonly closes: { code: number; at: number }[] = [];
+  /** Each close of an opened socket: its code and reason, and the socket error before it if any (a reset or a protocol error is what turns a close into 1006). */
+  readonly closes: { code: number; at: number; reason: string; error?: string }[] = [];
   /** When each connection after the first opened. */
   readonly reconnectedAt: number[] = [];
   ws: WebSocket | null = null;
@@ -59,12 +60,13 @@ export class SwarmClient {
       const m = SEQ.exec(s);
       if (m) this.seqs.push(Number(m[1]));
     });
-    ws.on("error", () => {});
+    let error: string | undefined;
+    ws.on("error", (err) => (error ??= `${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`.trim()));
     let opened = false;
     ws.once("open", () => (opened = true));
-    ws.on("close", (code) => {
+    ws.on("close", (code, reason) => {
       if (!opened) return; // a refused attempt: its caller retries
-      this.closes.push({ code, at: Date.now() });
+      this.closes.push({ code, at: Date.now(), reason: reason.toString(), ...(error === undefined ? {} : { error }) });
       if (this.ended || this.ws !== ws || !this.swarm.opts.reconnectOn.includes(code)) return;
       // The close under test (the first code listed) follows reconnectDelayMs; a survivor turning
       // the client away (1013 "retry", 1006) gets a jittered backoff, as the SDK does, so the

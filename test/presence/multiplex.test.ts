@@ -3,7 +3,7 @@
 // `presence` frame on `/ws/` answers for the group it names.
 import t from "tap";
 import WebSocket from "ws";
-import { ChatClient, connect } from "../helpers/client.ts";
+import { ChatClient, connect, connectFirst } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -26,7 +26,7 @@ function connectMux(user: string): Promise<ChatClient> {
 
 t.test("a /ws/ subscription is presence; with a per-group socket of the same user it counts once", async (t) => {
   const [g1, g2] = [uniqueGroup("pmux-a"), uniqueGroup("pmux-b")];
-  const watcher = await connect(t, node.port, g1, { user: "watcher" }, { presence: true });
+  const watcher = await connectFirst(t, node.port, g1, { user: "watcher" }, { presence: true });
   await watcher.next((f) => f.operation === "join" && f.user === "watcher");
   const mux = await connectMux("alice");
   await mux.request({ operation: "subscribe", group: g1 });
@@ -37,7 +37,7 @@ t.test("a /ws/ subscription is presence; with a per-group socket of the same use
   t.match(answer, { operation: "presence", group: g2, count: 1, users: [{ user: "alice" }] }, "the presence frame answers for the group it names");
 
   const tab = await connect(t, node.port, g1, { user: "alice" }, { presence: true });
-  await sleep(100);
+  await sleep(GRACE_MS); // past the presence tick (PRESENCE_BATCH_MS, capped at a quarter of the grace), so a wrong join would be here
   t.same(watcher.received, [], "her per-group tab adds nothing");
   t.match(await watcher.request({ operation: "presence" }), { count: 2 });
 

@@ -8,7 +8,7 @@ import { spawnNode, type NodeProcess } from "../helpers/node.ts";
 import { uniqueGroup } from "../helpers/probe.ts";
 import { privateRedisCluster, type PrivateRedisCluster } from "../helpers/redis-cluster.ts";
 import { freshDatabase } from "../helpers/services.ts";
-import { assertSeqs, range, Recorder, Sender } from "../helpers/delivery.ts";
+import { assertSeqs, range, Sender, sendersAndListeners } from "../helpers/delivery.ts";
 
 /** From the primary's death to every client having every event acked before it plus a newer one. */
 const RESUME_BOUND_MS = 12_000;
@@ -22,19 +22,7 @@ t.before(async () => {
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function clients(t: Test, g: string) {
-  const senders: Recorder[] = [];
-  const listeners: Recorder[] = [];
-  for (const [i, n] of nodes.entries()) {
-    const s = new Recorder(`s${i}`, `s${i}`);
-    await s.connect(t, n.port, g);
-    senders.push(s);
-    const l = new Recorder(`l${i}`, `l${i}`);
-    await l.connect(t, n.port, g);
-    listeners.push(l);
-  }
-  return { senders, listeners, all: [...senders, ...listeners] };
-}
+const clients = (t: Test, g: string) => sendersAndListeners(t, nodes.map((n) => n.port), g);
 
 t.test("events cross nodes through the cluster exactly once, in seq order, for groups on every shard", async (t) => {
   const groups = Array.from({ length: 6 }, () => uniqueGroup("xc"));

@@ -107,6 +107,14 @@ t.test("keys, unique constraints, indexes and foreign keys match", async (t) => 
   t.same(actualFk.sort(), expectedFk.sort(), "foreign keys");
 });
 
+t.test("messages' attachment and reply indexes are partial: a row with neither adds no entry to them", async (t) => {
+  const defs = (await pg.query(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'messages' AND indexname IN ('messages_attachment_id_key', 'messages_reply_to_idx') ORDER BY 1`)).rows;
+  t.match(defs, [
+    { indexname: "messages_attachment_id_key", indexdef: /^CREATE UNIQUE INDEX .* WHERE \(attachment_id IS NOT NULL\)$/ },
+    { indexname: "messages_reply_to_idx", indexdef: /^CREATE INDEX .* WHERE \(reply_to IS NOT NULL\)$/ },
+  ]);
+});
+
 t.test("every model and field round-trips through the generated client", async (t) => {
   const p = db.prisma;
   const now = new Date("2026-01-02T03:04:05.678Z");
@@ -116,17 +124,20 @@ t.test("every model and field round-trips through the generated client", async (
   await p.message.create({ data: { id: "m2", groupName: "g", userId: "u2", type: "text", body: "b", replyToId: "m1", createdAt: now, updatedAt: null, deleted: true, seq: 2 } });
   await p.seenReceipt.create({ data: { messageId: "m1", userId: "u2", seenAt: now } });
   await p.groupEvent.create({ data: { groupName: "g", seq: 1, operation: "create", messageId: "m1", userId: "u", createdAt: now } });
-  const g = await p.group.findUniqueOrThrow({ where: { name: "g" }, include: { messages: { orderBy: { seq: "asc" }, include: { attachment: true, replies: true, seenBy: true, events: true } }, events: true } });
+  const g = await p.group.findUniqueOrThrow({ where: { name: "g" } });
   t.equal(g.lastSeq, 2);
   t.same(g.createdAt, now);
-  const [m1, m2] = g.messages;
+  // Messages and events name their group, and events their message, without a relation (see the
+  // schema's Group and GroupEvent): they are read by those columns.
+  const [m1, m2] = await p.message.findMany({ where: { groupName: "g" }, orderBy: { seq: "asc" }, include: { attachment: true, replies: true, seenBy: true } });
+  const events = await p.groupEvent.findMany({ where: { groupName: "g", messageId: "m1" } });
   t.match(m1, { id: "m1", userId: "u", type: "file", body: null, attachmentId: "a1", deleted: false, seq: 1 });
   t.same(m1!.updatedAt, now);
   t.same(Array.from(m1!.attachment!.data), [0, 255, 7]);
   t.match(m1!.attachment, { name: "n.bin", contentType: "application/x", size: 3 });
   t.same(m1!.replies.map((r) => r.id), ["m2"]);
   t.same(m1!.seenBy.map((s) => [s.userId, s.seenAt.toISOString()]), [["u2", now.toISOString()]]);
-  t.same(m1!.events.map((e) => [e.seq, e.operation, e.userId]), [[1, "create", "u"]]);
+  t.same(events.map((e) => [e.seq, e.operation, e.userId, e.createdAt.toISOString()]), [[1, "create", "u", now.toISOString()]]);
   t.match(m2, { replyToId: "m1", body: "b", deleted: true, updatedAt: null });
   await t.rejects(p.message.create({ data: { id: "m3", groupName: "g", userId: "u", type: "text", seq: 1 } }), "(group, seq) is unique");
   await t.rejects(p.seenReceipt.create({ data: { messageId: "m1", userId: "u2" } }), "one receipt per message and user");

@@ -1,9 +1,25 @@
-// The chat page: a small UI over the client SDK. Everything a user typed reaches the DOM as
-// text (textContent, input values), never as HTML; attachment links and images point only at
+// The chat page: a small UI over the client SDK. One ChatConnection (one `/ws/` socket) follows
+// every conversation in the user's list: switching groups shows another GroupView (a group not
+// followed yet is subscribed on the same socket), unread badges and last messages follow each
+// group's events, read markers are sent as others' messages scroll into view, and "seen by"
+// comes from members' markers, so it survives a reload. Everything a user typed reaches the DOM
+// as text (textContent, input values), never as HTML; attachment links and images point only at
 // `/files/<id>`, built from the attachment id.
 import * as v from "valibot";
 import { UserId } from "../../protocol/index.ts";
-import { attachmentPath, ChatClient, CLOSE_TOKEN_EXPIRED, fileFromBlob, type AckEvent, type MessageView, type OutboxStorage, type PresenceState, type StateChange } from "../index.ts";
+import {
+  attachmentPath,
+  ChatConnection,
+  CLOSE_TOKEN_EXPIRED,
+  fileFromBlob,
+  type AckEvent,
+  type ConnectionChange,
+  type ConversationView,
+  type GroupView,
+  type MessageView,
+  type OutboxStorage,
+  type PresenceState,
+} from "../index.ts";
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
@@ -34,15 +50,19 @@ const convList = $<HTMLUListElement>("#conv-list");
 
 const RASTER = /^image\/(?:png|jpeg|gif|webp|avif|bmp)$/;
 
-let chat: ChatClient | null = null;
+let conn: ChatConnection | null = null;
+/** The group on screen. */
+let chat: GroupView | null = null;
 let token: string | undefined;
 let me: string | undefined;
 let editing: string | null = null;
 let replyTarget: string | null = null;
 /** Each row and what it last showed, so a change re-renders only the rows it touched. */
 const rows = new Map<string, { li: HTMLLIElement; shown: MessageView | null; extra: string }>();
-const seenSent = new Set<string>();
-const toMark: string[] = [];
+/** Groups whose newest page was loaded (a group followed from the list starts from its last message only). */
+const pageLoaded = new Set<string>();
+/** Each followed group's most recent activity, for the list's order. */
+const activity = new Map<string, string>();
 
 // ---- small DOM helpers --------------------------------------------------------------------
 
@@ -149,27 +169,31 @@ function render(): void {
   }
   olderButton.hidden = !chat.hasMore;
   if (stick) scroller.scrollTop = scroller.scrollHeight;
-  markSeen();
+  for (const [id, row] of rows) if (!observed.has(id)) (observed.add(id), visibility.observe(row.li));
 }
 
-function renderState(change?: StateChange): void {
-  const state = chat?.state ?? "closed";
+let lastChange: ConnectionChange | undefined;
+function renderState(change?: ConnectionChange): void {
+  if (change) lastChange = change;
+  const socket = conn?.state ?? "closed";
+  // The socket's state, and once it is open the shown group's (as a ChatClient reports it).
+  const state = socket !== "live" ? socket : chat?.state === "live" ? "live" : chat?.state === "syncing" ? "syncing" : "connecting";
   stateBadge.dataset.state = state;
-  const unsent = outbox.childElementCount > 0 ? ` · ${outbox.childElementCount} unsent` : "";
+  const unsent = outbox.querySelectorAll("li:not([hidden])").length;
   const text: Record<string, string> = {
     idle: "not connected",
     connecting: renewForm.hidden ? "connecting…" : "session expired · waiting for a new token",
     syncing: "catching up…",
     live: "● live",
     reconnecting:
-      change?.code === CLOSE_TOKEN_EXPIRED
+      lastChange?.code === CLOSE_TOKEN_EXPIRED
         ? "session expired · renewing…"
-        : change?.delayMs !== undefined
-          ? `offline · retrying in ${Math.ceil(change.delayMs / 1000)} s`
+        : lastChange?.delayMs !== undefined
+          ? `offline · retrying in ${Math.ceil(lastChange.delayMs / 1000)} s`
           : "offline",
     closed: "disconnected",
   };
-  stateBadge.textContent = (text[state] ?? state) + unsent;
+  stateBadge.textContent = (text[state] ?? state) + (unsent > 0 ? ` · ${unsent} unsent` : "");
 }
 
 function renderTypers(users: string[]): void {
@@ -186,21 +210,51 @@ function renderOnline(state: PresenceState | null): void {
   onlineLine.textContent = `● ${state.count} online: ${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }
 
-/** Marks messages of others as seen, once each, while the page is visible. */
-function markSeen(): void {
-  if (!chat || document.visibilityState !== "visible") return;
-  for (const id of toMark.splice(0)) {
-    if (seenSent.has(id)) continue;
-    const m = chat.message(id);
-    if (!m || m.deleted || m.user === me) continue;
-    seenSent.add(id);
-    chat.seen(id).catch(() => seenSent.delete(id));
+// ---- read markers: others' messages that scrolled into view --------------------------------
+
+/** Rows on screen now (at least half visible), by message id. */
+const onScreen = new Set<string>();
+const observed = new Set<string>();
+const visibility = new IntersectionObserver(
+  (entries) => {
+    for (const e of entries) {
+      const id = (e.target as HTMLElement).dataset.id;
+      if (!id) continue;
+      if (e.isIntersecting) onScreen.add(id);
+      else onScreen.delete(id);
+    }
+    markRead();
+  },
+  { root: scroller, threshold: 0.5 },
+);
+/** The highest marker asked for per group, so a scroll does not send the same `read` twice. */
+const readAsked = new Map<string, number>();
+
+/**
+ * Moves the read marker to the newest message of others on screen, while the page is visible.
+ * Called as the observer reports rows (once per frame at most), so a switch right after a
+ * message came into view has read it already.
+ */
+function markRead(): void {
+  const view = chat;
+  if (!view || document.visibilityState !== "visible") return;
+  let seq = 0;
+  for (const id of onScreen) {
+    const m = view.message(id);
+    if (m && m.user !== me && m.seq > seq) seq = m.seq;
   }
+  if (seq <= view.readMarker() || seq <= (readAsked.get(view.group) ?? 0)) return;
+  readAsked.set(view.group, seq);
+  view.read(seq).catch(() => {
+    if (readAsked.get(view.group) === seq) readAsked.delete(view.group); // the next scroll tries again
+  });
 }
 
 /** Shows an operation waiting for its answer, greyed, until `result` settles. */
-function showPending(text: string, result: Promise<AckEvent>): void {
+function showPending(group: string, text: string, result: Promise<AckEvent>): void {
   const pending = el("li", {}, el("div", { className: "meta", text: "sending…" }), el("div", { className: "body", text }));
+  pending.dataset.group = group;
+  pending.hidden = group !== chat?.group;
   outbox.append(pending);
   scroller.scrollTop = scroller.scrollHeight;
   renderState();
@@ -246,48 +300,121 @@ function renewedToken(): Promise<string> {
 
 // ---- the conversation list ----------------------------------------------------------------
 
-let convTimer: ReturnType<typeof setTimeout> | undefined;
-// Other groups' news reaches this page only through the list: refreshed every few seconds too.
-setInterval(() => refreshConversations(), 3_000);
-let joined: { group: string; user: string; jwt: string | undefined } | null = null;
-
-/** Refreshes the list of the user's groups (unread badges, last message) soon, at most every 500 ms. */
-function refreshConversations(): void {
-  if (convTimer !== undefined || !joined) return;
-  convTimer = setTimeout(() => {
-    convTimer = undefined;
-    void loadConversations();
-  }, 500);
-}
-
-async function loadConversations(): Promise<void> {
-  const current = joined;
-  if (!current) return;
-  const q = new URLSearchParams({ limit: "20" });
-  if (!current.jwt) q.set("user", current.user);
-  try {
-    const res = await fetch(`/api/me/groups?${q}`, { headers: current.jwt ? { authorization: `Bearer ${token}` } : {} });
-    if (!res.ok || joined !== current) return;
-    const { groups } = (await res.json()) as { groups: { group: string; unread: number; last_message: MessageView | null }[] };
+let convFrame = false;
+/** Re-renders the list (badges, last messages, order) once per frame at most. */
+function renderConversations(): void {
+  if (convFrame) return;
+  convFrame = true;
+  requestAnimationFrame(() => {
+    convFrame = false;
+    if (!conn) return;
+    const groups = conn.groups.sort((a, b) => (activity.get(b) ?? "").localeCompare(activity.get(a) ?? ""));
     convList.replaceChildren(
       ...groups.map((g) => {
-        const li = el("li", { className: g.group === current.group ? "current" : "", text: `#${g.group}` });
-        li.dataset.group = g.group;
-        if (g.unread > 0 && g.group !== current.group) li.append(el("span", { className: "badge", text: String(g.unread) }));
-        const last = g.last_message;
-        if (last) li.append(el("span", { className: "last", text: last.deleted ? "(deleted)" : `${last.user}: ${(last.body ?? "").slice(0, 24)}` }));
-        li.addEventListener("click", () => {
-          if (joined && g.group !== joined.group) {
-            const { user, jwt } = joined;
-            leave();
-            join(g.group, user, jwt);
-          }
-        });
+        const view = conn!.view(g)!;
+        const li = el("li", { className: g === chat?.group ? "current" : "", text: `#${g}` });
+        li.dataset.group = g;
+        const unread = view.unread;
+        if (unread > 0 && g !== chat?.group) li.append(el("span", { className: "badge", text: String(unread) }));
+        const last = [...view.messages].reverse().find((m) => m.seq > 0);
+        if (last) li.append(el("span", { className: "last", text: last.deleted ? "(deleted)" : `${last.user}: ${(last.body ?? last.attachment?.name ?? "").slice(0, 24)}` }));
         return li;
       }),
     );
+  });
+}
+
+convList.addEventListener("click", (ev) => {
+  const g = (ev.target as HTMLElement).closest<HTMLLIElement>("li[data-group]")?.dataset.group;
+  if (g && conn && g !== chat?.group) show(g);
+});
+
+/** Follows a group on the connection (its view's events keep the list current); `known`: its list entry. */
+function follow(group: string, known?: ConversationView): GroupView {
+  const existing = conn!.view(group);
+  if (existing) return existing;
+  const view = conn!.follow(group, known ? { known } : {});
+  activity.set(group, known?.last_activity ?? new Date().toISOString());
+  if (!known) pageLoaded.add(group); // followed without a position: it loads its newest page itself
+  const ifShown = <A extends unknown[]>(fn: (...args: A) => void) => (...args: A) => {
+    if (chat === view) fn(...args);
+  };
+  view.on("change", () => {
+    const newest = view.messages.at(-1);
+    if (newest && newest.created > (activity.get(group) ?? "")) activity.set(group, newest.created);
+    renderConversations();
+    if (chat === view) {
+      render();
+      renderState();
+    }
+  });
+  view.on("state", ifShown(() => {
+    loadPage(view);
+    renderState();
+  }));
+  view.on("history", (_page, reset) => void (reset && pageLoaded.add(group)));
+  view.on("typers", ifShown(renderTypers));
+  view.on("presence", ifShown(renderOnline));
+  view.on("error", ifShown((err: Error) => showNotice(err.message)));
+  // What the page had not sent when it was reloaded goes out again (with its original request_ids).
+  view.on("restored", (ops) => {
+    for (const op of ops) {
+      if (op.operation === "create" || op.operation === "reply") showPending(group, String(op.frame.body ?? ""), op.result);
+    }
+  });
+  return view;
+}
+
+/** A group followed from the list holds its last message only: once shown and live, its newest page (once). */
+function loadPage(view: GroupView): void {
+  if (pageLoaded.has(view.group) || view.state !== "live") return;
+  pageLoaded.add(view.group);
+  view.loadLatest().catch(() => pageLoaded.delete(view.group));
+}
+
+/** Shows a group: its view on the same socket (subscribed now if it was not followed). */
+function show(group: string): void {
+  if (!conn) return;
+  chat?.stopTyping();
+  const view = follow(group);
+  chat = view;
+  for (const row of rows.values()) row.li.remove();
+  rows.clear();
+  onScreen.clear();
+  observed.clear();
+  visibility.disconnect();
+  editing = null;
+  setReply(null);
+  for (const li of outbox.querySelectorAll<HTMLLIElement>("li")) li.hidden = li.dataset.group !== group;
+  loadPage(view);
+  roomLabel.textContent = me === undefined ? `#${group}` : `#${group} as ${me}`;
+  renderTypers(view.typers);
+  renderOnline(view.presence);
+  render();
+  renderState();
+  renderConversations();
+  try {
+    localStorage.setItem("chatroom", JSON.stringify({ group, user: joinedUser }));
   } catch {
-    // the list is a convenience: the next change tries again
+    // storage disabled: nothing to remember
+  }
+}
+
+let joinedUser = "";
+/** Follows every group of the user's list (the first 20, most recent first), as it is each time the socket opens. */
+async function loadConversations(): Promise<void> {
+  const c = conn;
+  if (!c) return;
+  try {
+    const { groups } = await c.conversations({ limit: 20 });
+    if (conn !== c) return;
+    for (const entry of groups) follow(entry.group, entry);
+    // Groups that left the first page stop costing a subscription (the one shown stays).
+    const listed = new Set(groups.map((g) => g.group));
+    for (const g of c.groups) if (!listed.has(g) && g !== chat?.group) void c.unsubscribe(g);
+    renderConversations();
+  } catch {
+    // the list is a convenience: the next connection asks again
   }
 }
 
@@ -299,69 +426,53 @@ function join(group: string, user: string, jwt: string | undefined): void {
   if (!jwt && !name.success) return showNotice(name.issues[0].message);
   try {
     const identity = jwt ? { token: ({ expired }: { expired: boolean }) => (expired ? renewedToken() : token!) } : { user };
-    chat = new ChatClient({ group, ...identity, outboxStorage: pageStorage(), presence: true });
+    conn = new ChatConnection({ ...identity, outboxStorage: pageStorage(), presence: true });
+    me = conn.user ?? (jwt ? undefined : user);
+    joinedUser = user;
+    show(group);
   } catch (err) {
+    conn?.close();
+    conn = null;
+    chat = null;
     showNotice((err as Error).message);
     return;
   }
-  me = chat.user ?? (jwt ? undefined : user);
-  joined = { group, user, jwt };
-  refreshConversations();
-  try {
-    localStorage.setItem("chatroom", JSON.stringify({ group, user }));
-  } catch {
-    // storage disabled: nothing to remember
-  }
-  chat.on("state", (change) => {
+  const c = conn;
+  c.on("state", (change) => {
     // With a token, who we are is known once the first token is fetched (its `sub`).
-    if (chat?.user !== undefined && chat.user !== me) {
-      me = chat.user;
-      roomLabel.textContent = `#${group} as ${me}`;
+    if (c.user !== undefined && c.user !== me) {
+      me = c.user;
+      if (chat) roomLabel.textContent = `#${chat.group} as ${me}`;
     }
     renderState(change);
+    if (change.state === "live") void loadConversations();
   });
-  chat.on("change", () => {
-    render();
-    renderState();
-    refreshConversations();
-  });
-  chat.on("typers", renderTypers);
-  chat.on("presence", renderOnline);
-  // What the page had not sent when it was reloaded goes out again (with its original request_ids).
-  chat.on("restored", (ops) => {
-    for (const op of ops) {
-      if (op.operation === "create" || op.operation === "reply") showPending(String(op.frame.body ?? ""), op.result);
-    }
-  });
-  chat.on("error", (err) => showNotice(err.message));
-  const mark = (m: MessageView) => toMark.push(m.id);
-  chat.on("created", mark);
-  chat.on("replied", mark);
-  chat.on("history", (page, reset) => {
-    // Arriving in a room: the newest message of others stands for the ones before it.
-    const newest = [...page.messages].reverse().find((m) => m.user !== me && !m.deleted);
-    if (reset && newest) toMark.push(newest.id);
-  });
-  roomLabel.textContent = me === undefined ? `#${group}` : `#${group} as ${me}`;
+  c.on("error", (err) => showNotice(err.message));
   joinForm.hidden = true;
   chatSection.hidden = false;
   leaveButton.hidden = false;
   renderState();
-  void chat.connect().catch(() => {});
+  c.connect();
   textInput.focus();
 }
 
 function leave(): void {
-  chat?.close();
+  conn?.close();
+  conn = null;
   chat = null;
-  joined = null;
+  lastChange = undefined;
   convList.replaceChildren();
+  pageLoaded.clear();
+  activity.clear();
+  readAsked.clear();
   renewForm.hidden = true;
   renewForm.onsubmit = null;
   for (const row of rows.values()) row.li.remove();
   rows.clear();
+  onScreen.clear();
+  observed.clear();
+  visibility.disconnect();
   outbox.replaceChildren();
-  seenSent.clear();
   setReply(null);
   renderTypers([]);
   renderOnline(null);
@@ -409,6 +520,7 @@ composer.addEventListener("submit", (ev) => {
   setReply(null);
   // Shown at once, greyed until the server acknowledges it (it may wait offline in the outbox).
   showPending(
+    client.group,
     body || file?.name || "",
     (async () => {
       const attachment = file ? await fileFromBlob(file) : undefined;
@@ -467,7 +579,7 @@ olderButton.addEventListener("click", () => {
   );
 });
 
-document.addEventListener("visibilitychange", markSeen);
+document.addEventListener("visibilitychange", markRead);
 
 // ---- start --------------------------------------------------------------------------------
 

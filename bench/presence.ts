@@ -1,0 +1,210 @@
+// Presence's cost (issue 13), presence on against PRESENCE=off in the same run, alternating which
+// goes first each round so that a machine getting busier or quieter does not favour either:
+// - reconnect storm (`reconnect`, the default): N idle `?user=` sockets over 100 groups connect,
+//   all close, and once the grace has passed (everyone left) the same users connect again, which
+//   is measured: each connect is a `join` to its group's sockets, while the node's database work
+//   is done already (membership known, groups followed once), so the figure is not at the mercy
+//   of a shared PostgreSQL. Connect rate, and server CPU per 1,000 connects from the first
+//   handshake until 1 s after the last (presence frames flushed after it are counted too);
+// - connect storm (`connections`): the `connections` scenario as it is (first connects, one
+//   membership write each): connect rate and server CPU per 1,000 connects;
+// - typing: the `typing` scenario (20 groups x 50 subscribers, 400 frames/s): server CPU per
+//   1,000 deliveries.
+// Targets: on ÷ off connect rate >= 0.95, CPU per delivery <= 1.10. Each figure comes with the
+// load average before it was taken (a shared machine):
+//
+//   npx tsx bench/presence.ts [--rounds 3] [--connections 6000] [--groups 100] [--typing-duration 10] [--only reconnect|connections|typing]
+//
+// Writes bench/results/presence-<time>.json and prints every pair and the median ratios.
+import { writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseOptions } from "./lib/args.ts";
+import { gitInfo } from "./lib/machine.ts";
+import { benchDir } from "./lib/paths.ts";
+import type { Measurement } from "./lib/results.ts";
+import type { AnyScenario, MeasureContext } from "./lib/scenario.ts";
+import { sleep } from "./lib/clock.ts";
+import type { ConnectReport, Plan } from "./lib/ipc.ts";
+import { totalCpuSeconds } from "./lib/proc.ts";
+import { groupName } from "./lib/traffic.ts";
+import { WorkerPool } from "./lib/workers.ts";
+import { startTarget, stopAll, type Target } from "./lib/targets.ts";
+import { connections } from "./scenarios/connections.ts";
+import { typing } from "./scenarios/typing.ts";
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : def;
+};
+const ROUNDS = Number(arg("rounds", "3"));
+const CONNECTIONS = arg("connections", "6000");
+const GROUPS = arg("groups", "100");
+const TYPING_DURATION = arg("typing-duration", "10");
+const ONLY = arg("only", "");
+const PG = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+/**
+ * The node settings compared, each against `off`: presence at its defaults, and with
+ * `--unbatched` also presence publishing every join/leave at once (PRESENCE_BATCH_MS=0, as before
+ * issue 13's batching), to show what the batch saves.
+ */
+const MODES: Record<string, Record<string, string>> = {
+  on: { PRESENCE: "on" },
+  off: { PRESENCE: "off" },
+  ...(process.argv.includes("--unbatched") ? { unbatched: { PRESENCE: "on", PRESENCE_BATCH_MS: "0" } } : {}),
+};
+type Mode = string;
+
+const load = () => os.loadavg().map((l) => Math.round(l * 10) / 10);
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+interface Figure {
+  mode: Mode;
+  loadBefore: number[];
+  headline: Record<string, number>;
+  notes: string[];
+}
+
+/** PRESENCE_GRACE_MS at its default: the reconnect storm waits it out between its two passes. */
+const GRACE_MS = 5_000;
+const WORKERS = Math.max(2, os.cpus().length - 1);
+
+/** Connects of one pass: how many opened, how many failed, and the rate from first attempt to last open. */
+function rateOf(reports: ConnectReport[]) {
+  const connected = reports.reduce((a, x) => a + x.connected, 0);
+  const seconds = (Math.max(...reports.map((x) => x.lastOpenUs)) - Math.min(...reports.map((x) => x.firstAttemptUs))) / 1e6;
+  return { connected, failed: reports.reduce((a, x) => a + x.failed, 0), perS: Math.round(connected / seconds), sample: reports.flatMap((x) => x.errorSamples)[0] };
+}
+
+async function connectAll(plans: Plan[]) {
+  const pool = new WorkerPool(plans.length);
+  const reports = (await pool.askEach(plans.map((plan) => ({ type: "connect", plan })), "connected", 600_000)).map((r) => r.report);
+  return { pool, reports };
+}
+
+const idlePlan = (subscribers: Plan["subscribers"], connectConcurrency: number): Plan => ({ subscribers, publishers: [], idle: true, intervals: false, connectConcurrency });
+
+/** The node's `chat_presence_users` (pairs held, grace included); 0 with presence off. */
+async function heldPairs(target: Target): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${target.nodes[0]!.port}/metrics`)).text();
+  return Number(/^chat_presence_users (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** The reconnect storm (see the top of the file) against one node. */
+async function reconnectStorm(target: Target, tag: string): Promise<Measurement> {
+  const n = Number(CONNECTIONS);
+  const groups = Number(GROUPS);
+  const url = (g: number, user: string) => `${target.nodes[0]!.wsBase}/ws/chat/${groupName(tag, "conn", g)}/?user=${user}`;
+  const plans = Array.from({ length: WORKERS }, () => idlePlan([], 100));
+  for (let i = 0; i < n; i++) plans[i % WORKERS]!.subscribers.push({ url: url(i % groups, `i${i}`), group: i % groups, localAddress: `127.0.0.${1 + (i % 8)}` });
+  // One socket per group stays from start to end, so the node follows every group throughout:
+  // the reconnects find their group followed and read nothing from the database.
+  const anchors = await connectAll([idlePlan(Array.from({ length: groups }, (_, g) => ({ url: url(g, `anchor${g}`), group: g })), 10)]);
+  try {
+    const first = await connectAll(plans);
+    await first.pool.close();
+    // Everyone has left (their leaves, after the grace, must not land in the measured pass).
+    await sleep(GRACE_MS);
+    for (let i = 0; i < 60 && (await heldPairs(target)) > groups; i++) await sleep(500);
+    await sleep(1_000);
+    const pids = target.nodes.map((node) => node.pid);
+    const cpu0 = totalCpuSeconds(pids);
+    const again = await connectAll(plans);
+    await sleep(1_000); // frames still held for their tick go out
+    const cpuS = totalCpuSeconds(pids) - cpu0;
+    await again.pool.close();
+    const measured = rateOf(again.reports);
+    const notes = measured.failed > 0 ? [`${measured.failed} of ${n} reconnects failed, e.g. ${measured.sample}`] : [];
+    return {
+      headline: {
+        connected: measured.connected,
+        connects_per_s: measured.perS,
+        server_cpu_ms_per_1k: Math.round((cpuS * 1e6) / measured.connected), // µs per connect = ms per 1,000
+        first_connects_per_s: rateOf(first.reports).perS,
+      },
+      latency: {},
+      details: {},
+      notes,
+    };
+  } finally {
+    await anchors.pool.close();
+  }
+}
+
+async function measure(s: AnyScenario | "reconnect", argv: string[], mode: Mode, tag: string): Promise<Figure> {
+  const loadBefore = load();
+  const target = await startTarget("service", { nodes: 1, pgAdminUrl: PG, runTag: tag, env: MODES[mode] });
+  try {
+    const opts = parseOptions(argv, s === "reconnect" ? [] : [s.name]);
+    const ctx: MeasureContext = { startTarget: () => Promise.reject(new Error("not used")), log, opts };
+    const m: Measurement = s === "reconnect" ? await reconnectStorm(target, tag) : await s.measure(target, s.params(opts), tag, ctx);
+    return { mode, loadBefore, headline: m.headline, notes: m.notes };
+  } finally {
+    const endings = await target.stop();
+    for (const [i, e] of endings.entries()) if (!/exited 0 /.test(e)) log(`node ${e}; its last lines:\n${target.nodes[i]!.log.slice(-10).join("\n")}`);
+  }
+}
+
+const plans: { name: string; scenario: AnyScenario | "reconnect"; argv: string[]; keys: string[] }[] = [
+  {
+    name: "reconnect",
+    scenario: "reconnect" as const,
+    argv: [],
+    keys: ["connects_per_s", "server_cpu_ms_per_1k", "first_connects_per_s"],
+  },
+  {
+    name: "connections",
+    scenario: connections,
+    argv: ["--connections", CONNECTIONS, "--groups", GROUPS, "--duration", "1"],
+    keys: ["connects_per_s", "server_cpu_ms_per_1k", "server_cpu_ms_per_1k_all", "p99_ms"],
+  },
+  {
+    name: "typing",
+    scenario: typing,
+    argv: ["--duration", TYPING_DURATION],
+    keys: ["server_cpu_s_per_1k", "delivered_per_s", "p99_ms", "loss_pct"],
+  },
+].filter((p) => (ONLY === "" ? p.name !== "connections" : ONLY.split(",").includes(p.name)));
+
+const run = { at: new Date().toISOString(), git: gitInfo(), rounds: ROUNDS, cpus: os.cpus().length, results: {} as Record<string, { rounds: Figure[][]; ratios: Record<string, number[]>; median: Record<string, number> }> };
+try {
+  for (const plan of plans) {
+    const rounds: Figure[][] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const names = Object.keys(MODES);
+      const order: Mode[] = r % 2 === 0 ? names : names.reverse();
+      const pair: Figure[] = [];
+      for (const mode of order) {
+        const f = await measure(plan.scenario, plan.argv, mode, `pr${Date.now().toString(36)}${mode}`);
+        log(`${plan.name} round ${r + 1} presence ${mode} (load ${f.loadBefore.join(" ")}): ${plan.keys.map((k) => `${k} ${f.headline[k]}`).join(", ")}`);
+        for (const n of f.notes) log(`  note: ${n}`);
+        pair.push(f);
+      }
+      rounds.push(pair);
+    }
+    // Every mode but `off`, divided by `off` of the same round.
+    const ratios: Record<string, number[]> = {};
+    for (const mode of Object.keys(MODES).filter((m) => m !== "off")) {
+      for (const k of plan.keys) {
+        ratios[`${mode} ${k}`] = rounds.map((pair) => {
+          const [a, b] = [pair.find((f) => f.mode === mode)!, pair.find((f) => f.mode === "off")!];
+          return Math.round((a.headline[k]! / b.headline[k]!) * 1000) / 1000;
+        });
+      }
+    }
+    const med = Object.fromEntries(Object.entries(ratios).map(([k, xs]) => [k, median(xs)]));
+    run.results[plan.name] = { rounds, ratios, median: med };
+    log(`${plan.name}: ÷ off per round: ${Object.entries(ratios).map(([k, xs]) => `${k} ${xs.join(" ")}`).join("; ")}`);
+    log(`${plan.name}: median ÷ off: ${Object.entries(med).map(([k, x]) => `${k} ${x}`).join(", ")}`);
+  }
+  const file = path.join(benchDir, "results", `presence-${Date.now()}.json`);
+  await writeFile(file, JSON.stringify(run, null, 2));
+  log(`written to ${file}`);
+} finally {
+  await stopAll();
+}

@@ -1,0 +1,135 @@
+// The chat page across several conversations, in headless Chromium (as page.test.ts): two users,
+// three groups, one WebSocket per page whatever the switching. Unread badges and last messages
+// appear live from events in the groups not on screen, clear once the messages were on screen
+// (the read marker goes out as they scroll into view), and both the badges and "seen by"
+// survive a reload, because they come from the server's read markers.
+import { existsSync } from "node:fs";
+import { chromium, type Browser, type Page } from "playwright-core";
+import t from "tap";
+import WebSocket from "ws";
+import { startInProcess } from "../helpers/node.ts";
+import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
+import { freshDatabase } from "../helpers/services.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+if (!existsSync(CHROMIUM)) throw new Error(`chromium is missing at ${CHROMIUM} (apt-get install -y chromium; .ci/run installs it)`);
+
+const node = await startInProcess(t, { DATABASE_URL: await freshDatabase(t) });
+await untilDatabaseWarm(node.port);
+const base = `http://127.0.0.1:${node.port}`;
+const browser: Browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+t.teardown(() => browser.close());
+
+/** Makes `user` a member of `group` (a subscribe does), as if they had joined it earlier. */
+async function member(group: string, user: string): Promise<void> {
+  const ws = new WebSocket(`${base.replace("http", "ws")}/ws/chat/${group}/?user=${user}`);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  ws.close();
+}
+
+/** A page in its own browser context, counting the WebSockets it opens. */
+async function open(name: string) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const problems: string[] = [];
+  page.on("pageerror", (err) => problems.push(`${name}: ${err.message}`));
+  page.on("console", (m) => void (m.type() === "error" && !/WebSocket/.test(m.text()) && problems.push(`${name} console: ${m.text()}`)));
+  const sockets: string[] = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  return { page, problems, sockets };
+}
+
+async function join(page: Page, group: string, user: string): Promise<void> {
+  await page.goto(base + "/");
+  await page.fill("#join input[name=group]", group);
+  await page.fill("#join input[name=user]", user);
+  await page.click("#join button[type=submit]");
+  await page.waitForSelector('#state[data-state="live"]');
+}
+
+const chip = (page: Page, group: string) => page.locator(`#conv-list li[data-group="${group}"]`);
+const badge = (page: Page, group: string, n: number) => chip(page, group).locator(`.badge:text-is("${n}")`).waitFor();
+const noBadge = (page: Page, group: string) => page.waitForSelector(`#conv-list li[data-group="${group}"]:not(:has(.badge))`);
+const row = (page: Page, text: string) => page.locator("#messages li", { hasText: text });
+
+async function switchTo(page: Page, group: string): Promise<void> {
+  await chip(page, group).click();
+  await page.waitForSelector(`#conv-list li[data-group="${group}"].current`);
+  await page.waitForSelector('#state[data-state="live"]');
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  await row(page, text).waitFor();
+}
+
+t.test("two users, three conversations: badges appear live and clear, receipts survive a reload, one socket each", async (t) => {
+  const [home, work, fun] = [uniqueGroup("home"), uniqueGroup("work"), uniqueGroup("fun")];
+  for (const user of ["alice", "bob"]) for (const g of [work, fun]) await member(g, user);
+  const alice = await open("alice");
+  const bob = await open("bob");
+  await join(alice.page, home, "alice");
+  await join(bob.page, home, "bob");
+  for (const p of [alice.page, bob.page]) for (const g of [home, work, fun]) await chip(p, g).waitFor();
+  t.pass("each page lists the three conversations");
+
+  // Bob writes in work (twice) and fun (once); alice stays on home and sees the badges come.
+  await switchTo(bob.page, work);
+  await say(bob.page, "standup at ten");
+  await say(bob.page, "bring the notes");
+  await badge(alice.page, work, 2);
+  t.match(await chip(alice.page, work).locator(".last").textContent(), /bob: bring the notes/, "the last message follows too");
+  await switchTo(bob.page, fun);
+  await say(bob.page, "lunch?");
+  await badge(alice.page, fun, 1);
+  t.equal(await chip(alice.page, home).locator(".badge").count(), 0, "no badge on the group on screen");
+
+  // Alice opens work: its messages are on screen, so its badge goes; fun keeps its own.
+  await switchTo(alice.page, work);
+  await row(alice.page, "bring the notes").waitFor();
+  await switchTo(alice.page, home);
+  await noBadge(alice.page, work);
+  await badge(alice.page, fun, 1);
+  t.pass("reading work cleared its badge only");
+
+  // Bob sees alice's marker on his messages in work: "seen by alice".
+  await switchTo(bob.page, work);
+  await row(bob.page, "bring the notes").locator(".seen:has-text('seen by alice')").waitFor();
+  t.pass("bob sees that alice read his messages");
+
+  // Both reload. Bob's receipts and alice's remaining badge come back from the server's markers.
+  await join(bob.page, work, "bob");
+  await row(bob.page, "bring the notes").locator(".seen:has-text('seen by alice')").waitFor();
+  t.equal(await row(bob.page, "lunch?").count(), 0, "bob's page shows work, not fun");
+  t.pass("seen by survives bob's reload");
+  await join(alice.page, home, "alice");
+  await badge(alice.page, fun, 1);
+  await noBadge(alice.page, work);
+  t.pass("alice's badges survive her reload: fun unread, work read");
+
+  // A new message in fun while alice is elsewhere adds to the badge; opening fun clears it.
+  await switchTo(bob.page, fun);
+  await say(bob.page, "pizza or sushi");
+  await badge(alice.page, fun, 2);
+  await switchTo(alice.page, fun);
+  await row(alice.page, "pizza or sushi").waitFor();
+  await switchTo(alice.page, work);
+  await noBadge(alice.page, fun);
+  await row(bob.page, "pizza or sushi").locator(".seen:has-text('seen by alice')").waitFor();
+  t.pass("opening fun cleared its badge, and bob sees it read");
+
+  t.same(alice.sockets.map((u) => new URL(u).pathname), ["/ws/", "/ws/"], "alice's page used one /ws/ socket per page load, whatever the switching");
+  t.same(bob.sockets.map((u) => new URL(u).pathname), ["/ws/", "/ws/"], "so did bob's");
+  t.same([...alice.problems, ...bob.problems], [], "no page errors");
+  await alice.page.context().close();
+  await bob.page.context().close();
+});
