@@ -52,6 +52,11 @@ t.test("publishes go straight to the slot's primary; one that primary rejects (M
   t.teardown(() => bus.close());
   const g = uniqueGroup("direct");
   await bus.subscribe(g);
+  // The first publish to a primary whose connection ioredis has not opened yet takes the routed path (which opens it).
+  await bus.publish(g, "first");
+  t.equal(bus.publishes.direct + bus.publishes.routed, 1);
+  bus.publishes.direct = 0;
+  bus.publishes.routed = 0;
   for (let i = 0; i < 20; i++) await bus.publish(g, `d${i}`);
   t.equal(bus.publishes.direct, 20, "all 20 sent on the primary's own connection");
   t.equal(bus.publishes.routed, 0);
@@ -71,8 +76,8 @@ t.test("publishes go straight to the slot's primary; one that primary rejects (M
   await bus.publish(g, "after-moved");
   t.equal(bus.publishes.direct, 1, "tried on the wrong primary first");
   t.equal(bus.publishes.routed, 1, "then once through the routed path");
-  for (let i = 0; i < 50 && heard.length < 21; i++) await new Promise((r) => setTimeout(r, 20));
-  t.same(heard, [...Array.from({ length: 20 }, (_, i) => `d${i}`), "after-moved"], "every payload heard once, in order");
+  for (let i = 0; i < 50 && heard.length < 22; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(heard, ["first", ...Array.from({ length: 20 }, (_, i) => `d${i}`), "after-moved"], "every payload heard once, in order");
 });
 
 t.test("directPublish: false keeps every publish on ioredis' routed path", async (t) => {
