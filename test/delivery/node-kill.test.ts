@@ -172,10 +172,11 @@ t.test("the node dies holding events it stored but never published (its Redis li
   });
 });
 
-t.test("the node dies right after sending a COMMIT: stored, never acknowledged; the retry elsewhere answers the original", async (t) => {
-  // A reaches PostgreSQL through a proxy that, on A's next COMMIT, lets the COMMIT through and
-  // then drops everything PostgreSQL says back: the transaction commits, A never learns, and A is
-  // killed before it could ack or publish. Its senders resend the same request_ids elsewhere.
+t.test("the node dies right after sending a create batch: stored, never acknowledged; the retry elsewhere answers the original", async (t) => {
+  // A reaches PostgreSQL through a proxy that, on A's next create batch (one autocommitted call of
+  // chat_create_messages), lets the call through and then drops everything PostgreSQL says back:
+  // the batch commits, A never learns, and A is killed before it could ack or publish. Its
+  // senders resend the same request_ids elsewhere.
   const pgUrl = new URL(url);
   const proxy = await TcpProxy.start(t, Number(pgUrl.port || 5432), pgUrl.hostname);
   pgUrl.port = String(proxy.port);
@@ -183,9 +184,9 @@ t.test("the node dies right after sending a COMMIT: stored, never acknowledged; 
   await killUnderTraffic(t, a, {
     expectCommittedUnacked: true,
     beforeKill: async (t) => {
-      await within(proxy.muteAfter("COMMIT"), 5_000, "a COMMIT from A");
+      await within(proxy.muteAfter("chat_create_messages"), 5_000, "a create batch from A");
       await sleep(200); // PostgreSQL has committed; A heard nothing back
-      t.comment("A's COMMIT reached PostgreSQL; its answer was dropped; A is killed now");
+      t.comment("A's create batch reached PostgreSQL; its answer was dropped; A is killed now");
     },
   });
 });
