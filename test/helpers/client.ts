@@ -121,22 +121,6 @@ export function connect(t: Test, port: number, group: string, query: Record<stri
   return open(t, wsUrl(port, group, query), opts);
 }
 
-/**
- * `connect` for the first socket of a group on a node: that socket makes the node read the
- * group's last seq, and on a PostgreSQL loaded by other test runs the read can outlast the 5 s
- * subscribe deadline, so the upgrade is refused 503 ("subscribe timed out"), as documented. For
- * tests that are not about that, a 503 is retried (three attempts in all); anything else fails.
- */
-export async function connectFirst(...args: Parameters<typeof connect>): ReturnType<typeof connect> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await connect(...args);
-    } catch (err) {
-      if (attempt === 3 || !/HTTP 503/.test((err as Error).message)) throw err;
-    }
-  }
-}
-
 /** The HTTP status an upgrade attempt gets (101 when it succeeds). */
 export function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {

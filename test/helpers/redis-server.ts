@@ -6,17 +6,9 @@ import net from "node:net";
 import os from "node:os";
 import type { Test } from "tap";
 
-/** A TCP port nobody listens on right now (the OS picks it; released before returning). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port nobody listens on right now (one helper for tests, bench and the cluster scripts). */
+import { freeLoopbackPort as freePort } from "../../scripts/cluster/redis-processes.ts";
+export { freePort };
 
 export interface PrivateRedis {
   port: number;

@@ -4,7 +4,7 @@
 import t from "tap";
 import { PresenceBatch } from "../../src/chat/presence-batch.ts";
 import { loadConfig } from "../../src/config/env.ts";
-import { connect, connectFirst } from "../helpers/client.ts";
+import { connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -61,7 +61,7 @@ t.test("a burst of arrivals reaches a watcher as the usual join frames, publishe
   const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: "10000", PRESENCE_BATCH_MS: "2500" });
   await untilReady(node.port);
   const g = uniqueGroup("burst");
-  const watcher = await connectFirst(t, node.port, g, { user: "watcher" }, { presence: true });
+  const watcher = await connect(t, node.port, g, { user: "watcher" }, { presence: true });
   t.same(await watcher.next((f) => f.operation === "join", 5_000), { operation: "join", group: g, user: "watcher" });
   const users = ["u1", "u2", "u3", "u4", "u5"];
   await Promise.all(users.map((u) => connect(t, node.port, g, { user: u }, { presence: true })));
@@ -86,7 +86,7 @@ t.test("the tick is capped at a quarter of the grace: with PRESENCE_GRACE_MS=200
   const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: "200", PRESENCE_BATCH_MS: "10000" });
   await untilReady(node.port);
   const g = uniqueGroup("capped");
-  const watcher = await connectFirst(t, node.port, g, { user: "watcher" }, { presence: true });
+  const watcher = await connect(t, node.port, g, { user: "watcher" }, { presence: true });
   const start = performance.now();
   t.same(await watcher.next((f) => f.operation === "join", 5_000), { operation: "join", group: g, user: "watcher" });
   t.comment(`join after ${Math.round(performance.now() - start)} ms`);
@@ -96,7 +96,7 @@ t.test("PRESENCE_BATCH_MS=0: each join is published on its own, at once", async 
   const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_BATCH_MS: "0" });
   await untilReady(node.port);
   const g = uniqueGroup("unbatched");
-  const watcher = await connectFirst(t, node.port, g, { user: "watcher" }, { presence: true });
+  const watcher = await connect(t, node.port, g, { user: "watcher" }, { presence: true });
   await watcher.next((f) => f.operation === "join", 5_000);
   for (const u of ["a", "b"]) {
     await connect(t, node.port, g, { user: u }, { presence: true });

@@ -3,7 +3,7 @@
 // `presence` frame on `/ws/` answers for the group it names.
 import t from "tap";
 import WebSocket from "ws";
-import { ChatClient, connect, connectFirst } from "../helpers/client.ts";
+import { ChatClient, connect } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -26,7 +26,7 @@ function connectMux(user: string): Promise<ChatClient> {
 
 t.test("a /ws/ subscription is presence; with a per-group socket of the same user it counts once", async (t) => {
   const [g1, g2] = [uniqueGroup("pmux-a"), uniqueGroup("pmux-b")];
-  const watcher = await connectFirst(t, node.port, g1, { user: "watcher" }, { presence: true });
+  const watcher = await connect(t, node.port, g1, { user: "watcher" }, { presence: true });
   await watcher.next((f) => f.operation === "join" && f.user === "watcher");
   const mux = await connectMux("alice");
   await mux.request({ operation: "subscribe", group: g1 });
