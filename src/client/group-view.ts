@@ -118,6 +118,8 @@ export class GroupView extends Emitter<GroupViewEvents> {
   private refreshing: { again: boolean } | null = null;
   /** The server does not know `read` (a seed-style server): unread counts what is loaded. */
   private noReadState = false;
+  /** `unread` was asked for: from then on a missing count is asked of the server (never before). */
+  private countWanted = false;
   private settleSubscribed!: { resolve: () => void; reject: (e: ChatRequestError) => void };
   /** Resolves once the group is first live; rejects when it is refused or closed first. */
   readonly subscribed: Promise<void>;
@@ -179,11 +181,16 @@ export class GroupView extends Emitter<GroupViewEvents> {
    * Messages (create, reply) by others after this user's marker, not deleted, as the server
    * counts them: its last count (a conversation list entry, a `read` ack, or a `read` event of
    * this user's marker from any of their devices) plus the stored events since (see unread.ts).
-   * Until the first count comes, the loaded messages are counted.
+   * Until the first count comes (asked for the first time `unread` is read), the loaded messages
+   * are counted.
    */
   get unread(): number {
     const me = this.conn.user;
     if (me === undefined) return 0;
+    if (!this.countWanted) {
+      this.countWanted = true;
+      this.checkCount();
+    }
     return this.counter.count(me, this.markers.of(me), () => this.markers.unread(me, this.timeline.messages));
   }
 
@@ -493,7 +500,7 @@ export class GroupView extends Emitter<GroupViewEvents> {
    */
   private checkCount(): void {
     const me = this.conn.user;
-    if (me === undefined || this.noReadState || this.current !== "live" || !this.counter.needsRefresh(this.markers.of(me))) return;
+    if (me === undefined || !this.countWanted || this.noReadState || this.current !== "live" || !this.counter.needsRefresh(this.markers.of(me))) return;
     if (this.refreshing) {
       this.refreshing.again = true;
       return;
