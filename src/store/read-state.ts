@@ -18,6 +18,12 @@ export interface ReadMarker {
   readAt: Date | null;
   /** Whether this call moved it. */
   moved: boolean;
+  /**
+   * The user's unread count after this call and the group's last seq, read in one snapshot: the
+   * count is exact as of that seq (later events add to it).
+   */
+  unread: number;
+  lastSeq: number;
 }
 
 export interface Conversation {

@@ -45,7 +45,7 @@ t.test("a user is a member from their first subscribe or first stored operation,
   t.same((await get(`/api/me/groups?user=carol`)).body.groups, [], "nor in her conversation list");
 });
 
-t.test("read markers only move forward; each move is broadcast and acknowledged with read_seq", async (t) => {
+t.test("read markers only move forward; each move is broadcast and acknowledged with read_seq and the reader's count", async (t) => {
   const group = uniqueGroup("markers");
   const alice = await connect(t, node.port, group, { user: "alice" });
   const bob = await connect(t, node.port, group, { user: "bob" });
@@ -54,14 +54,14 @@ t.test("read markers only move forward; each move is broadcast and acknowledged 
   const m3 = await post(alice, "three");
 
   const ack = await bob.request({ operation: "read", seq: 2 });
-  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2 }, "the ack carries the marker");
+  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2, unread: 1, last_seq: 3 }, "the ack carries the marker, and bob's unread count as of the last seq");
   const ev = (await alice.next(isRead)) as Frame & { read_at: string };
-  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at }, "the group hears the move");
+  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at, unread: 1, last_seq: 3 }, "the group hears the move, with the reader's count");
   t.match(ev.read_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   await bob.next(isRead);
 
   const lower = await bob.request({ operation: "read", seq: 1 });
-  t.same(lower, { operation: "ack", group, request_id: lower.request_id, read_seq: 2 }, "a lower seq answers the current marker");
+  t.same(lower, { operation: "ack", group, request_id: lower.request_id, read_seq: 2, unread: 1, last_seq: 3 }, "a lower seq answers the current marker and count");
   const same = await bob.request({ operation: "read", seq: 2 });
   t.equal(same.read_seq, 2, "the same seq changes nothing either");
   await noReadEvent(t, alice);
@@ -74,7 +74,7 @@ t.test("read markers only move forward; each move is broadcast and acknowledged 
   t.match(await bob.request({ operation: "read" }), { code: "bad_request" }, "seq is required");
 
   await bob.request({ operation: "seen", message_id: m3.message_id });
-  t.match(await alice.next(isRead), { operation: "read", group, user: "bob", read_seq: 3 }, "seen moves the marker to the message's seq");
+  t.match(await alice.next(isRead), { operation: "read", group, user: "bob", read_seq: 3, unread: 0, last_seq: 3 }, "seen moves the marker to the message's seq");
   await bob.request({ operation: "seen", message_id: m1.message_id });
   await noReadEvent(t, alice);
   t.equal((await members(group)).find((m) => m.user === "bob")!.read_seq, 3, "an older seen does not move it back");
@@ -95,6 +95,35 @@ t.test("unread counts messages after the marker, by others, not deleted", async 
   t.match(await entry("alice"), { unread: 1 }, "alice has bob's one");
   await bob.request({ operation: "read", seq: 4 });
   t.match(await entry("bob"), { read_seq: 4, unread: 1 }, "after reading up to a3, only the reply is unread");
+});
+
+t.test("every device of a reader hears their marker move with the count; deletes name the deleted message's seq and author", async (t) => {
+  const group = uniqueGroup("devices");
+  const alice = await connect(t, node.port, group, { user: "alice" });
+  const phone = await connect(t, node.port, group, { user: "bob" });
+  const laptop = await connect(t, node.port, group, { user: "bob" });
+  const m = [];
+  for (const body of ["a1", "a2", "a3", "a4"]) m.push(await post(alice, body));
+  await post(phone, "b5"); // seq 5, bob's own: never unread for him
+
+  const ack = await phone.request({ operation: "read", seq: 2 });
+  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2, unread: 2, last_seq: 5 }, "a3 and a4 are unread; b5 is his");
+  const ev = (await laptop.next(isRead)) as Frame & { read_at: string };
+  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at, unread: 2, last_seq: 5 }, "the other device hears the move and the count");
+  t.same(await phone.next(isRead), ev, "so does the device that read");
+
+  const del = await alice.request({ operation: "delete", message_id: m[2]!.message_id });
+  t.same(del, { operation: "ack", group, request_id: del.request_id, message_id: m[2]!.message_id, seq: 6 });
+  t.same(
+    await laptop.next((f) => f.operation === "delete"),
+    { operation: "delete", seq: 6, group, message_id: m[2]!.message_id, user: "alice", message_seq: 3, author: "alice" },
+    "a delete of an unread message carries its seq and author: the device counts one less without having loaded it",
+  );
+  const again = await laptop.request({ operation: "read", seq: 0 });
+  t.same(again, { operation: "ack", group, request_id: again.request_id, read_seq: 2, unread: 1, last_seq: 6 }, "a read that moves nothing answers the count now");
+  await noReadEvent(t, phone);
+  const entry = (await get(`/api/me/groups?user=bob`)).body.groups.find((g) => g.group === group);
+  t.match(entry, { last_seq: 6, read_seq: 2, unread: 1 }, "the conversation list agrees");
 });
 
 t.test("the conversation list: most recent activity first, exact shapes, paging, frame and HTTP agree", async (t) => {
