@@ -233,8 +233,10 @@ export class GroupView extends Emitter<GroupViewEvents> {
   }
 
   /**
-   * Starts from a conversation list entry (`groups` answer) without loading history: its last
-   * message, its unread count and this user's marker. Call before the view's first event.
+   * Takes a conversation list entry (`groups` answer): its unread count and this user's marker,
+   * and, for a view that holds no message yet, its last message (a view followed with `known`
+   * starts so, without loading history). Call again with a later list (after a reconnect) to take
+   * marker moves made meanwhile on other devices.
    */
   seed(c: ConversationView): void {
     if (c.group !== this.group) throw new TypeError(`the entry is of group ${c.group}, not ${this.group}`);
