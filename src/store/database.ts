@@ -48,15 +48,23 @@ export async function migratePostgres(url: string): Promise<string[]> {
 }
 
 /**
+ * While a batch is in flight, another starts once 64 items wait or a group has waited 5 ms (see
+ * group-scheduler.ts): at 9,000 creates/s one batch at a time then carries ~15 items per call
+ * instead of four carrying ~3, and PostgreSQL's CPU per create falls to about a third.
+ */
+const FILL_BATCH = 64;
+const LINGER_MS = 5;
+
+/**
  * A write may wait in the scheduler's queue for four fifths of the store's deadline at most: the
  * rest is its batch's, so under overload the excess is refused `unavailable` (load shed) rather
  * than started with no time left. A write that still cannot send its COMMIT within the deadline
  * is refused by PrismaChatStore without opening the store's circuit (the store guard waits the
  * deadline plus a margin), so the queue may use most of the deadline.
  */
-const batching = (opts: DatabaseOptions) => {
+export const batchingFor = (opts: DatabaseOptions) => {
   const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs };
+  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs, fillBatch: FILL_BATCH, lingerMs: LINGER_MS };
 };
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
@@ -82,11 +90,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       idle_in_transaction_session_timeout: deadlineMs,
     });
     const prisma = new PrismaClient({ adapter });
-    return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
+    return { store: new PrismaChatStore(prisma, undefined, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
   const embedded = await openEmbedded(opts.dataDir, await readMigrations(), { onTemplateSkipped: opts.onTemplateSkipped });
   const { PrismaPGlite } = await import("pglite-prisma-adapter");
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(embedded.lite) });
-  const store = new PrismaChatStore(prisma, embedded.close, batching(opts), opts.webhookOutbox);
+  const store = new PrismaChatStore(prisma, embedded.close, batchingFor(opts), opts.webhookOutbox);
   return { store, prisma, kind: "pglite", migrationsApplied: embedded.migrationsApplied, dataDirFrom: embedded.dataDirFrom };
 }

@@ -208,3 +208,58 @@ t.test("the default: 4 batches in flight (WRITE_CONCURRENCY)", async (t) => {
   t.equal(running(), 4);
   t.equal(s.inFlight, 4);
 });
+
+t.test("with a batch in flight, another starts only once fillBatch items wait", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 3, lingerMs: 60_000 });
+  const acks = [s.submit("a", { group: "a", n: 1 })];
+  await tick();
+  t.equal(running(), 1, "the first item is written at once, alone");
+  acks.push(s.submit("b", { group: "b", n: 1 }), s.submit("c", { group: "c", n: 1 }));
+  await tick();
+  t.equal(running(), 1, "two waiting items are not worth a second batch");
+  acks.push(s.submit("d", { group: "d", n: 1 }));
+  await tick();
+  t.equal(running(), 2, "the third waiting item starts one");
+  t.same(batches[1]!.items.map((i) => i.group), ["b", "c", "d"], "the waiting groups go together");
+  batches.forEach((b) => b.release());
+  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
+});
+
+t.test("with a batch in flight, a waiting group starts its own batch after lingerMs", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 30 });
+  const a = s.submit("a", { group: "a", n: 1 }); // hangs: a lock wait, say
+  await tick();
+  const started = performance.now();
+  const b = s.submit("b", { group: "b", n: 1 });
+  await tick();
+  t.equal(running(), 1, "b waits: one item is not worth a second batch yet");
+  while (running() < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
+  t.equal(running(), 2, "b's batch started beside the hanging one");
+  const waited = performance.now() - started;
+  t.ok(waited >= 25, `b started after its linger (${waited.toFixed(1)} ms), beside the hanging batch`);
+  batches[1]!.release();
+  t.equal(await b, "b:1", "b is acknowledged while a still hangs");
+  batches[0]!.release();
+  t.equal(await a, "a:1");
+});
+
+t.test("when the batch in flight ends, everything waiting goes at once, whatever its size", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 60_000 });
+  const acks = [s.submit("a", { group: "a", n: 1 })];
+  await tick();
+  for (const g of ["b", "c"]) acks.push(s.submit(g, { group: g, n: 1 }));
+  await tick();
+  t.equal(running(), 1);
+  batches[0]!.release();
+  await acks[0];
+  await tick();
+  t.same(batches[1]!.items.map((i) => i.group), ["b", "c"], "b and c in the next batch");
+  batches[1]!.release();
+  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1"]);
+  t.equal(s.queued, 0);
+});
+
+t.test("the node's defaults: a second batch once 64 items wait or a group waited 5 ms", async (t) => {
+  const { batchingFor } = await import("../../src/store/database.ts");
+  t.match(batchingFor({ dataDir: "x" }), { concurrency: 4, fillBatch: 64, lingerMs: 5 });
+});
