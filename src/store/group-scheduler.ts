@@ -38,6 +38,8 @@ export interface SchedulerOptions<I> {
   fillBatch?: number;
   /** ...or once the oldest waiting group has waited this long (ms). */
   lingerMs?: number;
+  /** Told each batch's size as it starts. */
+  onBatch?: ((items: number) => void) | undefined;
   /** Items per batch at most. */
   maxBatch: number;
   /** A batch stops growing once its items weigh this much (bytes of payload), so one huge batch cannot stall the process. */
@@ -198,6 +200,7 @@ export class GroupScheduler<I, O> {
       if (batch.length >= this.opts.maxBatch || weight >= this.opts.maxBatchWeight) break;
     }
     if (batch.length === 0) return false;
+    this.opts.onBatch?.(batch.length);
     const done = this.write(batch.map((p) => (p.job as { item: I }).item)).then(
       (outcomes) =>
         batch.forEach((p, i) => {

@@ -261,5 +261,8 @@ t.test("when the batch in flight ends, everything waiting goes at once, whatever
 
 t.test("the node's defaults: a second batch once 64 items wait or a group waited 5 ms", async (t) => {
   const { batchingFor } = await import("../../src/store/database.ts");
+  const { loadConfig } = await import("../../src/config/env.ts");
+  t.equal(loadConfig({}).WRITE_BATCH_LINGER_MS, 5, "WRITE_BATCH_LINGER_MS defaults to 5");
   t.match(batchingFor({ dataDir: "x" }), { concurrency: 4, fillBatch: 64, lingerMs: 5 });
+  t.match(batchingFor({ dataDir: "x", writeBatchLingerMs: 0 }), { lingerMs: 0 }, "0: a batch starts at once, up to the concurrency");
 });
