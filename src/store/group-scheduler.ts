@@ -12,12 +12,12 @@
 // so throughput rises without a fixed delay. Ready groups are served first come, first served.
 //
 // A batch has a fixed cost in the database (one call, its plan and its commit: ~0.5-1 ms of
-// PostgreSQL CPU, against ~35 us per item), so many small batches in parallel cost far more CPU
-// than a few large ones: with four slots filled one item at a time, 9,000 creates/s became
-// batches of ~3 and PostgreSQL needed 1.2 cores. So only the first batch starts at once; while
-// one is in flight, another starts only when it is worth it: `fillBatch` items are waiting, or
-// the oldest waiting group has waited `lingerMs` (then a slow batch, a lock wait say, still
-// holds up other groups for at most that long).
+// PostgreSQL CPU, against ~35 us per item), so many small batches cost far more CPU than a few
+// large ones: filled as items came, 9,000 creates/s made batches of ~12 and PostgreSQL needed
+// 1.1 cores. So batches start at most every `lingerMs` under load: a batch starts at once when
+// nothing is in flight and none started within `lingerMs` (a lone write is not delayed);
+// otherwise once `fillBatch` items wait, or the oldest waiting group has waited `lingerMs` (so a
+// slow batch, a lock wait say, holds up other groups for at most that long).
 import { ChatError } from "../protocol/index.ts";
 
 export type Settled<O> = { ok: true; value: O } | { ok: false; error: unknown };
@@ -34,9 +34,9 @@ interface Pending<I, O> {
 export interface SchedulerOptions<I> {
   /** Batches (or solo jobs) in flight at once. */
   concurrency: number;
-  /** While a batch is in flight, another starts once this many items wait... */
+  /** Under load a batch starts once this many items wait... */
   fillBatch?: number;
-  /** ...or once the oldest waiting group has waited this long (ms). */
+  /** ...or once the oldest waiting group has waited this long (ms), or nothing is in flight and none started for this long. 0: always at once. */
   lingerMs?: number;
   /** Told each batch's size as it starts. */
   onBatch?: ((items: number) => void) | undefined;
@@ -62,6 +62,8 @@ export class GroupScheduler<I, O> {
   /** Groups with a batch or solo job in flight. */
   private readonly busy = new Set<string>();
   private running = 0;
+  /** When the last batch or solo job started. */
+  private lastStart = -Infinity;
   /** Items queued and not yet in flight. */
   private waiting = 0;
   /** Re-checks the linger of the oldest waiting group. */
@@ -125,17 +127,20 @@ export class GroupScheduler<I, O> {
 
   private pump(): void {
     while (this.running < this.opts.concurrency && this.ready.size > 0) {
-      if (this.running > 0 && !this.worthAnother()) return this.armLinger();
+      if (!this.mayStart()) return this.armLinger();
       const started = this.startNext();
       if (!started) break;
     }
   }
 
-  /** With a batch in flight: whether enough waits, or waited long enough, for another. */
-  private worthAnother(): boolean {
-    if (this.waiting >= (this.opts.fillBatch ?? 1)) return true;
+  /** Whether a batch may start now (see the top of the file). */
+  private mayStart(): boolean {
+    const linger = this.opts.lingerMs ?? 0;
+    if (linger <= 0 || this.waiting >= (this.opts.fillBatch ?? 1)) return true;
+    const now = this.now();
+    if (this.running === 0 && now - this.lastStart >= linger) return true;
     const oldest = this.oldestReady();
-    return oldest !== undefined && this.now() - oldest >= (this.opts.lingerMs ?? 0);
+    return oldest !== undefined && now - oldest >= linger;
   }
 
   /** When the group that has been ready longest became ready (Sets keep insertion order). */
@@ -148,11 +153,12 @@ export class GroupScheduler<I, O> {
     if (this.lingerTimer) return;
     const oldest = this.oldestReady();
     if (oldest === undefined) return;
-    const wait = Math.max(0, oldest + (this.opts.lingerMs ?? 0) - this.now());
+    const linger = this.opts.lingerMs ?? 0;
+    const at = Math.min(oldest + linger, this.running === 0 ? this.lastStart + linger : Infinity);
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
       this.pump();
-    }, wait);
+    }, Math.max(0, at - this.now()));
   }
 
   private markReady(group: string): void {
@@ -180,6 +186,7 @@ export class GroupScheduler<I, O> {
         if (batch.length > 0) continue; // runs alone, in a later turn
         q.shift();
         this.waiting--;
+        this.lastStart = this.now();
         this.take(group, q);
         this.run([group], head.job.solo().then(head.resolve as (v: unknown) => void, head.reject));
         return true;
@@ -201,6 +208,7 @@ export class GroupScheduler<I, O> {
     }
     if (batch.length === 0) return false;
     this.opts.onBatch?.(batch.length);
+    this.lastStart = this.now();
     const done = this.write(batch.map((p) => (p.job as { item: I }).item)).then(
       (outcomes) =>
         batch.forEach((p, i) => {

@@ -243,19 +243,28 @@ t.test("with a batch in flight, a waiting group starts its own batch after linge
   t.equal(await a, "a:1");
 });
 
-t.test("when the batch in flight ends, everything waiting goes at once, whatever its size", async (t) => {
-  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 60_000 });
+t.test("under load batches start at most every lingerMs; a lone write goes at once", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 40 });
   const acks = [s.submit("a", { group: "a", n: 1 })];
   await tick();
+  t.equal(running(), 1, "nothing in flight, none started lately: a goes at once");
+  const started = performance.now();
   for (const g of ["b", "c"]) acks.push(s.submit(g, { group: g, n: 1 }));
-  await tick();
-  t.equal(running(), 1);
   batches[0]!.release();
   await acks[0];
   await tick();
-  t.same(batches[1]!.items.map((i) => i.group), ["b", "c"], "b and c in the next batch");
+  t.equal(batches.length, 1, "a's batch is over, but the next waits for the linger");
+  while (batches.length < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
+  const waited = performance.now() - started;
+  t.same(batches[1]?.items.map((i) => i.group), ["b", "c"], "b and c together in the next batch");
+  t.ok(waited >= 35, `it started one linger after a's (${waited.toFixed(1)} ms)`);
   batches[1]!.release();
-  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1"]);
+  await new Promise((r) => setTimeout(r, 60));
+  acks.push(s.submit("d", { group: "d", n: 1 }));
+  await tick();
+  t.equal(batches.length, 3, "after a quiet linger, a lone write goes at once again");
+  batches[2]!.release();
+  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
   t.equal(s.queued, 0);
 });
 
