@@ -21,8 +21,8 @@ export interface DatabaseOptions {
   /** Write batches in flight at once, never two holding one group (see GroupScheduler). Default 4. */
   writeConcurrency?: number;
   /**
-   * With a write batch in flight, how long a group waits before another batch starts for it
-   * (unless 64 items wait). Default 5 ms; 0 starts one at once, up to `writeConcurrency`.
+   * Under load, write batches start at most this often, each carrying what came meanwhile.
+   * Default 5 ms; 0 starts one at once for every ready group, up to `writeConcurrency`.
    */
   writeBatchLingerMs?: number;
   /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
@@ -55,10 +55,11 @@ export async function migratePostgres(url: string): Promise<string[]> {
 }
 
 /**
- * While a batch is in flight, another starts once 64 items wait or a group has waited
- * WRITE_BATCH_LINGER_MS (see group-scheduler.ts): under load, fewer and larger batches.
+ * The write scheduler's pacing (see group-scheduler.ts): one batch at a time, at most every
+ * WRITE_BATCH_LINGER_MS under load; a second one (up to WRITE_CONCURRENCY) only for groups kept
+ * waiting 50 ms by a slow batch, or when a full batch (500) waits.
  */
-const FILL_BATCH = 64;
+const STALL_MS = 50;
 
 /**
  * A write may wait in the scheduler's queue for four fifths of the store's deadline at most: the
@@ -69,7 +70,7 @@ const FILL_BATCH = 64;
  */
 export const batchingFor = (opts: DatabaseOptions) => {
   const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs, fillBatch: FILL_BATCH, lingerMs: opts.writeBatchLingerMs ?? 5, onBatch: opts.onWriteBatch };
+  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs, fillBatch: 500, lingerMs: opts.writeBatchLingerMs ?? 5, stallMs: STALL_MS, onBatch: opts.onWriteBatch };
 };
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {

@@ -11,13 +11,17 @@
 // At low load an item is written at once, alone; under load the batches grow with the backlog,
 // so throughput rises without a fixed delay. Ready groups are served first come, first served.
 //
-// A batch has a fixed cost in the database (one call, its plan and its commit: ~0.5-1 ms of
-// PostgreSQL CPU, against ~35 us per item), so many small batches cost far more CPU than a few
-// large ones: filled as items came, 9,000 creates/s made batches of ~12 and PostgreSQL needed
-// 1.1 cores. So batches start at most every `lingerMs` under load: a batch starts at once when
-// nothing is in flight and none started within `lingerMs` (a lone write is not delayed);
-// otherwise once `fillBatch` items wait, or the oldest waiting group has waited `lingerMs` (so a
-// slow batch, a lock wait say, holds up other groups for at most that long).
+// One batch at a time is the fast path. A batch has a fixed cost in the database (one call, its
+// plan and its commit: ~0.5-1 ms of PostgreSQL CPU, against ~35 us per item), and concurrent
+// batches contend in PostgreSQL (the groups' rows share a page or two that every batch updates):
+// at 9,000 creates/s, four batches in flight made PostgreSQL need 0.95-1.1 cores and ack p99
+// 0.4-0.7 s, one at a time 0.4 cores and p99 24 ms, with ~50 items per batch either way. So:
+// - nothing in flight: a batch starts once none started within `lingerMs` (a lone write goes at
+//   once; under load, batches at most every `lingerMs`, so they carry what came meanwhile);
+// - a batch in flight: another starts only once the oldest waiting group has waited `stallMs`
+//   (a lock wait or a slow write holds up unrelated groups for at most that long) or `fillBatch`
+//   items wait, up to `concurrency` batches.
+
 import { ChatError } from "../protocol/index.ts";
 
 export type Settled<O> = { ok: true; value: O } | { ok: false; error: unknown };
@@ -34,10 +38,12 @@ interface Pending<I, O> {
 export interface SchedulerOptions<I> {
   /** Batches (or solo jobs) in flight at once. */
   concurrency: number;
-  /** Under load a batch starts once this many items wait... */
+  /** A batch starts whenever this many items wait. */
   fillBatch?: number;
-  /** ...or once the oldest waiting group has waited this long (ms), or nothing is in flight and none started for this long. 0: always at once. */
+  /** With nothing in flight, batches start at most this often (ms). 0: every batch starts at once, up to `concurrency`. */
   lingerMs?: number;
+  /** With a batch in flight, another starts once the oldest waiting group has waited this long (ms). */
+  stallMs?: number;
   /** Told each batch's size as it starts. */
   onBatch?: ((items: number) => void) | undefined;
   /** Items per batch at most. */
@@ -136,11 +142,16 @@ export class GroupScheduler<I, O> {
   /** Whether a batch may start now (see the top of the file). */
   private mayStart(): boolean {
     const linger = this.opts.lingerMs ?? 0;
-    if (linger <= 0 || this.waiting >= (this.opts.fillBatch ?? 1)) return true;
-    const now = this.now();
-    if (this.running === 0 && now - this.lastStart >= linger) return true;
-    const oldest = this.oldestReady();
-    return oldest !== undefined && now - oldest >= linger;
+    if (linger <= 0 || this.waiting >= (this.opts.fillBatch ?? Infinity)) return true;
+    return this.now() >= this.startAt();
+  }
+
+  /** When the next batch may start, by time alone. */
+  private startAt(): number {
+    const linger = this.opts.lingerMs ?? 0;
+    const oldest = this.oldestReady() ?? Infinity;
+    if (this.running === 0) return Math.min(this.lastStart + linger, oldest + linger);
+    return oldest + (this.opts.stallMs ?? linger);
   }
 
   /** When the group that has been ready longest became ready (Sets keep insertion order). */
@@ -150,15 +161,11 @@ export class GroupScheduler<I, O> {
   }
 
   private armLinger(): void {
-    if (this.lingerTimer) return;
-    const oldest = this.oldestReady();
-    if (oldest === undefined) return;
-    const linger = this.opts.lingerMs ?? 0;
-    const at = Math.min(oldest + linger, this.running === 0 ? this.lastStart + linger : Infinity);
+    if (this.lingerTimer || this.ready.size === 0) return;
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
       this.pump();
-    }, Math.max(0, at - this.now()));
+    }, Math.max(0, this.startAt() - this.now()));
   }
 
   private markReady(group: string): void {

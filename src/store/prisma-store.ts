@@ -126,7 +126,7 @@ export class PrismaChatStore implements ChatStore {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; onBatch?: ((items: number) => void) | undefined },
+    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; stallMs?: number; onBatch?: ((items: number) => void) | undefined },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
@@ -137,6 +137,7 @@ export class PrismaChatStore implements ChatStore {
       concurrency: batching.concurrency,
       fillBatch: batching.fillBatch,
       lingerMs: batching.lingerMs,
+      stallMs: batching.stallMs,
       onBatch: batching.onBatch,
       maxBatch: batching.maxBatch,
       maxBatchWeight: MAX_BATCH_BYTES,

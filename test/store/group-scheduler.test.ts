@@ -225,8 +225,8 @@ t.test("with a batch in flight, another starts only once fillBatch items wait", 
   t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
 });
 
-t.test("with a batch in flight, a waiting group starts its own batch after lingerMs", async (t) => {
-  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 30 });
+t.test("with a batch in flight, a waiting group starts its own batch once it waited stallMs", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 1, stallMs: 30 });
   const a = s.submit("a", { group: "a", n: 1 }); // hangs: a lock wait, say
   await tick();
   const started = performance.now();
@@ -236,7 +236,7 @@ t.test("with a batch in flight, a waiting group starts its own batch after linge
   while (running() < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
   t.equal(running(), 2, "b's batch started beside the hanging one");
   const waited = performance.now() - started;
-  t.ok(waited >= 25, `b started after its linger (${waited.toFixed(1)} ms), beside the hanging batch`);
+  t.ok(waited >= 25, `b started after stallMs (${waited.toFixed(1)} ms), beside the hanging batch`);
   batches[1]!.release();
   t.equal(await b, "b:1", "b is acknowledged while a still hangs");
   batches[0]!.release();
@@ -268,10 +268,10 @@ t.test("under load batches start at most every lingerMs; a lone write goes at on
   t.equal(s.queued, 0);
 });
 
-t.test("the node's defaults: a second batch once 64 items wait or a group waited 5 ms", async (t) => {
+t.test("the node's defaults: batches at most every 5 ms; a second one only for a group kept waiting 50 ms or a full batch", async (t) => {
   const { batchingFor } = await import("../../src/store/database.ts");
   const { loadConfig } = await import("../../src/config/env.ts");
   t.equal(loadConfig({}).WRITE_BATCH_LINGER_MS, 5, "WRITE_BATCH_LINGER_MS defaults to 5");
-  t.match(batchingFor({ dataDir: "x" }), { concurrency: 4, fillBatch: 64, lingerMs: 5 });
+  t.match(batchingFor({ dataDir: "x" }), { concurrency: 4, maxBatch: 500, fillBatch: 500, lingerMs: 5, stallMs: 50 });
   t.match(batchingFor({ dataDir: "x", writeBatchLingerMs: 0 }), { lingerMs: 0 }, "0: a batch starts at once, up to the concurrency");
 });
