@@ -61,7 +61,7 @@ export class ReadState {
     const user = actingUser(s, f.user);
     const marker = await this.deps.store.markRead(s.group, user, f.seq);
     this.announce(s.group, user, marker);
-    return { kind: "ack", read_seq: marker.readSeq };
+    return { kind: "ack", read_seq: marker.readSeq, unread: marker.unread, last_seq: marker.lastSeq };
   }
 
   /** After a `seen`: the marker moves forward to the message's seq. */
@@ -106,7 +106,15 @@ export class ReadState {
 
   private announce(group: string, user: string, marker: ReadMarker): void {
     if (!marker.moved || marker.readAt === null) return;
-    this.deps.broadcast(group, { operation: "read", group, user, read_seq: marker.readSeq, read_at: marker.readAt.toISOString() });
+    this.deps.broadcast(group, {
+      operation: "read",
+      group,
+      user,
+      read_seq: marker.readSeq,
+      read_at: marker.readAt.toISOString(),
+      unread: marker.unread,
+      last_seq: marker.lastSeq,
+    });
   }
 }
 
