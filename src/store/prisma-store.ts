@@ -126,7 +126,7 @@ export class PrismaChatStore implements ChatStore {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; stallMs?: number; onBatch?: ((items: number) => void) | undefined },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
@@ -135,6 +135,10 @@ export class PrismaChatStore implements ChatStore {
     this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
+      fillBatch: batching.fillBatch,
+      lingerMs: batching.lingerMs,
+      stallMs: batching.stallMs,
+      onBatch: batching.onBatch,
       maxBatch: batching.maxBatch,
       maxBatchWeight: MAX_BATCH_BYTES,
       weigh: (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
