@@ -1,10 +1,11 @@
 #!/bin/bash
-# The cost of a marker move that also counts the reader's unread messages (issue 12, h12read):
+# The cost of a marker move that also counts the reader's unread messages (issue 12):
 # a group with N messages by another user, a member whose marker moves step by step from 1.
+# Usage: bench/read-marker-cost.sh (N=100000 by default; needs PostgreSQL on 127.0.0.1:5432 and psql).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
-DB=h12read_readcost
+DB=chatroom_read_marker_cost
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 npx tsx src/store/migrate-cli.ts >/dev/null
