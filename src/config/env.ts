@@ -136,6 +136,7 @@ export const EnvSchema = v.object({
   ALLOWED_ORIGINS: originList,
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
   WRITE_CONCURRENCY: intVar(4, 1, 64),
+  WRITE_BATCH_LINGER_MS: intVar(5, 0, 1_000),
   DATABASE_POOL_SIZE: intVar(10, 1, 1000),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),

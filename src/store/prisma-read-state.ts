@@ -55,17 +55,17 @@ const CURRENT_MARKER = `
   FROM (SELECT COALESCE(MAX(x."read_seq"), 0) AS "read_seq", MAX(x."read_at") AS "read_at"
         FROM "memberships" x WHERE x."user_id" = $1 AND x."group_name" = $2) mk`;
 
-// One statement: the page of the user's groups (by the membership key, each group's newest event
-// by the group_events key), then for those groups only the unread count and the last message.
+// One statement: the page of the user's groups (by the membership key, each group's last seq and
+// newest event's time from its row: groups.last_event_at), then for those groups only the unread
+// count and the last message.
 export const CONVERSATIONS_SQL = `
   WITH page AS (
     SELECT mb."group_name", mb."read_seq", COALESCE(g."last_seq", 0) AS last_seq,
-           COALESCE(ge."created_at", mb."joined_at") AS last_activity
+           COALESCE(g."last_event_at", mb."joined_at") AS last_activity
     FROM "memberships" mb
     LEFT JOIN "groups" g ON g."name" = mb."group_name"
-    LEFT JOIN "group_events" ge ON ge."group_name" = mb."group_name" AND ge."seq" = g."last_seq"
     WHERE mb."user_id" = $1
-      AND ($3::timestamptz IS NULL OR (COALESCE(ge."created_at", mb."joined_at"), mb."group_name") < ($3::timestamptz, $4::text))
+      AND ($3::timestamptz IS NULL OR (COALESCE(g."last_event_at", mb."joined_at"), mb."group_name") < ($3::timestamptz, $4::text))
     ORDER BY last_activity DESC, mb."group_name" DESC
     LIMIT $2
   )

@@ -8,8 +8,8 @@
 //   larger seq than the marker, by other users, not deleted; computed at read time, so every node
 //   answers the same.
 // - The conversation list of a user is one statement, whatever the number of groups: it reads
-//   the user's membership rows by key, each group's newest event by key and counts unread rows
-//   of the page's groups only.
+//   the user's membership rows by key and their groups' rows (last seq, newest event's time),
+//   and counts unread rows of the page's groups only.
 import type { StoredMessage } from "./store.ts";
 
 export interface ReadMarker {

@@ -6,7 +6,7 @@ import t, { type Test } from "tap";
 import { connect, type ChatClient, type Frame } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { eventually, uniqueGroup } from "../helpers/probe.ts";
-import { freshDatabase } from "../helpers/services.ts";
+import { freshDatabase, sql } from "../helpers/services.ts";
 
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url });
@@ -163,6 +163,35 @@ t.test("the conversation list: most recent activity first, exact shapes, paging,
   t.same(frame2, { operation: "groups", request_id: frame2.request_id, ...p2 });
   t.match(await sockets[2]!.request({ operation: "groups", before: "nonsense" }), { operation: "error", code: "bad_request" });
   t.match(await sockets[2]!.request({ operation: "groups", limit: 101 }), { operation: "error", code: "bad_request" });
+});
+
+t.test("last_activity is the time of the group's newest stored event, an update or a delete included", async (t) => {
+  const db = await sql(t, url);
+  const user = uniqueGroup("fay");
+  const [a, b] = [uniqueGroup("act-a"), uniqueGroup("act-b")];
+  const ca = await connect(t, node.port, a, { user });
+  const cb = await connect(t, node.port, b, { user });
+  const newest = async (g: string) =>
+    ((await db.query(`SELECT created_at FROM group_events WHERE group_name = $1 ORDER BY seq DESC LIMIT 1`, [g])).rows[0]!.created_at as Date).toISOString();
+  const list = async () => ((await get(`/api/me/groups?user=${user}`)).body.groups as { group: string; last_activity: string }[]).map((g) => ({ group: g.group, last_activity: g.last_activity }));
+  const expect = async (...order: string[]) => Promise.all(order.map(async (g) => ({ group: g, last_activity: await newest(g) })));
+  const later = () => new Promise((r) => setTimeout(r, 5));
+
+  const first = await post(ca, "first");
+  await later();
+  await post(cb, "second");
+  t.same(await list(), await expect(b, a), "after two creates: the newer first, each at its create's time");
+  await later();
+  await ca.request({ operation: "update", message_id: first.message_id, body: "edited" });
+  t.same(await list(), await expect(a, b), "an update is activity: its event's time");
+  await later();
+  const third = await post(cb, "third");
+  await later();
+  await cb.request({ operation: "delete", message_id: third.message_id });
+  t.same(await list(), await expect(b, a), "a delete is activity: its event's time");
+  const rows = (await db.query(`SELECT g.last_event_at, e.created_at FROM groups g JOIN group_events e ON e.group_name = g.name AND e.seq = g.last_seq WHERE g.name = ANY($1)`, [[a, b]])).rows;
+  t.equal(rows.length, 2);
+  for (const r of rows) t.same(r.last_event_at, r.created_at, "the group row keeps its newest event's created_at");
 });
 
 t.test("HTTP: bad queries are 400, an unknown members cursor 404, the list needs a user", async (t) => {

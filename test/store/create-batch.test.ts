@@ -141,3 +141,30 @@ t.test("a create held behind a group's lock past its deadline rolls back and is 
   for (let i = 0; i < 30 && !after; i++) after = await db.store.createMessage(text("g", "u", "after")).catch(() => undefined);
   t.match(after, { seq: 1 }, "the next write takes seq 1: the refused one took none");
 });
+
+t.test("a create batch finds retries by index even when its plan was cached while the table was empty", async (t) => {
+  const url = await freshDatabase(t);
+  // One pooled connection: its cached plans are the ones used throughout.
+  const db = await openDatabase({ databaseUrl: url, dataDir: "unused", poolSize: 1, writeConcurrency: 1, writeTimeoutMs: LONG_DEADLINE_MS });
+  t.teardown(() => db.store.close());
+  const admin = await sql(t, url);
+  // Two versions: files as bytes (what this release calls) and the TEXT[] one kept for a rolling update.
+  const config = (await admin.query(`SELECT pg_get_function_identity_arguments(oid) LIKE '%p_att_data bytea%' AS bytes, proconfig FROM pg_proc WHERE proname = 'chat_create_messages' ORDER BY 1`)).rows;
+  t.same(config, [{ bytes: false, proconfig: ["enable_seqscan=off"] }, { bytes: true, proconfig: ["enable_seqscan=off"] }], "the function never plans a sequential scan (a later CREATE OR REPLACE must keep the SET)");
+  // Plans are cached while "messages" is empty: batches of several groups, several times over
+  // (PostgreSQL's plan cache settles after five executions).
+  let n = 0;
+  const batch = () => Promise.all(Array.from({ length: 20 }, (_, i) => db.store.createMessage(text(`g${i % 5}`, "u", `m${n++}`, key(`k${n}`)))));
+  for (let i = 0; i < 8; i++) await batch();
+  // The table grows behind the cached plans' back (no ANALYZE: this server runs autovacuum off).
+  await admin.query(`INSERT INTO "groups" ("name", "last_seq") VALUES ('bulk', 200000)`);
+  await admin.query(`INSERT INTO "messages" ("id", "group_name", "user_id", "type", "body", "seq", "request_id", "created_at")
+    SELECT 'bulk' || i, 'bulk', 'u', 'text', 'x', i, 'r' || i, now() FROM generate_series(1, 200000) AS i`);
+  const scans = async () => Number((await admin.query(`SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'messages'`)).rows[0].seq_scan);
+  await admin.query(`SELECT pg_stat_force_next_flush()`).catch(() => undefined);
+  await sleep(600); // statistics are flushed at most every 500 ms
+  const before = await scans();
+  for (let i = 0; i < 5; i++) await batch();
+  await sleep(600);
+  t.equal(await scans(), before, "no batch scanned the 200,000 messages");
+});

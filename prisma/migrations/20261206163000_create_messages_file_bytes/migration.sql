@@ -1,13 +1,17 @@
 -- chat_create_messages takes the batch's files as bytes (issue 10, upload memory): one BYTEA
 -- parameter holding every item's file back to back, each item's share given by p_att_size, in
 -- place of a TEXT[] of base64. The node sends that parameter in binary straight from the decoded
--- upload (src/store/create-batch.ts): no base64 text of up to 7 MB is built, escaped into an
--- array literal and copied again by the driver for each file, which held several such copies per
--- upload in the node's heap and cost tens of milliseconds of its event loop. Everything else is
--- 20261206110000_create_messages_function unchanged: see there for what the function guarantees.
+-- upload (src/store/create-batch.ts): no base64 text of up to 7 MB is built, passed through
+-- Prisma's JSON parameters, escaped into an array literal and copied again by the driver for each
+-- file, which held several such copies per upload in the node's heap (peak heap 430 MB under
+-- three clients uploading 5 MiB files, 70 MB without them) and cost its event loop tens of
+-- milliseconds per file. Otherwise the function is 20261206140000_group_last_event_at's, with
+-- 20261206160000_create_messages_index_scans' SET: see 20261206110000_create_messages_function
+-- for what it guarantees.
 --
 -- The TEXT[] version stays, for nodes of the previous release still running during a rolling
--- update; nothing of this release calls it. A later migration drops it.
+-- update; nothing of this release calls it, and a later migration drops it. A later change of
+-- the function replaces this BYTEA version (and keeps its SET enable_seqscan = off).
 CREATE FUNCTION "chat_create_messages"(
     p_group TEXT[], p_user TEXT[], p_type TEXT[], p_body TEXT[], p_request TEXT[], p_reply TEXT[], p_id TEXT[],
     p_att_id TEXT[], p_att_name TEXT[], p_att_type TEXT[], p_att_size INTEGER[], p_att_data BYTEA,
@@ -16,7 +20,9 @@ RETURNS TABLE (
     "n" INTEGER, "kind" TEXT, "ref" INTEGER, "seq" INTEGER, "id" TEXT, "user_id" TEXT, "type" TEXT, "body" TEXT,
     "reply_to" TEXT, "created_at" TIMESTAMPTZ, "updated_at" TIMESTAMPTZ, "deleted" BOOLEAN,
     "a_id" TEXT, "a_name" TEXT, "a_type" TEXT, "a_size" INTEGER)
-LANGUAGE plpgsql VOLATILE AS $fn$
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     v_deadline TIMESTAMPTZ := least(clock_timestamp() + make_interval(secs => p_left_ms / 1000), to_timestamp(p_deadline_epoch_ms / 1000));
@@ -86,7 +92,7 @@ BEGIN
             v_now
         FROM fresh f WHERE p_outbox
     ), bump AS (
-        UPDATE "groups" g SET "last_seq" = x.top
+        UPDATE "groups" g SET "last_seq" = x.top, "last_event_at" = v_now
         FROM (SELECT f.grp, max(f.new_seq) AS top FROM fresh f GROUP BY f.grp) AS x WHERE g."name" = x.grp
     )
     SELECT it.i::INTEGER,
