@@ -125,6 +125,8 @@ export const EnvSchema = v.object({
   // Uploads (frames of 64 KiB or more) per second, node-wide and per user (src/gateway/upload-budget.ts says why these defaults).
   MAX_UPLOAD_BYTES_PER_SECOND: intVar(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
   MAX_USER_UPLOAD_BYTES_PER_SECOND: intVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
+  // Upload bytes held at once, from a frame's (or body's) arrival until it is answered (the same file).
+  MAX_UPLOAD_INFLIGHT_BYTES: intVar(24 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
   JWT_SECRET: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
   JWT_PUBLIC_KEY: publicKeyPem,
   JWT_JWKS_URL: url(["https:", "http:"]),

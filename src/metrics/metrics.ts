@@ -127,6 +127,11 @@ export function createMetrics() {
       help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node handed to the service, under MAX_UPLOAD_BYTES_PER_SECOND",
       registers: [registry],
     }),
+    uploadInflightBytes: new client.Gauge({
+      name: "chat_upload_inflight_bytes",
+      help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node holds, from arrival until answered, under MAX_UPLOAD_INFLIGHT_BYTES",
+      registers: [registry],
+    }),
     bufferBytes: new client.Gauge({
       name: "chat_buffer_bytes",
       help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",

@@ -77,7 +77,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {
     const migrationsApplied = await migratePostgres(opts.databaseUrl);
     const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-    const adapter = new PrismaPg({
+    // One pool for Prisma and for the create batch's statement, which goes to pg directly so that
+    // files reach PostgreSQL as binary parameters (see create-batch.ts).
+    const pool = new pg.Pool({
       connectionString: opts.databaseUrl,
       max: opts.poolSize ?? 10,
       // Every bound below the store's deadline: by the time a frame is answered `unavailable`,
@@ -95,12 +97,13 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       // idle this long.
       idle_in_transaction_session_timeout: deadlineMs,
     });
-    const prisma = new PrismaClient({ adapter });
-    return { store: new PrismaChatStore(prisma, undefined, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+    const driver = { query: async <T>(sql: string, params: unknown[]) => (await pool.query(sql, params)).rows as T[], close: () => pool.end() };
+    return { store: new PrismaChatStore(prisma, driver, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
   const embedded = await openEmbedded(opts.dataDir, await readMigrations(), { onTemplateSkipped: opts.onTemplateSkipped });
   const { PrismaPGlite } = await import("pglite-prisma-adapter");
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(embedded.lite) });
-  const store = new PrismaChatStore(prisma, embedded.close, batchingFor(opts), opts.webhookOutbox);
+  const store = new PrismaChatStore(prisma, { close: embedded.close }, batchingFor(opts), opts.webhookOutbox);
   return { store, prisma, kind: "pglite", migrationsApplied: embedded.migrationsApplied, dataDirFrom: embedded.dataDirFrom };
 }
