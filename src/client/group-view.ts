@@ -6,7 +6,9 @@
 //   view's seq (see ChatConnection.resync);
 // - each time the group goes live: without a seq to resume from, the newest `historyLimit`
 //   messages are loaded; the members' markers are loaded ("seen by" survives a reload); with
-//   `presence`, who is online is asked again; and the group's waiting operations are sent;
+//   `presence`, who is online is asked again (with `focusOnly`, these two only while focused);
+//   and the group's waiting operations are sent;
+// - `unread` is the server's count, exact on every device of the user (see unread.ts);
 // - every operation is a promise of its answer, kept in the connection's one outbox (see
 //   outbox.ts: request_id for life, retries, saved across reloads with `outboxStorage`).
 import * as v from "valibot";
@@ -74,6 +76,8 @@ export interface ViewConnection {
 export interface GroupViewOptions {
   historyLimit: number;
   presence: boolean;
+  /** Members' markers and presence only while focused (see ChatConnectionOptions.focusOnly). */
+  focusOnly: boolean;
   typing: Required<TypingOptions>;
 }
 
@@ -120,6 +124,8 @@ export class GroupView extends Emitter<GroupViewEvents> {
   private noReadState = false;
   /** `unread` was asked for: from then on a missing count is asked of the server (never before). */
   private countWanted = false;
+  /** Members' markers and presence are kept (always, unless the `focusOnly` option). */
+  private focused: boolean;
   private settleSubscribed!: { resolve: () => void; reject: (e: ChatRequestError) => void };
   /** Resolves once the group is first live; rejects when it is refused or closed first. */
   readonly subscribed: Promise<void>;
@@ -136,6 +142,7 @@ export class GroupView extends Emitter<GroupViewEvents> {
   ) {
     super((err) => console.error("chatroom client: a listener threw", err));
     this.seq = since;
+    this.focused = !opts.focusOnly;
     if (since !== null) this.counter.start(since);
     this.subscribed = new Promise<void>((resolve, reject) => (this.settleSubscribed = { resolve, reject }));
     this.subscribed.catch(() => {});
@@ -226,8 +233,10 @@ export class GroupView extends Emitter<GroupViewEvents> {
   }
 
   /**
-   * Starts from a conversation list entry (`groups` answer) without loading history: its last
-   * message, its unread count and this user's marker. Call before the view's first event.
+   * Takes a conversation list entry (`groups` answer): its unread count and this user's marker,
+   * and, for a view that holds no message yet, its last message (a view followed with `known`
+   * starts so, without loading history). Call again with a later list (after a reconnect) to take
+   * marker moves made meanwhile on other devices.
    */
   seed(c: ConversationView): void {
     if (c.group !== this.group) throw new TypeError(`the entry is of group ${c.group}, not ${this.group}`);
@@ -275,6 +284,22 @@ export class GroupView extends Emitter<GroupViewEvents> {
     const ack = await this.request("read", { seq });
     this.readAnswered(ack);
     return ack;
+  }
+
+  /**
+   * With the `focusOnly` option: the application shows this group now; its members' markers
+   * ("seen by") are loaded and, with `presence`, who is online is asked, now and each time it goes
+   * live, until `blur()`.
+   */
+  focus(): void {
+    if (this.focused) return;
+    this.focused = true;
+    if (this.current === "live") this.details();
+  }
+
+  /** With the `focusOnly` option: the group is no longer shown (events keep coming; markers and presence are no longer asked). */
+  blur(): void {
+    if (this.opts.focusOnly) this.focused = false;
   }
 
   /** Call on every keystroke: sends `typing` (throttled) and `not_typing` after inactivity. */
@@ -469,12 +494,17 @@ export class GroupView extends Emitter<GroupViewEvents> {
     // No position to resume from (a fresh start, or the server lost the stream we knew): the
     // newest page of history is the starting point.
     if (fresh && this.opts.historyLimit > 0) this.loadLatest(this.opts.historyLimit).catch(() => {}); // reported as an error event
+    if (this.focused) this.details();
+    this.settleSubscribed.resolve();
+    this.checkCount();
+  }
+
+  /** What a shown group needs besides its events: members' markers and who is online. */
+  private details(): void {
     // Members' markers, for "seen by": `read` events keep them current from here on.
     this.loadMembers().catch((err) => this.emit("error", new ChatRequestError("unavailable", `cannot load the members' read markers: ${(err as Error).message}`)));
     // Joins and leaves missed while offline: the answer replaces what we knew.
     if (this.opts.presence) this.conn.sendNow(this.group, { operation: "presence" });
-    this.settleSubscribed.resolve();
-    this.checkCount();
   }
 
   /** A count from the server for this user (with their marker then): the unread count starts from it. */

@@ -83,16 +83,18 @@ export class UnreadCounter {
   }
 
   /**
-   * The unread count of `me` with their marker at `marker`; `fallback` when no snapshot covers it
-   * (until the fresh one asked for comes).
+   * The unread count of `me` with their marker at `marker`; `fallback` when no count covers it
+   * (until the one asked for comes).
    */
   count(me: string, marker: number, fallback: () => number): number {
     const b = this.base;
     if (b && marker < b.lastSeq) {
-      if (b.readSeq !== marker) return fallback();
+      // A marker that moved without a count (asked for: needsRefresh) keeps the last count for its
+      // old marker until the fresh one comes: at most a few too many for a moment, never a number
+      // made up from what happens to be loaded.
       let n = b.unread;
       for (const [seq, author] of this.created) if (seq > b.lastSeq && author !== me) n++;
-      for (const d of this.deletes) if (d.eventSeq > b.lastSeq && d.messageSeq > marker && d.messageSeq <= b.lastSeq && d.author !== me) n--;
+      for (const d of this.deletes) if (d.eventSeq > b.lastSeq && d.messageSeq > b.readSeq && d.messageSeq <= b.lastSeq && d.author !== me) n--;
       this.fold(b.lastSeq);
       return Math.max(0, n);
     }

@@ -1,6 +1,7 @@
 // ReadStateStore over the Prisma client's raw queries (PostgreSQL and PGlite alike). Every
 // value is a bound parameter.
 import { ChatError } from "../protocol/index.ts";
+import { Coalescer } from "./coalesce.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import type { Conversation, ConversationCursor, Member, ReadMarker, ReadStateStore } from "./read-state.ts";
 import type { MessageType, StoredMessage } from "./store.ts";
@@ -107,12 +108,24 @@ function marker(r: MarkerRow, moved: boolean): ReadMarker {
 export class PrismaReadState implements ReadStateStore {
   constructor(private readonly prisma: PrismaClient) {}
 
-  async join(group: string, user: string): Promise<void> {
-    await this.prisma.$executeRawUnsafe(
-      `INSERT INTO "memberships" ("user_id", "group_name") VALUES ($1, $2) ON CONFLICT ("user_id", "group_name") DO NOTHING`,
-      user,
-      group,
-    );
+  /**
+   * A connect storm makes thousands of members at once: their rows are written together, one
+   * statement at a time (one pooled connection), instead of one statement each queueing for the
+   * pool until they time out. Sorted, so two nodes' statements take the key locks in one order.
+   */
+  private readonly joins = new Coalescer<[user: string, group: string]>((pairs) => {
+    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+    return this.prisma
+      .$executeRawUnsafe(
+        `INSERT INTO "memberships" ("user_id", "group_name") SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT ("user_id", "group_name") DO NOTHING`,
+        pairs.map((p) => p[0]),
+        pairs.map((p) => p[1]),
+      )
+      .then(() => undefined);
+  });
+
+  join(group: string, user: string): Promise<void> {
+    return this.joins.add([user, group]);
   }
 
   async leave(group: string, user: string): Promise<boolean> {

@@ -5,7 +5,7 @@ import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { GroupScheduler, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
-import { outOfBudget, writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
+import { outOfBudget, writeCreateBatch, type Created, type NewMessage, type RawQuery } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
@@ -122,19 +122,32 @@ export class PrismaChatStore implements ChatStore {
   private readonly budgetMs: number;
   /** How much earlier than the deadline a create batch's statement gives up (see writeCreates). */
   private readonly sqlMarginMs: number;
+  private readonly query: RawQuery;
+  private readonly closeDriver: () => Promise<void>;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    driver: {
+      /** The create batch's statement (see create-batch.ts); Prisma's raw query when not given. */
+      query?: RawQuery;
+      /** Closes what the Prisma client does not (the pg pool, the embedded database). */
+      close?: () => Promise<void>;
+    },
+    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; stallMs?: number; onBatch?: ((items: number) => void) | undefined },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
+    this.query = driver.query ?? ((sql, params) => prisma.$queryRawUnsafe(sql, ...params));
+    this.closeDriver = driver.close ?? (async () => {});
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
     this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
+      fillBatch: batching.fillBatch,
+      lingerMs: batching.lingerMs,
+      stallMs: batching.stallMs,
+      onBatch: batching.onBatch,
       maxBatch: batching.maxBatch,
       maxBatchWeight: MAX_BATCH_BYTES,
       weigh: (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
@@ -209,7 +222,7 @@ export class PrismaChatStore implements ChatStore {
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const leftMs = Math.floor(Math.min(...inTime.map(commitBy)) - now);
-      const written = await writeCreateBatch(this.prisma, inTime, leftMs, this.outbox).catch((err: unknown) => {
+      const written = await writeCreateBatch(this.query, inTime, leftMs, this.outbox).catch((err: unknown) => {
         if (outOfBudget(err)) throw tooLate();
         throw err;
       });
