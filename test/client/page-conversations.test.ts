@@ -167,8 +167,8 @@ t.test("more conversations than the list's first page and the socket's subscript
 
   // Presence as the contract defines it: a user is present where one of their sockets is subscribed.
   const presence = async (g: string) => (await (await fetch(`${at}/api/groups/${g}/presence`)).json()) as { count: number; users: { user: string }[] };
-  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]'), "pat is present in a followed conversation not on screen");
-  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0), "and not in one past the limit, which the page does not follow");
+  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]', 10_000), "pat is present in a followed conversation not on screen");
+  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0, 10_000), "and not in one past the limit, which the page does not follow");
 
   await post(groups[3]!, "beyond the first twenty");
   await badge(pat.page, groups[3]!, 2);
