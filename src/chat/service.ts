@@ -109,6 +109,11 @@ export class ChatService {
     return this.following.get(group)!;
   }
 
+  /** The node's one copy of a joined group's name (subscriptions keep it rather than their frame's). */
+  groupName(group: string): string | undefined {
+    return this.memberships.name(group);
+  }
+
   leave(group: string): void {
     this.memberships.leave(group);
     if (!this.memberships.has(group)) {

@@ -11,7 +11,7 @@ import t from "tap";
 import WebSocket from "ws";
 import { connectMux, type ChatClient } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
+import { eventually, uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -138,7 +138,8 @@ t.test("two users, three conversations: badges appear live and clear, receipts s
 });
 
 t.test("more conversations than the list's first page and the socket's subscriptions: all listed, all it may followed live, the rest opened on demand", async (t) => {
-  const limited = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), MAX_SUBSCRIPTIONS_PER_SOCKET: "23" });
+  // No presence grace: a socket that closed (the set-up's) is gone from presence at once.
+  const limited = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), MAX_SUBSCRIPTIONS_PER_SOCKET: "23", PRESENCE_GRACE_MS: "0" });
   await untilDatabaseWarm(limited.port);
   const at = `http://127.0.0.1:${limited.port}`;
   const prefix = uniqueGroup("many");
@@ -163,6 +164,11 @@ t.test("more conversations than the list's first page and the socket's subscript
   t.same(await pat.page.locator("#conv-list li.unfollowed").count(), 2, "past MAX_SUBSCRIPTIONS_PER_SOCKET (23 here) the rest is listed, not followed");
   for (const g of groups.slice(0, 24)) await badge(pat.page, g, 1);
   t.pass("every conversation but the one on screen has its badge, followed or not");
+
+  // Presence as the contract defines it: a user is present where one of their sockets is subscribed.
+  const presence = async (g: string) => (await (await fetch(`${at}/api/groups/${g}/presence`)).json()) as { count: number; users: { user: string }[] };
+  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]', 10_000), "pat is present in a followed conversation not on screen");
+  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0, 10_000), "and not in one past the limit, which the page does not follow");
 
   await post(groups[3]!, "beyond the first twenty");
   await badge(pat.page, groups[3]!, 2);
