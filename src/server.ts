@@ -1,4 +1,4 @@
-// Wires one node from its configuration: store, bus, service, gateway. main.ts runs it as a
+// Wires one node from its configuration: store, bus, service, gateway. node.ts runs it as a
 // process; tests start several in one process.
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
