@@ -173,6 +173,7 @@ t.test("more conversations than the list's first page and the socket's subscript
   await post(groups[3]!, "beyond the first twenty");
   await badge(pat.page, groups[3]!, 2);
   t.match(await chip(pat.page, groups[3]!).locator(".last").textContent(), /quinn: beyond the first/, "a group past the first 20 follows live");
+  t.equal(await pat.page.locator("#conv-list li").first().getAttribute("data-group"), groups[3], "and moves to the top of the list, most recent activity first");
 
   // Opening a conversation that is not followed makes room: the least recently active one is unfollowed.
   await switchTo(pat.page, groups[0]!);
