@@ -167,12 +167,13 @@ t.test("more conversations than the list's first page and the socket's subscript
 
   // Presence as the contract defines it: a user is present where one of their sockets is subscribed.
   const presence = async (g: string) => (await (await fetch(`${at}/api/groups/${g}/presence`)).json()) as { count: number; users: { user: string }[] };
-  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]'), "pat is present in a followed conversation not on screen");
-  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0), "and not in one past the limit, which the page does not follow");
+  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]', 10_000), "pat is present in a followed conversation not on screen");
+  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0, 10_000), "and not in one past the limit, which the page does not follow");
 
   await post(groups[3]!, "beyond the first twenty");
   await badge(pat.page, groups[3]!, 2);
   t.match(await chip(pat.page, groups[3]!).locator(".last").textContent(), /quinn: beyond the first/, "a group past the first 20 follows live");
+  t.equal(await pat.page.locator("#conv-list li").first().getAttribute("data-group"), groups[3], "and moves to the top of the list, most recent activity first");
 
   // Opening a conversation that is not followed makes room: the least recently active one is unfollowed.
   await switchTo(pat.page, groups[0]!);

@@ -363,9 +363,14 @@ function follow(group: string, known?: ConversationView): GroupView {
   const ifShown = <A extends unknown[]>(fn: (...args: A) => void) => (...args: A) => {
     if (chat === view) fn(...args);
   };
+  // Every stored event moves the group up, as the server's last_activity does (an edit or a
+  // delete of an older message included); a delete carries no time, so it is taken as now.
+  view.on("event", (e) => {
+    if (e.operation !== "create" && e.operation !== "reply" && e.operation !== "update" && e.operation !== "delete") return;
+    const at = e.operation === "delete" ? new Date().toISOString() : e.operation === "update" ? (e.message.updated ?? e.message.created) : e.message.created;
+    if (at > (activity.get(group) ?? "")) activity.set(group, at);
+  });
   view.on("change", () => {
-    const newest = view.messages.at(-1);
-    if (newest && newest.created > (activity.get(group) ?? "")) activity.set(group, newest.created);
     renderConversations();
     if (chat === view) {
       render();
