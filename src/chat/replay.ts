@@ -7,6 +7,7 @@
 // that budget, and a client that stops reading parks its replay without holding a slot.
 import { errorFrame, resumedFrame } from "./events.ts";
 import type { Payload } from "./sequencer.ts";
+import type { ResumeSource } from "../metrics/metrics.ts";
 
 /** Where a replay reads from (the chat service). */
 export interface ReplaySource {
@@ -28,6 +29,8 @@ export interface ReplaySink {
   writable(): Promise<void>;
   /** Runs one read under the node's replay concurrency budget. */
   slot<T>(fn: () => Promise<T>): Promise<T>;
+  /** Told, before `resumed` is sent, where the replay's events came from (database: at least one read). */
+  served?(source: ResumeSource): void;
 }
 
 /**
@@ -40,6 +43,7 @@ export async function replay(sink: ReplaySink, group: string, since: number): Pr
   // needs no database read: nothing to replay, and what comes next reaches it live. A storm of
   // such reconnects then costs the database nothing.
   if (since === source.deliveredExactly?.(group)) {
+    sink.served?.("none");
     sink.send(resumedFrame(group, since));
     return since;
   }
@@ -66,6 +70,7 @@ export async function replay(sink: ReplaySink, group: string, since: number): Pr
   } finally {
     await pages.return(undefined);
   }
+  sink.served?.("database");
   sink.send(resumedFrame(group, upTo));
   return upTo;
 }

@@ -10,6 +10,7 @@
 import { CLOSE_SLOW_CONSUMER, type LimitName } from "../protocol/index.ts";
 import { replay, type ReplaySink } from "./replay.ts";
 import type { Payload } from "./sequencer.ts";
+import type { ResumeSource } from "../metrics/metrics.ts";
 
 /**
  * What a subscription needs from its socket. `open` turns false before the socket's close is
@@ -49,6 +50,8 @@ export interface SubscriptionContext {
   closed(sub: Subscription): void;
   hit(limit: LimitName): void;
   replayFailed(err: unknown, sub: Subscription): void;
+  /** A replay sent its `resumed` marker `seconds` after the subscription started. */
+  resumed?(source: ResumeSource, seconds: number): void;
 }
 
 export type SubscriptionState = "replaying" | "holding" | "live" | "closed";
@@ -98,16 +101,20 @@ export class Subscription {
     }
     this.upTo = since;
     this.ctx.resuming(this, true);
+    const startedAt = performance.now();
+    let source: ResumeSource = "database";
     const sink: ReplaySink = {
       source: this.ctx.source,
       isOpen: () => this.isOpen,
       send: (payload) => this.isOpen && this.outlet.send(payload),
       writable: () => this.writable(),
       slot: (fn) => this.ctx.replaySlot(fn),
+      served: (s) => void (source = s),
     };
     replay(sink, this.group, since).then(
       (upTo) => {
         if (!this.isOpen) return;
+        this.ctx.resumed?.(source, (performance.now() - startedAt) / 1000);
         this.upTo = upTo;
         // A client that came from a node further ahead waits until this node has caught up to
         // it; going live earlier would hand it events it already has.

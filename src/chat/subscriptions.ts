@@ -97,7 +97,7 @@ export class Subscriptions {
       source: this.service,
       takeHeld: (bytes) => this.budget.take(bytes),
       giveHeld: (bytes) => bytes > 0 && this.budget.give(bytes),
-      replaySlot: (fn) => this.slots.run(fn, () => this.hit("replay_slots")),
+      replaySlot: (fn) => this.timedSlot(fn),
       resuming: (sub, on) => this.setResuming(sub, on),
       closed: (sub) => {
         onClose();
@@ -106,6 +106,7 @@ export class Subscriptions {
       },
       hit: (limit) => this.hit(limit),
       replayFailed: (err, sub) => this.log.warn({ err, group: sub.group, user: sub.user }, "replay failed"),
+      resumed: (source, seconds) => this.metrics.resumeDuration.observe({ source }, seconds),
     };
     return new Subscription(group, user, outlet, ctx);
   }
@@ -115,6 +116,20 @@ export class Subscriptions {
     if (sub.state === "closed") return;
     this.announced.add(sub);
     for (const l of this.listeners.open) l(sub);
+  }
+
+  /** One replay read under a slot, timed: how long it queued for the slot, and how long it held it. */
+  private timedSlot<T>(fn: () => Promise<T>): Promise<T> {
+    const queued = performance.now();
+    return this.slots.run(async () => {
+      const start = performance.now();
+      this.metrics.replaySlotWait.observe((start - queued) / 1000);
+      try {
+        return await fn();
+      } finally {
+        this.metrics.replayRead.observe((performance.now() - start) / 1000);
+      }
+    }, () => this.hit("replay_slots"));
   }
 
   private setResuming(sub: Subscription, on: boolean): void {
