@@ -22,6 +22,8 @@ export interface Probes {
   /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
   busQueueBytes?: () => number;
   presenceHeld?: () => number;
+  /** Bytes of recent events kept for short resumes (src/chat/recent-events.ts). */
+  resumeMemoryBytes?: () => number;
 }
 
 /** Where a resume's events came from: none needed (the client was at the node's position), the node's recent events in memory, or the database. */
@@ -163,6 +165,14 @@ export function createMetrics() {
       labelNames: ["source"],
       buckets: RESUME_BUCKETS,
       registers: [registry],
+    }),
+    resumeMemoryBytes: new client.Gauge({
+      name: "chat_resume_memory_bytes",
+      help: "Bytes of the node's recent events kept in memory for short resumes (RESUME_MEMORY_BYTES, RESUME_MEMORY_GROUP_BYTES per group)",
+      registers: [registry],
+      collect() {
+        this.set(probes.resumeMemoryBytes?.() ?? 0);
+      },
     }),
     httpBufferBytes: new client.Gauge({
       name: "chat_http_buffer_bytes",
