@@ -4,6 +4,10 @@
 // node delivered, as it delivered them: one contiguous run of seqs ending at the node's delivered
 // seq (the sequencer hands them over in seq order with no gap; anything else starts the run again).
 //
+// A replay that had to read the database leaves what it read here when it adjoins what is kept,
+// so a wave of resumes of one group (a rebalance move, a node's first clients of a group) reads
+// the database once rather than once per client.
+//
 // Bounded in bytes twice: per group (the group's oldest events go first) and over the node (the
 // node's oldest events go first, whatever their group). Payloads are copied into their own memory,
 // so a bus payload that is a view of a larger read buffer is never kept alive by this cache.
@@ -81,6 +85,44 @@ export class RecentEvents {
     this.usedBytes += bytes;
     this.kept++;
     this.order.push([run, seq]);
+  }
+
+  /**
+   * Older events of `group` a replay read from the database (in seq order, in their current
+   * state): the ones just before what is kept (before `next`, the seq the node delivers next,
+   * when nothing is) are kept too, newest first, as far as the group's and the node's bytes allow
+   * without evicting anything, and counted as the node's oldest. So the resumes of a group that
+   * arrive together (a rebalance wave) read the database once, not once each. Events before the
+   * group's newest update or delete are not kept: the read may predate it.
+   */
+  prepend(group: string, events: readonly { seq: number; payload: Payload }[], next: number): void {
+    if (this.groupBytes <= 0 || this.totalBytes <= 0 || events.length === 0) return;
+    let run = this.runs.get(group);
+    if (!run) this.runs.set(group, (run = { first: next, entries: [], sizes: [], head: 0, bytes: 0, staleBelow: 0, dropped: false }));
+    const first = run.first;
+    // The events adjoining the run: contiguous up to first - 1.
+    const end = events.findIndex((e) => e.seq === first - 1);
+    if (end < 0) return;
+    const taken: { seq: number; payload: Payload; bytes: number }[] = [];
+    let bytes = 0;
+    for (let i = end, seq = first - 1; i >= 0 && events[i]!.seq === seq && seq >= run.staleBelow; i--, seq--) {
+      const b = byteLength(events[i]!.payload);
+      if (run.bytes + bytes + b > this.groupBytes || this.usedBytes + bytes + b > this.totalBytes) break;
+      taken.push({ seq, payload: events[i]!.payload, bytes: b });
+      bytes += b;
+    }
+    if (taken.length === 0) return;
+    taken.reverse();
+    run.entries = [...taken.map((e) => (typeof e.payload === "string" ? e.payload : new Uint8Array(e.payload))), ...run.entries.slice(run.head)];
+    run.sizes = [...taken.map((e) => e.bytes), ...run.sizes.slice(run.head)];
+    run.head = 0;
+    run.first = taken[0]!.seq;
+    run.bytes += bytes;
+    this.usedBytes += bytes;
+    this.kept += taken.length;
+    const r = run;
+    this.order = [...taken.map((e): [Run, number] => [r, e.seq]), ...this.order.slice(this.orderHead)];
+    this.orderHead = 0;
   }
 
   /** The payload of `group`'s event `seq`, as the node delivered it, if kept and current; undefined otherwise. */

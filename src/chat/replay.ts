@@ -76,9 +76,11 @@ export async function replay(sink: ReplaySink, group: string, since: number): Pr
       await sink.writable();
       continue;
     }
-    read = true;
     const from = upTo;
-    const page = await sink.slot(() => source.page(group, from, until));
+    // Once its turn comes, another resume's read may have left the events in memory.
+    const page = await sink.slot(async () => (source.recent?.(group, from + 1) === undefined ? source.page(group, from, until) : null));
+    if (page === null) continue;
+    read = true;
     if (page.length === 0) break;
     for (const e of page) {
       if (!sink.isOpen()) return upTo;

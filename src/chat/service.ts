@@ -151,8 +151,13 @@ export class ChatService {
   }
 
   /** One page of stored events with after < seq <= until, serialised in their live shapes with current message state. */
-  page(group: string, after: number, until: number): Promise<{ seq: number; payload: string }[]> {
-    return this.eventsAfter(group, after, until, REPLAY_PAGE);
+  async page(group: string, after: number, until: number): Promise<{ seq: number; payload: string }[]> {
+    const events = await this.eventsAfter(group, after, until, REPLAY_PAGE);
+    // Kept for the group's next resumes when they adjoin what the node keeps (the usual wave of
+    // resumes after a move all need the same few events).
+    const delivered = this.sequencer.delivered(group);
+    if (delivered !== null) this.recentEvents.prepend(group, events, delivered + 1);
+    return events;
   }
 
   /** The group's event `seq` as this node delivered it, while its recent events hold it (and it shows its message's current state). */

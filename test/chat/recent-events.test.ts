@@ -112,6 +112,37 @@ t.test("the bookkeeping stays bounded over a long run", async (t) => {
   t.ok(r.bytes <= 5_000);
 });
 
+t.test("events read from the database just before what is kept are kept too, as the node's oldest", async (t) => {
+  const db = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i, payload: ev("create", from + i) }));
+  const r = new RecentEvents(1_000, 1_300);
+  for (let s = 8; s <= 10; s++) r.push("g", s, ev("create", s));
+  r.prepend("g", db(3, 9), 11);
+  t.same(seqsKept(r, "g", 10), [3, 4, 5, 6, 7, 8, 9, 10], "3..7 adjoin 8..10 (the overlap is ignored)");
+  t.equal(r.get("g", 5), ev("create", 5));
+  t.equal(r.bytes, 800);
+  r.prepend("g", db(1, 1), 11);
+  t.same(seqsKept(r, "g", 10), [3, 4, 5, 6, 7, 8, 9, 10], "1 does not adjoin 3: not kept");
+  r.prepend("g", db(1, 2), 11);
+  t.same(seqsKept(r, "g", 10), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "1..2 fill the group's 1,000 bytes");
+  r.prepend("h", db(1, 5), 6);
+  t.same(seqsKept(r, "h", 5), [3, 4, 5], "a group with nothing kept: the events just before `next`, the newest that fit the node's 1,300 bytes");
+  r.push("h", 6, ev("create", 6));
+  t.same(seqsKept(r, "h", 6), [4, 5, 6], "the live events continue the run; the node was full, and its oldest event went: h3, read last but counted oldest");
+  t.same(seqsKept(r, "g", 10), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  t.equal(r.bytes, 1_300);
+  r.prepend("x", db(1, 4), 9);
+  t.equal(r.get("x", 4), undefined, "events that do not end right before `next` are not kept");
+});
+
+t.test("events read before the group's newest update or delete are not kept (the read may predate it)", async (t) => {
+  const r = new RecentEvents(10_000, 100_000);
+  r.push("g", 5, ev("create", 5));
+  r.push("g", 6, ev("update", 6));
+  r.prepend("g", [1, 2, 3, 4].map((seq) => ({ seq, payload: ev("create", seq) })), 7);
+  t.same(seqsKept(r, "g", 6), [6]);
+  t.equal(r.bytes, 200, "nothing was added");
+});
+
 t.test("at the defaults: 256 KiB per group, 32 MiB per node", async (t) => {
   const { RESUME_MEMORY_GROUP_BYTES: group, RESUME_MEMORY_BYTES: total } = loadConfig({});
   t.equal(group, 256 * 1024);

@@ -107,3 +107,41 @@ t.test("a client ahead of the node: the group's last seq decides (error beyond i
   t.equal(await replay(beyond.sink, "g", 9), 8);
   t.match(JSON.parse(beyond.sent[0]!), { operation: "error", code: "bad_request" });
 });
+
+t.test("replays queued behind another's read of the same events take them from memory once their turn comes", async (t) => {
+  const { sink, reads, seqs } = setup(9, 9);
+  const kept: number[] = [];
+  // One slot, first come first served; the read leaves its events in memory, as the service does.
+  let busy: Promise<unknown> = Promise.resolve();
+  const source = {
+    ...sink.source,
+    page: async (g: string, after: number, until: number) => {
+      const page = await sink.source.page(g, after, until);
+      kept.push(...page.map((e) => e.seq));
+      return page;
+    },
+    recent: (_g: string, seq: number) => (kept.includes(seq) ? event(seq) : undefined),
+  };
+  const sinks = [0, 1, 2].map((): ReplaySink => {
+    let served: string | undefined;
+    return {
+      ...sink,
+      source,
+      slot: <T>(fn: () => Promise<T>) => {
+        const run = busy.then(fn);
+        busy = run.catch(() => {});
+        return run;
+      },
+      served: (s) => void (served = s),
+      get servedAs() {
+        return served;
+      },
+    } as ReplaySink;
+  });
+  const ends = await Promise.all(sinks.map((s, i) => replay(s, "g", 5 + i)));
+  t.same(ends, [9, 9, 9]);
+  t.same(reads, ["page 5..9"], "one database read for the three");
+  t.same(sinks.map((s) => (s as unknown as { servedAs: string }).servedAs), ["database", "memory", "memory"]);
+  const bySeq = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  t.same(bySeq(seqs()), bySeq([6, 7, 8, 9, 9, 7, 8, 9, 9, 8, 9, 9]), "each got its events (6..9, 7..9, 8..9) and its resumed");
+});

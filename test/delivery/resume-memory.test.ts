@@ -13,10 +13,11 @@ import { freshDatabase, REDIS_URL, requireRedis } from "../helpers/services.ts";
 
 await requireRedis();
 const db = await freshDatabase(t);
-const [writerNode, byDefault, small] = await Promise.all([
+const [writerNode, byDefault, small, oneSlot] = await Promise.all([
   startInProcess(t, { DATABASE_URL: db, REDIS_URL }),
   startInProcess(t, { DATABASE_URL: db, REDIS_URL }),
   startInProcess(t, { DATABASE_URL: db, REDIS_URL, RESUME_MEMORY_GROUP_BYTES: "4096" }),
+  startInProcess(t, { DATABASE_URL: db, REDIS_URL, MAX_CONCURRENT_REPLAYS: "1" }),
 ]);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -102,6 +103,21 @@ t.test("a since older than memory holds falls back to PostgreSQL, then memory, w
   const recent = await connect(t, small.port, group, { user: "recent", since: "60" });
   t.same(await stored(recent, 3), [61, 62, 63], "a since within memory");
   t.equal((await counts(small.port)).memory - after.memory, 1, "is served from memory");
+});
+
+t.test("a wave of resumes of a group the node did not follow reads PostgreSQL once; the rest come from memory", async (t) => {
+  const group = uniqueGroup("wave");
+  const w = await connect(t, writerNode.port, group, { user: "w" });
+  await createAll(t, w, 20, "v");
+  const before = await counts(oneSlot.port);
+  // Moved clients arriving together, all from the same point, at a node that had nobody in the group.
+  const wave = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(t, oneSlot.port, group, { user: `m${i}`, since: "15" })));
+  for (const c of wave) t.same(await stored(c, 5), range(16, 20), "16..20 exactly once");
+  await createAll(t, w, 2, "after");
+  for (const c of wave) t.same(await stored(c, 2), [21, 22], "then live, no gap, no repeat");
+  const after = await counts(oneSlot.port);
+  t.equal(after.database - before.database, 1, "one resume read the database");
+  t.equal(after.memory - before.memory, 5, "the five others took its events from memory");
 });
 
 t.test("at the default RESUME_MEMORY_GROUP_BYTES (256 KiB): 14 events of ~24 kB are more than memory holds", async (t) => {
