@@ -47,6 +47,8 @@ interface PassResult {
   ack: ReturnType<typeof summarize>;
   nodeCpuMsPer1k: number;
   pgCpuMsPer1k: number;
+  /** Mean creates per write batch while measuring (null: the build does not report its batches). */
+  meanBatchItems: number | null;
   /** Statements' own execution time per 1,000 creates (pg_stat_statements), the top five. */
   statements: { query: string; calls: number; msPer1k: number }[];
   load: number[];
@@ -70,11 +72,25 @@ async function child(storePath: string, label: string, pass: number): Promise<vo
   const url = new URL(PG_ADMIN);
   url.pathname = `/${name}`;
   const { openDatabase } = (await import(pathToFileURL(path.resolve(storePath)).href)) as typeof import("../src/store/database.ts");
-  const db = await openDatabase({ databaseUrl: url.toString(), dataDir: "unused", webhookOutbox: OUTBOX });
+  // Batch sizes while measuring (older builds do not call onWriteBatch: then none are reported).
+  const batchSizes = { batches: 0, items: 0, counting: false };
+  const db = await openDatabase({
+    databaseUrl: url.toString(),
+    dataDir: "unused",
+    webhookOutbox: OUTBOX,
+    ...(process.env.WRITE_BATCH_LINGER_MS ? { writeBatchLingerMs: Number(process.env.WRITE_BATCH_LINGER_MS) } : {}),
+    onWriteBatch: (n: number) => {
+      if (!batchSizes.counting) return;
+      batchSizes.batches++;
+      batchSizes.items += n;
+    },
+  } as Parameters<typeof openDatabase>[0]);
   const sql = new pg.Client({ connectionString: url.toString() });
   await sql.connect();
   const hasStatements = (await sql.query(`SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'`).catch(() => ({ rows: [] }))).rows.length > 0
     || (await sql.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`).then(() => true, () => false));
+  // The extension can be created on a server that does not load its library; then it cannot be read.
+  const statementsReadable = hasStatements && (await sql.query(`SELECT pg_stat_statements_reset()`).then(() => true, () => false));
   const groups = Array.from({ length: GROUPS }, (_, g) => `g${g}`);
   const hist = newHistogram();
   let offered = 0;
@@ -118,14 +134,16 @@ async function child(storePath: string, label: string, pass: number): Promise<vo
         void (async () => {
           pids = await backends();
           pgCpu0 = pids.reduce((s, p) => s + procCpuMs(p), 0);
-          if (hasStatements) await sql.query(`SELECT pg_stat_statements_reset()`);
+          if (statementsReadable) await sql.query(`SELECT pg_stat_statements_reset()`);
         })();
         measuring = true;
+        batchSizes.counting = true;
         measureStart = performance.now();
         c0 = cpu();
         nodeCpu0 = 0;
       }
       if (elapsed >= WARMUP_S + SECONDS) {
+        batchSizes.counting = false;
         clearInterval(timer);
         resolve();
         return;
@@ -142,7 +160,7 @@ async function child(storePath: string, label: string, pass: number): Promise<vo
   const nodeCpuMs = (c1.user + c1.system - (c0.user + c0.system)) / 1000 - nodeCpu0;
   const pgCpuMs = pids.reduce((s, p) => s + procCpuMs(p), 0) - pgCpu0;
   let statements: PassResult["statements"] = [];
-  if (hasStatements) {
+  if (statementsReadable) {
     const rows = (await sql.query(`SELECT query, calls, total_exec_time FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) ORDER BY total_exec_time DESC LIMIT 6`, [name])).rows;
     statements = rows.map((r) => ({ query: String(r.query).replace(/\s+/g, " ").slice(0, 140), calls: Number(r.calls), msPer1k: Math.round((Number(r.total_exec_time) / acked) * 1000 * 100) / 100 }));
   }
@@ -155,6 +173,7 @@ async function child(storePath: string, label: string, pass: number): Promise<vo
     ackedPerS: Math.round(acked / seconds),
     ack: summarize(hist),
     nodeCpuMsPer1k: Math.round((nodeCpuMs / acked) * 1000),
+    meanBatchItems: batchSizes.batches > 0 ? Math.round((batchSizes.items / batchSizes.batches) * 10) / 10 : null,
     pgCpuMsPer1k: Math.round((pgCpuMs / acked) * 1000),
     statements,
     load: os.loadavg().map((l) => Math.round(l * 10) / 10),
@@ -191,7 +210,7 @@ async function coordinator(): Promise<void> {
       results.push(r);
       console.log(
         `${r.store} #${r.pass}: ${r.ackedPerS}/s acked of ${RATE}/s offered (${r.failed} failed), ack p50 ${r.ack.p50} ms p99 ${r.ack.p99} ms, ` +
-          `CPU per 1k creates: node ${r.nodeCpuMsPer1k} ms, PostgreSQL ${r.pgCpuMsPer1k} ms; load ${r.load.join(" ")}`,
+          `CPU per 1k creates: node ${r.nodeCpuMsPer1k} ms, PostgreSQL ${r.pgCpuMsPer1k} ms; mean batch ${r.meanBatchItems ?? "?"} creates; load ${r.load.join(" ")}`,
       );
       for (const s of r.statements) console.log(`    ${s.msPer1k} ms/1k  ${s.calls} calls  ${s.query}`);
     }

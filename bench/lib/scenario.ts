@@ -127,6 +127,13 @@ export async function runScenario(
       res = { ok: false, error: err instanceof Error ? err.message : String(err), nodes: [] };
     }
     if (target) {
+      // The service's write batches over the whole run: how many creates each database call carried.
+      for (const n of target.nodes) {
+        const text = await fetch(`http://127.0.0.1:${n.port}/metrics`).then((r) => r.text(), () => "");
+        const count = Number(/^chat_store_write_batch_items_count (\S+)/m.exec(text)?.[1] ?? 0);
+        const sum = Number(/^chat_store_write_batch_items_sum (\S+)/m.exec(text)?.[1] ?? 0);
+        if (count > 0) (res.notes ??= []).push(`node :${n.port} wrote ${count} batches, ${(sum / count).toFixed(1)} creates each on average`);
+      }
       const endings = await target.stop();
       res.nodes = target.nodes.map((n, i) => ({ ending: endings[i] ?? "", logLines: n.logLines, log: n.log.slice(-10) }));
       const logged = target.nodes.reduce((a, n) => a + n.logLines - n.startupLogLines, 0);

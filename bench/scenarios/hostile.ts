@@ -7,7 +7,7 @@
 import { rssKb } from "../lib/proc.ts";
 import { latencyMetrics, pick, type Scenario } from "../lib/scenario.ts";
 import { newHistogram, summarize } from "../lib/histogram.ts";
-import { percentile, prepareMix, runMix } from "../../test/helpers/hostile-mix.ts";
+import { percentile, prepareMix, RSS_BUDGET_MIB, runMix } from "../../test/helpers/hostile-mix.ts";
 
 const SECRET = "bench-hostile-secret-of-at-least-32-bytes";
 const MiB = 1024 * 1024;
@@ -49,6 +49,8 @@ export const hostile: Scenario<Params> = {
     const notes: string[] = [];
     if (node.child.exitCode !== null || node.child.signalCode !== null) notes.push(`the node exited during the mix (${node.child.exitCode ?? node.child.signalCode})`);
     if (mix.victimLost > 0) notes.push(`${mix.victimLost} victim frames got no answer`);
+    if (target.kind === "service" && peak > RSS_BUDGET_MIB) notes.push(`node RSS peaked at ${Math.round(peak)} MB, over its ${RSS_BUDGET_MIB} MiB budget`);
+    if (target.kind === "service" && latency.p99 > 500) notes.push(`victim round trip p99 ${latency.p99} ms, over its 500 ms budget`);
     return {
       headline: {
         // The first 2 s of the quiet phase warm the victim's path up after the fixtures.

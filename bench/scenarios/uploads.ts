@@ -1,8 +1,8 @@
 // Concurrent large uploads alone: three clients upload files at the 5 MiB cap back to back, two
 // in flight each, never backing off (the hostile mix's `large upload` actor, test/helpers/hostile-mix.ts),
 // while a victim on its own group measures typing round trips, first quiet then under the
-// uploads. The service holds them to MAX_UPLOAD_BYTES_PER_SECOND (16 MiB/s) and
-// MAX_USER_UPLOAD_BYTES_PER_SECOND (8 MiB/s) and stores each file; the baseline parses every
+// uploads. The service holds them to MAX_UPLOAD_BYTES_PER_SECOND (8 MiB/s),
+// MAX_USER_UPLOAD_BYTES_PER_SECOND (4 MiB/s) and MAX_UPLOAD_INFLIGHT_BYTES (24 MiB) and stores each file; the baseline parses every
 // frame and acknowledges it, as fast as the clients send. Reports the victim's latency, the
 // uploads taken per second, and node RSS.
 import { rssKb } from "../lib/proc.ts";

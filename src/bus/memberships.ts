@@ -4,6 +4,8 @@
 import type { EventBus } from "./bus.ts";
 
 interface Membership {
+  /** The group's name as the first joiner gave it: the node's one copy of it. */
+  name: string;
   sockets: number;
   subscribed: Promise<void>;
 }
@@ -22,7 +24,7 @@ export class GroupMemberships {
     if (m) {
       m.sockets++;
     } else {
-      m = { sockets: 1, subscribed: this.bus.subscribe(group) };
+      m = { name: group, sockets: 1, subscribed: this.bus.subscribe(group) };
       this.groups.set(group, m);
     }
     return m.subscribed;
@@ -44,5 +46,10 @@ export class GroupMemberships {
 
   has(group: string): boolean {
     return this.groups.has(group);
+  }
+
+  /** The node's copy of the name of a group it is a member of (undefined when it is not). */
+  name(group: string): string | undefined {
+    return this.groups.get(group)?.name;
   }
 }

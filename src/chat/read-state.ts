@@ -6,6 +6,7 @@ import type { ClientFrame, ConversationView, GroupEvent, MemberView } from "../p
 import type { ConversationCursor, ReadMarker, ReadStateStore } from "../store/read-state.ts";
 import { actingUser, type Session } from "./identity.ts";
 import { toMessageView } from "./message-view.ts";
+import { RecentMembers } from "./recent-members.ts";
 import type { Outcome } from "./service.ts";
 
 export interface ReadStateDeps {
@@ -16,8 +17,8 @@ export interface ReadStateDeps {
   onError?: (err: unknown, group: string) => void;
 }
 
-/** (group, user) pairs this node made members recently: a write does not re-insert each time. */
-const KNOWN_MAX = 100_000;
+/** (group, user) pairs this node made members recently (see recent-members.ts): at most 2 x 50,000, for up to a minute. */
+const KNOWN_MAX = 50_000;
 const KNOWN_TTL_MS = 60_000;
 
 /** `<ms>.<group>`: an opaque place in a conversation list. */
@@ -34,8 +35,8 @@ export interface GroupsPage {
 }
 
 export class ReadState {
-  /** When each (group, user) was last made a member from this node. Bounded, and forgotten after a while. */
-  private readonly known = new Map<string, number>();
+  /** The (group, user) pairs made members from this node recently. Bounded, and forgotten after a while. */
+  private readonly known = new RecentMembers(KNOWN_TTL_MS, KNOWN_MAX);
 
   constructor(private readonly deps: ReadStateDeps) {}
 
@@ -44,15 +45,10 @@ export class ReadState {
    * every write (a recent one is remembered), and never fails the caller.
    */
   touch(group: string, user: string | null): void {
-    if (user === null) return;
-    const key = `${group}\u0000${user}`;
-    const now = Date.now();
-    const at = this.known.get(key);
-    if (at !== undefined && now - at < KNOWN_TTL_MS) return;
-    if (this.known.size >= KNOWN_MAX) this.known.clear();
-    this.known.set(key, now);
+    if (user === null || this.known.has(group, user)) return;
+    this.known.add(group, user);
     this.deps.store.join(group, user).catch((err) => {
-      this.known.delete(key);
+      this.known.delete(group, user);
       this.deps.onError?.(err, group);
     });
   }
@@ -61,7 +57,7 @@ export class ReadState {
     const user = actingUser(s, f.user);
     const marker = await this.deps.store.markRead(s.group, user, f.seq);
     this.announce(s.group, user, marker);
-    return { kind: "ack", read_seq: marker.readSeq };
+    return { kind: "ack", read_seq: marker.readSeq, unread: marker.unread, last_seq: marker.lastSeq };
   }
 
   /** After a `seen`: the marker moves forward to the message's seq. */
@@ -74,7 +70,7 @@ export class ReadState {
 
   async leave(s: Session, f: ClientFrame<"leave">): Promise<Outcome> {
     const user = actingUser(s, f.user);
-    this.known.delete(`${s.group}\u0000${user}`);
+    this.known.delete(s.group, user);
     await this.deps.store.leave(s.group, user);
     return { kind: "ack" };
   }
@@ -106,7 +102,15 @@ export class ReadState {
 
   private announce(group: string, user: string, marker: ReadMarker): void {
     if (!marker.moved || marker.readAt === null) return;
-    this.deps.broadcast(group, { operation: "read", group, user, read_seq: marker.readSeq, read_at: marker.readAt.toISOString() });
+    this.deps.broadcast(group, {
+      operation: "read",
+      group,
+      user,
+      read_seq: marker.readSeq,
+      read_at: marker.readAt.toISOString(),
+      unread: marker.unread,
+      last_seq: marker.lastSeq,
+    });
   }
 }
 

@@ -9,7 +9,7 @@ import type { EventBus } from "../bus/bus.ts";
 import { GroupMemberships } from "../bus/memberships.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { ChatError, type ClientFrame, type ConversationView, type GroupEvent, type MessageView } from "../protocol/index.ts";
-import type { ChatStore, LoggedEvent, NewAttachment } from "../store/store.ts";
+import type { ChatStore, LoggedEvent, NewAttachment, StoredMessage } from "../store/store.ts";
 import { serialize, type PresenceAnswer } from "./events.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
@@ -28,7 +28,7 @@ export interface Limits {
 
 /** What the sender is told on success: the ack's fields, or a history answer. */
 export type Outcome =
-  | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string; read_seq?: number }
+  | { kind: "ack"; message_id?: string; seq?: number; seen_at?: string; read_seq?: number; unread?: number; last_seq?: number }
   | { kind: "history"; messages: MessageView[]; has_more: boolean }
   | { kind: "groups"; groups: ConversationView[]; has_more: boolean; next?: string }
   | { kind: "presence"; answer: PresenceAnswer };
@@ -69,8 +69,13 @@ const REPLAY_PAGE = 100;
 
 /** A logged event in the shape a live client would have received it, message in its current state. */
 function liveShape(group: string, e: LoggedEvent): GroupEvent {
-  if (e.operation === "delete") return { operation: "delete", seq: e.seq, group, message_id: e.message.id, user: e.userId };
+  if (e.operation === "delete") return deleteEvent(group, e.seq, e.userId, e.message);
   return { operation: e.operation, seq: e.seq, group, message: toMessageView(e.message) };
+}
+
+/** A delete by `user`; the deleted message's seq and author let clients keep unread counts exact. */
+function deleteEvent(group: string, seq: number, user: string, m: StoredMessage): GroupEvent {
+  return { operation: "delete", seq, group, message_id: m.id, user, message_seq: m.seq, author: m.userId };
 }
 
 export class ChatService {
@@ -114,6 +119,11 @@ export class ChatService {
       this.following.set(group, subscribed.then(() => this.deps.store.lastSeq(group)).then((seq) => this.sequencer.start(group, token, seq)));
     }
     return this.following.get(group)!;
+  }
+
+  /** The node's one copy of a joined group's name (subscriptions keep it rather than their frame's). */
+  groupName(group: string): string | undefined {
+    return this.memberships.name(group);
   }
 
   leave(group: string): void {
@@ -195,7 +205,7 @@ export class ChatService {
   async delete(s: Session, f: ClientFrame<"delete">, requestId?: string): Promise<Outcome> {
     const user = actingUser(s, f.user);
     const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: s.group, user, messageId: f.message_id, retryKey: this.retryKey(requestId) }));
-    this.publish(s.group, { operation: "delete", seq: w.seq, group: s.group, message_id: w.message.id, user });
+    this.publish(s.group, deleteEvent(s.group, w.seq, user, w.message));
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 
@@ -206,7 +216,7 @@ export class ChatService {
   /** Moderation (server API): deletes any author's message; the delete event names `by`. */
   async moderate(input: { group: string; by: string; messageId: string }): Promise<Outcome> {
     const w = await this.timed("delete", () => this.deps.store.deleteMessage({ group: input.group, user: input.by, messageId: input.messageId, anyAuthor: true }));
-    this.publish(input.group, { operation: "delete", seq: w.seq, group: input.group, message_id: w.message.id, user: input.by });
+    this.publish(input.group, deleteEvent(input.group, w.seq, input.by, w.message));
     return { kind: "ack", message_id: w.message.id, seq: w.seq };
   }
 

@@ -1,16 +1,16 @@
 // One socket's subscriptions, by group. `/ws/chat/<group>/` sockets hold exactly one; a
 // multiplexed socket may hold many. The socket's transport tells it when the send buffer drains
 // and when the socket closes; closing closes every subscription exactly once.
-import type { Outlet, Subscription } from "./subscription.ts";
+import type { Outlet, Subscription, SubscriptionOwner } from "./subscription.ts";
 import type { Subscriptions } from "./subscriptions.ts";
 
-export class Subscriber {
+export class Subscriber implements SubscriptionOwner {
   private readonly byGroup = new Map<string, Subscription>();
   private closed = false;
 
   constructor(
-    private readonly node: Subscriptions,
-    private readonly outlet: Outlet,
+    readonly node: Subscriptions,
+    readonly outlet: Outlet,
     /** The socket's user, or null when each frame names its own (open dev mode). */
     readonly user: string | null,
   ) {}
@@ -22,11 +22,16 @@ export class Subscriber {
    */
   subscribe(group: string, since: number | null): Subscription | null {
     if (this.closed || this.byGroup.has(group)) return null;
-    const sub = this.node.open(group, this.user, this.outlet, () => this.byGroup.delete(group));
-    this.byGroup.set(group, sub);
+    const sub = this.node.open(group, this);
+    this.byGroup.set(sub.group, sub);
     sub.start(since);
     this.node.opened(sub);
     return sub;
+  }
+
+  /** Its subscription closed: the socket no longer follows the group. */
+  forget(sub: Subscription): void {
+    if (this.byGroup.get(sub.group) === sub) this.byGroup.delete(sub.group);
   }
 
   /** Stops following `group`; false when this socket did not follow it. */

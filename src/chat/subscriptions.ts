@@ -2,13 +2,13 @@
 // delivers every group event here after its live fan-out, in seq order; subscriptions still
 // replaying or waiting to go live hold it (see subscription.ts). Listeners hear every
 // subscription open and close (presence hooks in here), exactly once each.
-import type { Metrics } from "../metrics/metrics.ts";
+import type { Metrics, ResumeSource } from "../metrics/metrics.ts";
 import type { LimitName } from "../protocol/index.ts";
 import { withDeadline } from "../deadline.ts";
 import { Slots, type ByteBudget } from "./budget.ts";
 import type { ReplaySource } from "./replay.ts";
 import type { Payload } from "./sequencer.ts";
-import { Subscription, type Outlet, type SubscriptionContext } from "./subscription.ts";
+import { Subscription, type SubscriptionContext, type SubscriptionOwner } from "./subscription.ts";
 
 /** The service as subscriptions see it: group memberships (the bus channel) and replays. */
 export interface SubscriptionService extends ReplaySource {
@@ -16,6 +16,8 @@ export interface SubscriptionService extends ReplaySource {
   join(group: string): Promise<void>;
   /** Gives one membership back. */
   leave(group: string): void;
+  /** The node's own string for a group it has a membership of (sockets share it), or undefined. */
+  groupName?(group: string): string | undefined;
 }
 
 export interface SubscriptionsOptions {
@@ -35,13 +37,17 @@ export interface SubscriptionsLog {
 
 type Listener = (sub: Subscription) => void;
 
-export class Subscriptions {
+/**
+ * The node's side of every subscription, and the one SubscriptionContext they all share (a
+ * subscription reaches it through its Subscriber: nothing of the node is copied into it).
+ */
+export class Subscriptions implements SubscriptionContext {
   private readonly resumingByGroup = new Map<string, Set<Subscription>>();
   private readonly slots: Slots;
   private readonly listeners = { open: new Set<Listener>(), close: new Set<Listener>() };
   private resumingCount = 0;
-  /** Subscriptions whose open listeners ran: only those get the close listeners (each pair exactly once). */
-  private readonly announced = new WeakSet<Subscription>();
+  readonly maxHeldBytes: number;
+  readonly replayBufferBytes: number;
 
   constructor(
     private readonly service: SubscriptionService,
@@ -51,6 +57,8 @@ export class Subscriptions {
     private readonly metrics: Metrics,
     private readonly log: SubscriptionsLog,
   ) {
+    this.maxHeldBytes = opts.maxHeldBytes;
+    this.replayBufferBytes = opts.replayBufferBytes;
     this.slots = new Slots(opts.maxConcurrentReplays, (running, waiting) => {
       metrics.replays.set({ state: "running" }, running);
       metrics.replays.set({ state: "waiting" }, waiting);
@@ -89,37 +97,37 @@ export class Subscriptions {
     if (subs) for (const sub of [...subs]) sub.hold(payload, seq);
   }
 
-  /** Used by Subscriber: a new subscription on `outlet`, with its own view of the node. */
-  open(group: string, user: string | null, outlet: Outlet, onClose: () => void): Subscription {
-    const ctx: SubscriptionContext = {
-      maxHeldBytes: this.opts.maxHeldBytes,
-      replayBufferBytes: this.opts.replayBufferBytes,
-      source: this.service,
-      takeHeld: (bytes) => this.budget.take(bytes),
-      giveHeld: (bytes) => bytes > 0 && this.budget.give(bytes),
-      replaySlot: (fn) => this.timedSlot(fn),
-      resuming: (sub, on) => this.setResuming(sub, on),
-      closed: (sub) => {
-        onClose();
-        this.service.leave(sub.group);
-        if (this.announced.delete(sub)) for (const l of this.listeners.close) l(sub);
-      },
-      hit: (limit) => this.hit(limit),
-      replayFailed: (err, sub) => this.log.warn({ err, group: sub.group, user: sub.user }, "replay failed"),
-      resumed: (source, seconds) => this.metrics.resumeDuration.observe({ source }, seconds),
-    };
-    return new Subscription(group, user, outlet, ctx);
+  /**
+   * Used by Subscriber: a new subscription of `owner` (which holds one membership of the group).
+   * Its group is the node's own copy of the name when the node has one, so that the sockets of a
+   * group share one string instead of each keeping the one its frame was parsed into.
+   */
+  open(group: string, owner: SubscriptionOwner): Subscription {
+    return new Subscription(this.service.groupName?.(group) ?? group, owner);
   }
 
   /** Used by Subscriber once the subscription has started (a live one is in the fan-out already, so it hears what its own opening causes, such as its user's `join`). */
   opened(sub: Subscription): void {
-    if (sub.state === "closed") return;
-    this.announced.add(sub);
+    if (!sub.announce()) return;
     for (const l of this.listeners.open) l(sub);
   }
 
+  // SubscriptionContext: what every subscription shares.
+
+  get source(): SubscriptionService {
+    return this.service;
+  }
+
+  takeHeld(bytes: number): boolean {
+    return this.budget.take(bytes);
+  }
+
+  giveHeld(bytes: number): void {
+    if (bytes > 0) this.budget.give(bytes);
+  }
+
   /** One replay read under a slot, timed: how long it queued for the slot, and how long it held it. */
-  private timedSlot<T>(fn: () => Promise<T>): Promise<T> {
+  replaySlot<T>(fn: () => Promise<T>): Promise<T> {
     const queued = performance.now();
     return this.slots.run(async () => {
       const start = performance.now();
@@ -132,7 +140,11 @@ export class Subscriptions {
     }, () => this.hit("replay_slots"));
   }
 
-  private setResuming(sub: Subscription, on: boolean): void {
+  resumed(source: ResumeSource, seconds: number): void {
+    this.metrics.resumeDuration.observe({ source }, seconds);
+  }
+
+  setResuming(sub: Subscription, on: boolean): void {
     let subs = this.resumingByGroup.get(sub.group);
     if (on) {
       if (!subs) this.resumingByGroup.set(sub.group, (subs = new Set()));
@@ -147,7 +159,16 @@ export class Subscriptions {
     this.metrics.resuming.set(this.resumingCount);
   }
 
-  private hit(limit: LimitName): void {
+  closed(sub: Subscription): void {
+    this.service.leave(sub.group);
+    if (sub.announced) for (const l of this.listeners.close) l(sub);
+  }
+
+  hit(limit: LimitName): void {
     this.metrics.limitHits.inc({ limit });
+  }
+
+  replayFailed(err: unknown, sub: Subscription): void {
+    this.log.warn({ err, group: sub.group, user: sub.user }, "replay failed");
   }
 }

@@ -83,6 +83,12 @@ export interface ChatConnectionOptions {
   outboxMaxAgeMs?: number;
   /** Keep each view's `presence` (who is online) current: asked each time the group goes live. Default false. */
   presence?: boolean;
+  /**
+   * Load the members' markers ("seen by") and ask `presence` only for focused views
+   * (`view.focus()`), for an application that follows many groups for their badges and shows
+   * one: each other group costs its subscribe only. Default false: every view loads them.
+   */
+  focusOnly?: boolean;
 }
 
 /**
@@ -125,6 +131,7 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
     backoff: Required<BackoffOptions>;
     typing: Required<TypingOptions>;
     presence: boolean;
+    focusOnly: boolean;
   };
   private current: MuxState = "idle";
   private ws: WebSocketLike | null = null;
@@ -159,6 +166,7 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
       backoff,
       typing: { throttleMs: 2000, idleMs: 3000, expireMs: 5000, ...options.typing },
       presence: options.presence ?? false,
+      focusOnly: options.focusOnly ?? false,
     };
     this.outbox = new Outbox(
       {

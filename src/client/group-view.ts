@@ -6,7 +6,9 @@
 //   view's seq (see ChatConnection.resync);
 // - each time the group goes live: without a seq to resume from, the newest `historyLimit`
 //   messages are loaded; the members' markers are loaded ("seen by" survives a reload); with
-//   `presence`, who is online is asked again; and the group's waiting operations are sent;
+//   `presence`, who is online is asked again (with `focusOnly`, these two only while focused);
+//   and the group's waiting operations are sent;
+// - `unread` is the server's count, exact on every device of the user (see unread.ts);
 // - every operation is a promise of its answer, kept in the connection's one outbox (see
 //   outbox.ts: request_id for life, retries, saved across reloads with `outboxStorage`).
 import * as v from "valibot";
@@ -36,6 +38,7 @@ import { PresenceList, type PresenceState } from "./presence.ts";
 import { ReadMarkers } from "./read-markers.ts";
 import { Timeline } from "./timeline.ts";
 import { Typers, TypingSender, type TypingOptions } from "./typing.ts";
+import { UnreadCounter, type UnreadSnapshot } from "./unread.ts";
 
 /**
  * - `subscribing`: waiting for the socket, or for the answer to `subscribe`;
@@ -73,6 +76,8 @@ export interface ViewConnection {
 export interface GroupViewOptions {
   historyLimit: number;
   presence: boolean;
+  /** Members' markers and presence only while focused (see ChatConnectionOptions.focusOnly). */
+  focusOnly: boolean;
   typing: Required<TypingOptions>;
 }
 
@@ -111,8 +116,16 @@ export class GroupView extends Emitter<GroupViewEvents> {
   private readonly online = new PresenceList((state) => this.emit("presence", state));
   private seq: number | null;
   private current: GroupViewState = "subscribing";
-  /** The unread count the conversation list gave at its `last_seq`, until this user's marker passes it. */
-  private baseline: { seq: number; unread: number } | null = null;
+  /** This user's unread count: a server snapshot plus the stored events after it (unread.ts). */
+  private readonly counter = new UnreadCounter();
+  /** A `read` that asks the server for a fresh count is in flight; `again`: ask once more after it. */
+  private refreshing: { again: boolean } | null = null;
+  /** The server does not know `read` (a seed-style server): unread counts what is loaded. */
+  private noReadState = false;
+  /** `unread` was asked for: from then on a missing count is asked of the server (never before). */
+  private countWanted = false;
+  /** Members' markers and presence are kept (always, unless the `focusOnly` option). */
+  private focused: boolean;
   private settleSubscribed!: { resolve: () => void; reject: (e: ChatRequestError) => void };
   /** Resolves once the group is first live; rejects when it is refused or closed first. */
   readonly subscribed: Promise<void>;
@@ -129,6 +142,8 @@ export class GroupView extends Emitter<GroupViewEvents> {
   ) {
     super((err) => console.error("chatroom client: a listener threw", err));
     this.seq = since;
+    this.focused = !opts.focusOnly;
+    if (since !== null) this.counter.start(since);
     this.subscribed = new Promise<void>((resolve, reject) => (this.settleSubscribed = { resolve, reject }));
     this.subscribed.catch(() => {});
     this.typingSender = new TypingSender((status) => this.conn.sendNow(group, { operation: "typing", typing_status: status }), opts.typing);
@@ -170,17 +185,20 @@ export class GroupView extends Emitter<GroupViewEvents> {
   }
 
   /**
-   * Messages (create, reply) by others after this user's marker, not deleted: counted over the
-   * loaded messages, plus, while the marker is behind the conversation list's `last_seq` (see
-   * `seed`), the list's count for what was not loaded.
+   * Messages (create, reply) by others after this user's marker, not deleted, as the server
+   * counts them: its last count (a conversation list entry, a `read` ack, or a `read` event of
+   * this user's marker from any of their devices) plus the stored events since (see unread.ts).
+   * Until the first count comes (asked for the first time `unread` is read), the loaded messages
+   * are counted.
    */
   get unread(): number {
     const me = this.conn.user;
     if (me === undefined) return 0;
-    const marker = this.markers.of(me);
-    const b = this.baseline;
-    if (b && marker < b.seq) return b.unread + this.markers.unread(me, this.timeline.messages.filter((m) => m.seq > b.seq));
-    return this.markers.unread(me, this.timeline.messages);
+    if (!this.countWanted) {
+      this.countWanted = true;
+      this.checkCount();
+    }
+    return this.counter.count(me, this.markers.of(me), () => this.markers.unread(me, this.timeline.messages));
   }
 
   /** A member's read marker (this connection's user by default; 0 before any). */
@@ -215,15 +233,15 @@ export class GroupView extends Emitter<GroupViewEvents> {
   }
 
   /**
-   * Starts from a conversation list entry (`groups` answer) without loading history: its last
-   * message, its unread count and this user's marker. Call before the view's first event.
+   * Takes a conversation list entry (`groups` answer): its unread count and this user's marker,
+   * and, for a view that holds no message yet, its last message (a view followed with `known`
+   * starts so, without loading history). Call again with a later list (after a reconnect) to take
+   * marker moves made meanwhile on other devices.
    */
   seed(c: ConversationView): void {
     if (c.group !== this.group) throw new TypeError(`the entry is of group ${c.group}, not ${this.group}`);
-    this.baseline = { seq: c.last_seq, unread: c.unread };
-    if (this.conn.user !== undefined) this.markers.set(this.conn.user, c.read_seq);
     if (c.last_message && this.timeline.messages.length === 0) this.timeline.older([c.last_message], c.last_seq > 1);
-    this.emit("change");
+    this.counted({ lastSeq: c.last_seq, readSeq: c.read_seq, unread: c.unread });
   }
 
   // ---- operations ------------------------------------------------------------------------
@@ -264,9 +282,24 @@ export class GroupView extends Emitter<GroupViewEvents> {
   /** Moves this user's read marker forward to `seq` (default: the last event applied); the ack carries the marker. */
   async read(seq = this.seq ?? 0): Promise<AckEvent> {
     const ack = await this.request("read", { seq });
-    const me = this.conn.user;
-    if (me !== undefined && ack.read_seq !== undefined && this.markers.set(me, ack.read_seq)) this.emit("change");
+    this.readAnswered(ack);
     return ack;
+  }
+
+  /**
+   * With the `focusOnly` option: the application shows this group now; its members' markers
+   * ("seen by") are loaded and, with `presence`, who is online is asked, now and each time it goes
+   * live, until `blur()`.
+   */
+  focus(): void {
+    if (this.focused) return;
+    this.focused = true;
+    if (this.current === "live") this.details();
+  }
+
+  /** With the `focusOnly` option: the group is no longer shown (events keep coming; markers and presence are no longer asked). */
+  blur(): void {
+    if (this.opts.focusOnly) this.focused = false;
   }
 
   /** Call on every keystroke: sends `typing` (throttled) and `not_typing` after inactivity. */
@@ -321,6 +354,7 @@ export class GroupView extends Emitter<GroupViewEvents> {
       const q = new URLSearchParams({ limit: "100", ...(before === undefined ? {} : { before }) });
       const body = (await this.conn.fetchJson(`/api/groups/${encodeURIComponent(this.group)}/members?${q}`)) as { members: MemberView[]; has_more: boolean };
       this.markers.load(body.members);
+      this.checkCount();
       this.emit("change");
       if (!body.has_more || body.members.length === 0) return;
       before = body.members[body.members.length - 1]!.user;
@@ -342,6 +376,7 @@ export class GroupView extends Emitter<GroupViewEvents> {
     if (resuming) return this.setState("syncing");
     const fresh = this.seq === null;
     this.seq ??= lastSeq;
+    this.counter.start(this.seq);
     this.goLive(fresh);
   }
 
@@ -393,10 +428,14 @@ export class GroupView extends Emitter<GroupViewEvents> {
         if (this.current !== "syncing") return;
         if (this.seq === null || f.seq > this.seq) this.seq = f.seq;
         return this.goLive(false);
-      case "read":
-        if (!this.markers.read(f)) return;
+      case "read": {
+        const moved = this.markers.read(f);
+        // This user's own marker, moved on any of their devices: the count comes with it.
+        if (f.user === this.conn.user) this.counted({ lastSeq: f.last_seq, readSeq: f.read_seq, unread: f.unread });
+        if (!moved) return;
         this.emit("read", f);
         return this.emit("change");
+      }
       case "seen":
         if (!this.timeline.seen(f)) return;
         this.emit("seen", f);
@@ -417,6 +456,7 @@ export class GroupView extends Emitter<GroupViewEvents> {
         // does not have the stream we knew (its database was reset). Start over from its history.
         if (this.current === "syncing" && f.code === "bad_request") {
           this.seq = null;
+          this.counter.reset();
           this.goLive(true);
         }
         return this.emit("error", new ChatRequestError(f.code, f.message));
@@ -434,9 +474,11 @@ export class GroupView extends Emitter<GroupViewEvents> {
     }
     this.seq = e.seq;
     if (e.operation === "delete") {
+      this.counter.deleted(e.seq, e.message_seq, e.author);
       this.emit("deleted", e, this.timeline.deleted(e.message_id));
     } else {
       const m = e.message;
+      if (e.operation !== "update") this.counter.message(m.seq, m.user);
       this.timeline.stored(m, e.operation === "update");
       if (e.operation !== "update") this.typersTracker.stopped(m.user);
       this.emit(e.operation === "create" ? "created" : e.operation === "reply" ? "replied" : "updated", m, e);
@@ -452,11 +494,57 @@ export class GroupView extends Emitter<GroupViewEvents> {
     // No position to resume from (a fresh start, or the server lost the stream we knew): the
     // newest page of history is the starting point.
     if (fresh && this.opts.historyLimit > 0) this.loadLatest(this.opts.historyLimit).catch(() => {}); // reported as an error event
+    if (this.focused) this.details();
+    this.settleSubscribed.resolve();
+    this.checkCount();
+  }
+
+  /** What a shown group needs besides its events: members' markers and who is online. */
+  private details(): void {
     // Members' markers, for "seen by": `read` events keep them current from here on.
     this.loadMembers().catch((err) => this.emit("error", new ChatRequestError("unavailable", `cannot load the members' read markers: ${(err as Error).message}`)));
     // Joins and leaves missed while offline: the answer replaces what we knew.
     if (this.opts.presence) this.conn.sendNow(this.group, { operation: "presence" });
-    this.settleSubscribed.resolve();
+  }
+
+  /** A count from the server for this user (with their marker then): the unread count starts from it. */
+  private counted(s: UnreadSnapshot): void {
+    const me = this.conn.user;
+    if (me !== undefined) this.markers.set(me, s.readSeq);
+    this.counter.snapshot(s);
+    this.checkCount();
+    this.emit("change");
+  }
+
+  /** The ack of a `read`: the marker, and the count with it. */
+  private readAnswered(ack: AckEvent): void {
+    if (ack.read_seq === undefined) return;
+    if (ack.unread !== undefined && ack.last_seq !== undefined) return this.counted({ lastSeq: ack.last_seq, readSeq: ack.read_seq, unread: ack.unread });
+    const me = this.conn.user;
+    if (me !== undefined && this.markers.set(me, ack.read_seq)) this.emit("change");
+  }
+
+  /**
+   * Asks the server for a fresh count when the one held cannot answer for this user's marker
+   * now: a `read` of seq 0 moves nothing and its ack carries the marker and the count.
+   */
+  private checkCount(): void {
+    const me = this.conn.user;
+    if (me === undefined || !this.countWanted || this.noReadState || this.current !== "live" || !this.counter.needsRefresh(this.markers.of(me))) return;
+    if (this.refreshing) {
+      this.refreshing.again = true;
+      return;
+    }
+    const asking = (this.refreshing = { again: false });
+    this.conn.enqueue(this.group, "read", { seq: 0 }).promise.then(
+      (ack) => this.readAnswered(ack as AckEvent),
+      (err: unknown) => {
+        if (err instanceof ChatRequestError && err.code === "unknown_operation") this.noReadState = true;
+      },
+    ).finally(() => {
+      if (this.refreshing === asking) this.refreshing = null;
+      if (asking.again) this.checkCount();
+    });
   }
 
   private setState(state: GroupViewState): void {

@@ -128,6 +128,8 @@ export const EnvSchema = v.object({
   // Uploads (frames of 64 KiB or more) per second, node-wide and per user (src/gateway/upload-budget.ts says why these defaults).
   MAX_UPLOAD_BYTES_PER_SECOND: intVar(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
   MAX_USER_UPLOAD_BYTES_PER_SECOND: intVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
+  // Upload bytes held at once, from a frame's (or body's) arrival until it is answered (the same file).
+  MAX_UPLOAD_INFLIGHT_BYTES: intVar(24 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
   JWT_SECRET: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
   JWT_PUBLIC_KEY: publicKeyPem,
   JWT_JWKS_URL: url(["https:", "http:"]),
@@ -137,6 +139,7 @@ export const EnvSchema = v.object({
   ALLOWED_ORIGINS: originList,
   ORDER_GAP_WAIT_MS: intVar(100, 1, 60_000),
   WRITE_CONCURRENCY: intVar(4, 1, 64),
+  WRITE_BATCH_LINGER_MS: intVar(5, 0, 1_000),
   DATABASE_POOL_SIZE: intVar(10, 1, 1000),
   STORE_TIMEOUT_MS: intVar(5_000, 100, 120_000),
   MAX_BUS_QUEUE_BYTES: intVar(16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),

@@ -1,9 +1,10 @@
 // The frame loop: a text frame passes the socket's limits (frame rates, frames and bytes awaiting
-// an answer, the node-wide byte budget, the upload byte rate for a large frame), goes to the
-// dispatcher, and its answer goes back to the socket if it is still open. Frames turned away here
-// get their error at once and hold nothing. An upload whose turn has not come yet waits in its
-// socket's queue (a copy, counted as pending like a frame in flight), and the socket's later
-// frames wait behind it, so a sender's frames still reach the dispatcher in order.
+// an answer, the node-wide byte budget, for a large frame the upload byte rate and upload bytes
+// in flight), goes to the dispatcher, and its answer goes back to the socket if it is still open.
+// Frames turned away here get their error at once and hold nothing. An upload whose turn has not
+// come yet waits in its socket's queue (a copy, counted as pending like a frame in flight, and
+// as an upload in flight), and the socket's later frames wait behind it, so a sender's frames
+// still reach the dispatcher in order.
 import { performance } from "node:perf_hooks";
 import type { ByteBudget } from "../chat/budget.ts";
 import type { Dispatcher } from "../chat/dispatch.ts";
@@ -90,8 +91,7 @@ export class FrameLoop {
       if ("refused" in turn) {
         this.budget.give(bytes);
         this.limits.hit(turn.refused);
-        const whose = turn.refused === "upload_rate" ? "this node's" : "your";
-        return this.refuse(conn, "rate_limited", `uploads past ${whose} budget of ${mib(turn.refused === "upload_rate" ? this.uploads.node.bytesPerSecond : upload.bytesPerSecond)} MiB/s; retry in ${Math.ceil(turn.waitMs / 1000)} s`, requestIdOf(data));
+        return this.refuse(conn, "rate_limited", refusal(turn.refused, turn.waitMs, this.uploads, upload), requestIdOf(data));
       }
       at = turn.at;
     }
@@ -151,6 +151,7 @@ export class FrameLoop {
         conn.cork(() => conn.send(reply));
         this.slow.check(conn);
       }
+      if (upload) this.uploads.done(bytes);
       this.settle(conn, bytes);
     });
   }
@@ -188,3 +189,10 @@ export class FrameLoop {
 }
 
 const mib = (bytes: number) => Math.round((bytes / (1024 * 1024)) * 10) / 10;
+
+/** The error message of an upload turned away by the upload budget. */
+function refusal(bound: "upload_rate" | "user_upload_rate" | "upload_inflight", waitMs: number, uploads: UploadBudget, user: ByteRate): string {
+  if (bound === "upload_inflight") return `this node is handling ${mib(uploads.maxInflightBytes)} MiB of uploads at once; retry shortly`;
+  const whose = bound === "upload_rate" ? "this node's" : "your";
+  return `uploads past ${whose} budget of ${mib(bound === "upload_rate" ? uploads.node.bytesPerSecond : user.bytesPerSecond)} MiB/s; retry in ${Math.ceil(waitMs / 1000)} s`;
+}

@@ -110,7 +110,8 @@ export class Gateway {
   /** Hands a group event to every live local socket of the group: serialised once, fanned out natively. */
   publish(group: string, payload: Payload): void {
     this.app.publish(group, payload, false);
-    this.slow.checkGroup(group);
+    // A string's UTF-8 bytes are at most three per UTF-16 unit.
+    this.slow.published(group, typeof payload === "string" ? payload.length * 3 : payload.byteLength);
   }
 
   listen(host: string, port: number): Promise<number> {

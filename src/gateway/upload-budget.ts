@@ -11,15 +11,20 @@
 // `rate_limited` (retry later, with the same request_id), so a client that uploads faster than
 // the budget is told so and the node never queues more than a couple of seconds of uploads.
 //
-// The defaults (8 MiB/s per node, 4 MiB/s per user) are set by memory more than by CPU: a 5 MiB
-// file costs the node ~30 ms of CPU but leaves tens of MB of garbage behind (the frame's text,
-// the parsed string, the decoded bytes, the store's parameters), and at 16 MiB/s the hostile mix
-// with large uploads took the node's RSS past the Deployment's 512 MiB (bench/performance-log.md).
-// The rate bounds that garbage per second, not the RSS it leads to: that is not bounded yet.
-// Smaller frames are never delayed by it (they are bounded by the frame rates).
+// A rate bounds the bytes taken in per second, not the bytes held: a 5 MiB file is held from
+// its frame's arrival until its store write is over (the frame's text, the parsed string, the
+// decoded bytes, the driver's copy), and a slow database keeps more of them in flight at the same
+// rate. So the node also bounds the upload bytes it holds at once (MAX_UPLOAD_INFLIGHT_BYTES,
+// counted in frame bytes from arrival, a wait for its turn included, until the frame is answered):
+// an upload that would pass it is refused with `rate_limited` at once (uWS cannot stop reading a
+// socket, so refusing is the only way not to hold it). A lone upload always passes.
+// (bench/performance-log.md, "Upload memory", has the figures behind both defaults.)
+//
+// Smaller frames are never delayed by either (they are bounded by the frame rates).
 //
 // Guarantee: over any interval of T seconds the node starts handling at most
-// rate x (T + 2 s) bytes of uploads (plus one upload), and a user at most their own rate likewise.
+// rate x (T + 2 s) bytes of uploads (plus one upload), and a user at most their own rate likewise;
+// at no moment does it hold more than MAX_UPLOAD_INFLIGHT_BYTES of upload frames (or one upload).
 
 /** Frames at least this large count as uploads. */
 export const UPLOAD_FRAME_BYTES = 64 * 1024;
@@ -56,27 +61,46 @@ export class ByteRate {
   }
 }
 
-export type UploadTurn = { at: number } | { refused: "upload_rate" | "user_upload_rate"; waitMs: number };
+export type UploadTurn = { at: number } | { refused: "upload_rate" | "user_upload_rate" | "upload_inflight"; waitMs: number };
 
-/** The node's upload bucket, and the decision for one upload against it and its user's. */
+/**
+ * The node's upload bucket and its bytes in flight, and the decision for one upload against them
+ * and its user's bucket. Every `take` that is not refused is ended by exactly one `give` (dropped
+ * before it went: its turn is given back too) or `done` (handled).
+ */
 export class UploadBudget {
   readonly node: ByteRate;
+  private held = 0;
 
-  constructor(bytesPerSecond: number) {
+  constructor(
+    bytesPerSecond: number,
+    /** MAX_UPLOAD_INFLIGHT_BYTES: upload bytes held at once (a lone upload always passes). */
+    readonly maxInflightBytes: number = Infinity,
+    private readonly onHeld: (bytes: number) => void = () => {},
+  ) {
     this.node = new ByteRate(bytesPerSecond);
   }
 
+  /** Upload bytes taken and not yet done or given back. */
+  get inflight(): number {
+    return this.held;
+  }
+
   /**
-   * Takes `bytes` from the node's bucket and `user`'s (when given) and says when they may go;
-   * or, when that is more than UPLOAD_MAX_WAIT_MS away, takes nothing and names the bucket.
+   * Takes `bytes` from the node's bucket and `user`'s (when given) and from the bytes in flight,
+   * and says when they may go; or, when the turn is more than UPLOAD_MAX_WAIT_MS away or the
+   * bytes in flight are full, takes nothing and names the bound (a rate first: its refusal says
+   * when to retry).
    */
   take(bytes: number, user: ByteRate | null, now: number): UploadTurn {
     const mine = user?.turn(bytes, now) ?? now;
     const node = this.node.turn(bytes, now);
     if (mine - now > UPLOAD_MAX_WAIT_MS) return { refused: "user_upload_rate", waitMs: Math.ceil(mine - now) };
     if (node - now > UPLOAD_MAX_WAIT_MS) return { refused: "upload_rate", waitMs: Math.ceil(node - now) };
+    if (this.held > 0 && this.held + bytes > this.maxInflightBytes) return { refused: "upload_inflight", waitMs: 0 };
     user?.take(bytes, now);
     this.node.take(bytes, now);
+    this.hold(bytes);
     return { at: Math.max(mine, node) };
   }
 
@@ -84,5 +108,16 @@ export class UploadBudget {
   give(bytes: number, user: ByteRate | null): void {
     user?.give(bytes);
     this.node.give(bytes);
+    this.hold(-bytes);
+  }
+
+  /** An upload taken by `take` was handled (answered): its bytes are no longer held. */
+  done(bytes: number): void {
+    this.hold(-bytes);
+  }
+
+  private hold(bytes: number): void {
+    this.held += bytes;
+    this.onHeld(this.held);
   }
 }

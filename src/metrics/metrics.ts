@@ -136,6 +136,11 @@ export function createMetrics() {
       help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node handed to the service, under MAX_UPLOAD_BYTES_PER_SECOND",
       registers: [registry],
     }),
+    uploadInflightBytes: new client.Gauge({
+      name: "chat_upload_inflight_bytes",
+      help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node holds, from arrival until answered, under MAX_UPLOAD_INFLIGHT_BYTES",
+      registers: [registry],
+    }),
     bufferBytes: new client.Gauge({
       name: "chat_buffer_bytes",
       help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",
@@ -210,6 +215,12 @@ export function createMetrics() {
       name: "chat_presence_events_total",
       help: "Presence transitions this node decided, by event (join, leave) and whether they were broadcast (no: the group had more than PRESENCE_MAX_BROADCAST present users)",
       labelNames: ["event", "broadcast"],
+      registers: [registry],
+    }),
+    storeWriteBatch: new client.Histogram({
+      name: "chat_store_write_batch_items",
+      help: "Creates per write batch (one database call and commit each): large batches under load are what keep PostgreSQL's CPU per create low",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
       registers: [registry],
     }),
     presenceBatchFrames: new client.Histogram({

@@ -1,27 +1,17 @@
 // In-process presence for the embedded default: one node, so the node's own holds are the whole
-// truth. Users sit in a Map in the order they became present, which is `since` order.
+// truth. The holds keep each group's users in the order they became present, which is `since`
+// order, so the snapshot reads them there (nothing is kept twice).
 import { LocalHolds } from "./holds.ts";
 import type { Presence, PresenceListener, PresenceOptions, PresenceSnapshot } from "./presence.ts";
 
 export class MemoryPresence implements Presence {
-  private readonly groups = new Map<string, Map<string, number>>();
   private readonly local: LocalHolds;
 
   constructor(opts: Pick<PresenceOptions, "graceMs">, private readonly onChange: PresenceListener) {
     this.local = new LocalHolds(
       opts.graceMs,
-      (group, user, since) => {
-        let users = this.groups.get(group);
-        if (!users) this.groups.set(group, (users = new Map()));
-        users.set(user, since);
-        this.onChange({ kind: "join", group, user, count: users.size });
-      },
-      (group, user) => {
-        const users = this.groups.get(group);
-        if (!users?.delete(user)) return;
-        if (users.size === 0) this.groups.delete(group);
-        this.onChange({ kind: "leave", group, user, count: users.size });
-      },
+      (group, user) => this.onChange({ kind: "join", group, user, count: this.local.count(group) }),
+      (group, user) => this.onChange({ kind: "leave", group, user, count: this.local.count(group) }),
     );
   }
 
@@ -34,21 +24,18 @@ export class MemoryPresence implements Presence {
   }
 
   async snapshot(group: string, limit: number): Promise<PresenceSnapshot> {
-    const users = this.groups.get(group);
-    if (!users) return { count: 0, users: [] };
     const out: PresenceSnapshot["users"] = [];
-    for (const [user, since] of users) {
+    for (const [user, since] of this.local.users(group)) {
       if (out.length >= limit) break;
       out.push({ user, since });
     }
-    return { count: users.size, users: out };
+    return { count: this.local.count(group), users: out };
   }
 
   async start(): Promise<void> {}
 
   async stop(): Promise<void> {
     this.local.clear();
-    this.groups.clear();
   }
 
   get held(): number {

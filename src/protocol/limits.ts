@@ -22,6 +22,7 @@ export const LIMITS = [
   "http_buffer", //       HTTP_BUFFER_BYTES: an HTTP answer (history page) answered 503
   "upload_rate", //       MAX_UPLOAD_BYTES_PER_SECOND: an upload (frame or server-API body) rate_limited
   "user_upload_rate", //  MAX_USER_UPLOAD_BYTES_PER_SECOND: an upload frame rate_limited
+  "upload_inflight", //   MAX_UPLOAD_INFLIGHT_BYTES: an upload (frame or server-API body) rate_limited
 ] as const;
 
 export type LimitName = (typeof LIMITS)[number];

@@ -43,7 +43,12 @@ export const MessageEvent = v.strictObject({
   group,
   message: MessageView,
 });
-export const DeleteEvent = v.strictObject({ operation: v.literal("delete"), seq, group, message_id: v.string(), user: v.string() });
+/**
+ * `user` did the delete (the author, or the `by` of a backend's moderation); `message_seq` and
+ * `author` are the deleted message's own, so a client can tell whether it was unread for its user
+ * without having loaded it.
+ */
+export const DeleteEvent = v.strictObject({ operation: v.literal("delete"), seq, group, message_id: v.string(), user: v.string(), message_seq: seq, author: v.string() });
 export const SeenEvent = v.strictObject({ operation: v.literal("seen"), group, message_id: v.string(), user: v.string(), seen_at: v.string() });
 export const TypingEvent = v.strictObject({ operation: v.literal("typing"), group, user: v.string(), typing_status: v.string() });
 export const AckEvent = v.strictObject({
@@ -56,6 +61,9 @@ export const AckEvent = v.strictObject({
   seen_at: v.optional(v.string()),
   /** The sender's read marker after a `read`. */
   read_seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** After a `read`: the sender's unread count as of the group's `last_seq` (one snapshot). */
+  unread: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  last_seq: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
 });
 export const ErrorEvent = v.strictObject({ operation: v.literal("error"), group: v.optional(group), code: v.picklist(ERROR_CODES), message: v.string(), request_id: requestId });
 export const ResumedEvent = v.strictObject({ operation: v.literal("resumed"), group, seq: v.pipe(v.number(), v.integer(), v.minValue(0)) });
@@ -73,8 +81,20 @@ export const PRESENCE_MAX_USERS = 100;
 export const HistoryEvent = v.strictObject({ operation: v.literal("history"), group, request_id: requestId, messages: v.array(MessageView), has_more: v.boolean() });
 
 const readSeq = v.pipe(v.number(), v.integer(), v.minValue(0));
-/** A member's read marker moved forward. */
-export const ReadEvent = v.strictObject({ operation: v.literal("read"), group, user: v.string(), read_seq: readSeq, read_at: v.string() });
+/**
+ * A member's read marker moved forward. `unread` is that member's unread count as of the group's
+ * `last_seq` (one snapshot), so every device of the reader agrees with the conversation list at
+ * once; events after `last_seq` add to it.
+ */
+export const ReadEvent = v.strictObject({
+  operation: v.literal("read"),
+  group,
+  user: v.string(),
+  read_seq: readSeq,
+  read_at: v.string(),
+  unread: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  last_seq: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
 /** One entry of a conversation list. */
 export const ConversationView = v.strictObject({
   group,

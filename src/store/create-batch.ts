@@ -1,6 +1,7 @@
 // Writes a batch of new messages with one statement: a call of the SQL function
-// "chat_create_messages" (prisma/migrations/20261206110000_create_messages_function), sent in
-// autocommit, so a batch costs one round trip and its own implicit transaction. The function
+// "chat_create_messages" (prisma/migrations/20261206110000_create_messages_function; files as
+// bytes since 20261206143000_create_messages_file_bytes), sent in autocommit, so a batch costs
+// one round trip and its own implicit transaction. The function
 // keeps every guarantee the store states (see store.ts): per group, seqs are handed out in item
 // order under the group's row lock (taken in name order, so concurrent batches cannot deadlock);
 // a retry (checked under that lock) or a refused item (unknown reply target) takes no seq; the
@@ -9,7 +10,6 @@
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { Settled } from "./group-scheduler.ts";
-import type { PrismaClient } from "./generated/client.ts";
 import type { ChatStore, MessageType, StoredMessage, Written } from "./store.ts";
 
 export type NewMessage = Parameters<ChatStore["createMessage"]>[0];
@@ -36,7 +36,24 @@ interface ResultRow {
 }
 
 const CALL = `SELECT * FROM "chat_create_messages"($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-  $8::text[], $9::text[], $10::text[], $11::int[], $12::text[], $13::float8[], $14::float8, $15::float8, $16::boolean)`;
+  $8::text[], $9::text[], $10::text[], $11::int[], $12::bytea, $13::float8[], $14::float8, $15::float8, $16::boolean)`;
+
+/**
+ * Runs one statement with positional parameters and answers its rows. On PostgreSQL this is the
+ * pg pool itself, which sends a Buffer parameter in binary as it is; through Prisma's raw query
+ * (the embedded database) a Buffer travels as base64 in its JSON parameters, copied several times.
+ */
+export type RawQuery = <T>(sql: string, params: unknown[]) => Promise<T[]>;
+
+/**
+ * The batch's files back to back, each item's share being its attachment's size (the function
+ * cuts them apart by p_att_size): one file is passed as it is, without a copy. Null without files.
+ */
+function fileBytes(items: NewMessage[]): Buffer | null {
+  const files = items.flatMap((m) => (m.attachment ? [Buffer.from(m.attachment.data.buffer, m.attachment.data.byteOffset, m.attachment.data.byteLength)] : []));
+  if (files.length === 0) return null;
+  return files.length === 1 ? files[0]! : Buffer.concat(files);
+}
 
 /** The function's message when the write's deadline passed before it could finish: it rolled back. */
 const DEADLINE_PASSED = "chat write deadline passed";
@@ -57,15 +74,14 @@ export function outOfBudget(err: unknown, depth = 0): boolean {
 const toDate = (d: Date | string) => (d instanceof Date ? d : new Date(d));
 
 /**
- * Stores `items` (at most one batch of the scheduler) and answers one outcome per item, in order.
+ * Stores `items` (at most one batch of the scheduler) with `query` and answers one outcome per item, in order.
  * `leftMs`: what is left of the earliest item's budget; the call rolls back rather than commit
  * later than that. `outbox`: also queue each new message for the webhooks (see outbox.ts).
  */
-export async function writeCreateBatch(prisma: Pick<PrismaClient, "$queryRawUnsafe">, items: NewMessage[], leftMs: number, outbox = false): Promise<Settled<Created>[]> {
+export async function writeCreateBatch(query: RawQuery, items: NewMessage[], leftMs: number, outbox = false): Promise<Settled<Created>[]> {
   const ids = items.map(() => randomUUID());
   const attachmentIds = items.map((m) => (m.attachment ? randomUUID() : null));
-  const rows = await prisma.$queryRawUnsafe<ResultRow[]>(
-    CALL,
+  const rows = await query<ResultRow>(CALL, [
     items.map((m) => m.group),
     items.map((m) => m.user),
     items.map((m) => m.type),
@@ -77,12 +93,12 @@ export async function writeCreateBatch(prisma: Pick<PrismaClient, "$queryRawUnsa
     items.map((m) => m.attachment?.name ?? null),
     items.map((m) => m.attachment?.contentType ?? null),
     items.map((m) => m.attachment?.data.byteLength ?? null),
-    items.map((m) => (m.attachment ? Buffer.from(m.attachment.data.buffer, m.attachment.data.byteOffset, m.attachment.data.byteLength).toString("base64") : null)),
+    fileBytes(items),
     items.map((m) => m.retryKey?.windowMs ?? null),
     leftMs,
     Date.now() + leftMs,
     outbox,
-  );
+  ]);
   if (rows.length !== items.length) throw new Error(`chat_create_messages answered ${rows.length} rows for ${items.length} items`);
   const outcomes: Settled<Created>[] = [];
   rows.forEach((r, i) => {

@@ -20,8 +20,17 @@ export interface DatabaseOptions {
   writeTimeoutMs?: number;
   /** Write batches in flight at once, never two holding one group (see GroupScheduler). Default 4. */
   writeConcurrency?: number;
+  /**
+   * Under load, write batches start at most this often, each carrying what came meanwhile.
+   * Default 5 ms; 0 starts one at once for every ready group, up to `writeConcurrency`.
+   */
+  writeBatchLingerMs?: number;
   /** Webhooks configured: write a webhook outbox row with every stored event (see outbox.ts). */
   webhookOutbox?: boolean;
+  /** Told the size of every write batch the store starts (items; a solo update or delete is not a batch). */
+  onWriteBatch?: (items: number) => void;
+  /** An idle pooled connection failed (PostgreSQL ended it: a restart, a failover, an admin); the pool drops it. */
+  onPoolError?: (err: Error) => void;
   /** Embedded only: told why a fresh data directory is made by initdb instead of unpacked from the build's template. */
   onTemplateSkipped?: (reason: string) => void;
 }
@@ -48,22 +57,31 @@ export async function migratePostgres(url: string): Promise<string[]> {
 }
 
 /**
+ * The write scheduler's pacing (see group-scheduler.ts): one batch at a time, at most every
+ * WRITE_BATCH_LINGER_MS under load; a second one (up to WRITE_CONCURRENCY) only for groups kept
+ * waiting 50 ms by a slow batch, or when a full batch (500) waits.
+ */
+const STALL_MS = 50;
+
+/**
  * A write may wait in the scheduler's queue for four fifths of the store's deadline at most: the
  * rest is its batch's, so under overload the excess is refused `unavailable` (load shed) rather
  * than started with no time left. A write that still cannot send its COMMIT within the deadline
  * is refused by PrismaChatStore without opening the store's circuit (the store guard waits the
  * deadline plus a margin), so the queue may use most of the deadline.
  */
-const batching = (opts: DatabaseOptions) => {
+export const batchingFor = (opts: DatabaseOptions) => {
   const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs };
+  return { concurrency: opts.writeConcurrency ?? 4, maxBatch: 500, maxWaitMs: Math.floor((deadlineMs * 4) / 5), deadlineMs, fillBatch: 500, lingerMs: opts.writeBatchLingerMs ?? 5, stallMs: STALL_MS, onBatch: opts.onWriteBatch };
 };
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {
     const migrationsApplied = await migratePostgres(opts.databaseUrl);
     const deadlineMs = opts.writeTimeoutMs ?? 5_000;
-    const adapter = new PrismaPg({
+    // One pool for Prisma and for the create batch's statement, which goes to pg directly so that
+    // files reach PostgreSQL as binary parameters (see create-batch.ts).
+    const pool = new pg.Pool({
       connectionString: opts.databaseUrl,
       max: opts.poolSize ?? 10,
       // Every bound below the store's deadline: by the time a frame is answered `unavailable`,
@@ -81,12 +99,16 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       // idle this long.
       idle_in_transaction_session_timeout: deadlineMs,
     });
-    const prisma = new PrismaClient({ adapter });
-    return { store: new PrismaChatStore(prisma, undefined, batching(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
+    // An idle client that PostgreSQL ends emits 'error' on the pool; with no listener that would
+    // end the process. The pool has already dropped it; the next query opens a new one.
+    pool.on("error", (err) => opts.onPoolError?.(err));
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+    const driver = { query: async <T>(sql: string, params: unknown[]) => (await pool.query(sql, params)).rows as T[], close: () => pool.end() };
+    return { store: new PrismaChatStore(prisma, driver, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
   }
   const embedded = await openEmbedded(opts.dataDir, await readMigrations(), { onTemplateSkipped: opts.onTemplateSkipped });
   const { PrismaPGlite } = await import("pglite-prisma-adapter");
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(embedded.lite) });
-  const store = new PrismaChatStore(prisma, embedded.close, batching(opts), opts.webhookOutbox);
+  const store = new PrismaChatStore(prisma, { close: embedded.close }, batchingFor(opts), opts.webhookOutbox);
   return { store, prisma, kind: "pglite", migrationsApplied: embedded.migrationsApplied, dataDirFrom: embedded.dataDirFrom };
 }

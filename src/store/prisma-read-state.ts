@@ -1,11 +1,12 @@
 // ReadStateStore over the Prisma client's raw queries (PostgreSQL and PGlite alike). Every
 // value is a bound parameter.
 import { ChatError } from "../protocol/index.ts";
+import { Coalescer } from "./coalesce.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import type { Conversation, ConversationCursor, Member, ReadMarker, ReadStateStore } from "./read-state.ts";
 import type { MessageType, StoredMessage } from "./store.ts";
 
-interface MarkerRow { read_seq: number; read_at: Date | null }
+interface MarkerRow { read_seq: number; read_at: Date | null; last_seq: number; unread: number }
 
 interface ConversationRow {
   group_name: string;
@@ -28,27 +29,44 @@ interface ConversationRow {
   a_size: number;
 }
 
+// The group's last seq and the user's unread count after marker `mk`, for the marker row `mk`:
+// read in the statement's one snapshot, where a message and the last_seq that numbers it commit
+// together, so the count is exact as of that last_seq.
+const SNAPSHOT = `
+  COALESCE((SELECT g."last_seq" FROM "groups" g WHERE g."name" = $2), 0) AS last_seq,
+  (SELECT count(*)::int FROM "messages" m
+   WHERE m."group_name" = $2 AND m."seq" > mk."read_seq" AND m."user_id" <> $1 AND NOT m."deleted") AS unread`;
+
 // Moves the marker forward only: the update applies when the stored marker is lower, and the
 // row lock serialises concurrent marks. Nothing returned = the marker was already there or beyond.
 const UPSERT_MARKER = `
-  INSERT INTO "memberships" ("user_id", "group_name", "read_seq", "read_at")
-  VALUES ($1, $2, $3, CASE WHEN $3 > 0 THEN now() END)
-  ON CONFLICT ("user_id", "group_name") DO UPDATE
-    SET "read_seq" = EXCLUDED."read_seq", "read_at" = EXCLUDED."read_at"
-    WHERE "memberships"."read_seq" < EXCLUDED."read_seq"
-  RETURNING "read_seq", "read_at"`;
+  WITH mk AS (
+    INSERT INTO "memberships" ("user_id", "group_name", "read_seq", "read_at")
+    VALUES ($1, $2, $3, CASE WHEN $3 > 0 THEN now() END)
+    ON CONFLICT ("user_id", "group_name") DO UPDATE
+      SET "read_seq" = EXCLUDED."read_seq", "read_at" = EXCLUDED."read_at"
+      WHERE "memberships"."read_seq" < EXCLUDED."read_seq"
+    RETURNING "read_seq", "read_at"
+  )
+  SELECT mk."read_seq", mk."read_at", ${SNAPSHOT} FROM mk`;
 
-// One statement: the page of the user's groups (by the membership key, each group's newest event
-// by the group_events key), then for those groups only the unread count and the last message.
+// The marker as it stands (a statement started after the upsert's, so it sees the latest move).
+const CURRENT_MARKER = `
+  SELECT mk."read_seq", mk."read_at", ${SNAPSHOT}
+  FROM (SELECT COALESCE(MAX(x."read_seq"), 0) AS "read_seq", MAX(x."read_at") AS "read_at"
+        FROM "memberships" x WHERE x."user_id" = $1 AND x."group_name" = $2) mk`;
+
+// One statement: the page of the user's groups (by the membership key, each group's last seq and
+// newest event's time from its row: groups.last_event_at), then for those groups only the unread
+// count and the last message.
 export const CONVERSATIONS_SQL = `
   WITH page AS (
     SELECT mb."group_name", mb."read_seq", COALESCE(g."last_seq", 0) AS last_seq,
-           COALESCE(ge."created_at", mb."joined_at") AS last_activity
+           COALESCE(g."last_event_at", mb."joined_at") AS last_activity
     FROM "memberships" mb
     LEFT JOIN "groups" g ON g."name" = mb."group_name"
-    LEFT JOIN "group_events" ge ON ge."group_name" = mb."group_name" AND ge."seq" = g."last_seq"
     WHERE mb."user_id" = $1
-      AND ($3::timestamptz IS NULL OR (COALESCE(ge."created_at", mb."joined_at"), mb."group_name") < ($3::timestamptz, $4::text))
+      AND ($3::timestamptz IS NULL OR (COALESCE(g."last_event_at", mb."joined_at"), mb."group_name") < ($3::timestamptz, $4::text))
     ORDER BY last_activity DESC, mb."group_name" DESC
     LIMIT $2
   )
@@ -83,15 +101,31 @@ function lastMessage(r: ConversationRow): StoredMessage | null {
   };
 }
 
+function marker(r: MarkerRow, moved: boolean): ReadMarker {
+  return { readSeq: Number(r.read_seq), readAt: r.read_at && new Date(r.read_at), moved, unread: Number(r.unread), lastSeq: Number(r.last_seq) };
+}
+
 export class PrismaReadState implements ReadStateStore {
   constructor(private readonly prisma: PrismaClient) {}
 
-  async join(group: string, user: string): Promise<void> {
-    await this.prisma.$executeRawUnsafe(
-      `INSERT INTO "memberships" ("user_id", "group_name") VALUES ($1, $2) ON CONFLICT ("user_id", "group_name") DO NOTHING`,
-      user,
-      group,
-    );
+  /**
+   * A connect storm makes thousands of members at once: their rows are written together, one
+   * statement at a time (one pooled connection), instead of one statement each queueing for the
+   * pool until they time out. Sorted, so two nodes' statements take the key locks in one order.
+   */
+  private readonly joins = new Coalescer<[user: string, group: string]>((pairs) => {
+    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+    return this.prisma
+      .$executeRawUnsafe(
+        `INSERT INTO "memberships" ("user_id", "group_name") SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT ("user_id", "group_name") DO NOTHING`,
+        pairs.map((p) => p[0]),
+        pairs.map((p) => p[1]),
+      )
+      .then(() => undefined);
+  });
+
+  join(group: string, user: string): Promise<void> {
+    return this.joins.add([user, group]);
   }
 
   async leave(group: string, user: string): Promise<boolean> {
@@ -115,17 +149,9 @@ export class PrismaReadState implements ReadStateStore {
 
   private async upsert(group: string, user: string, seq: number): Promise<ReadMarker> {
     const moved = await this.prisma.$queryRawUnsafe<MarkerRow[]>(UPSERT_MARKER, user, group, seq);
-    if (moved.length > 0) {
-      const r = moved[0]!;
-      return { readSeq: Number(r.read_seq), readAt: r.read_at && new Date(r.read_at), moved: Number(r.read_seq) > 0 };
-    }
-    const current = await this.prisma.$queryRawUnsafe<MarkerRow[]>(
-      `SELECT "read_seq", "read_at" FROM "memberships" WHERE "user_id" = $1 AND "group_name" = $2`,
-      user,
-      group,
-    );
-    const r = current[0] ?? { read_seq: 0, read_at: null };
-    return { readSeq: Number(r.read_seq), readAt: r.read_at && new Date(r.read_at), moved: false };
+    if (moved.length > 0) return marker(moved[0]!, Number(moved[0]!.read_seq) > 0);
+    const current = await this.prisma.$queryRawUnsafe<MarkerRow[]>(CURRENT_MARKER, user, group);
+    return marker(current[0]!, false);
   }
 
   async conversations(user: string, page: { limit: number; before?: ConversationCursor }) {

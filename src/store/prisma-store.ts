@@ -5,7 +5,7 @@ import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
 import { GroupScheduler, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
-import { outOfBudget, writeCreateBatch, type Created, type NewMessage } from "./create-batch.ts";
+import { outOfBudget, writeCreateBatch, type Created, type NewMessage, type RawQuery } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
@@ -122,19 +122,32 @@ export class PrismaChatStore implements ChatStore {
   private readonly budgetMs: number;
   /** How much earlier than the deadline a create batch's statement gives up (see writeCreates). */
   private readonly sqlMarginMs: number;
+  private readonly query: RawQuery;
+  private readonly closeDriver: () => Promise<void>;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly closeDriver: () => Promise<void> = async () => {},
-    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number },
+    driver: {
+      /** The create batch's statement (see create-batch.ts); Prisma's raw query when not given. */
+      query?: RawQuery;
+      /** Closes what the Prisma client does not (the pg pool, the embedded database). */
+      close?: () => Promise<void>;
+    },
+    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; stallMs?: number; onBatch?: ((items: number) => void) | undefined },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
+    this.query = driver.query ?? ((sql, params) => prisma.$queryRawUnsafe(sql, ...params));
+    this.closeDriver = driver.close ?? (async () => {});
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
     this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
       concurrency: batching.concurrency,
+      fillBatch: batching.fillBatch,
+      lingerMs: batching.lingerMs,
+      stallMs: batching.stallMs,
+      onBatch: batching.onBatch,
       maxBatch: batching.maxBatch,
       maxBatchWeight: MAX_BATCH_BYTES,
       weigh: (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
@@ -142,11 +155,15 @@ export class PrismaChatStore implements ChatStore {
     });
   }
 
-  /** Takes the group's next seq; the row lock it holds until commit orders the group's writes. */
-  private async nextSeq(tx: Tx, group: string): Promise<number> {
+  /**
+   * Takes the group's next seq for an event written at `at` (its group_events created_at, which
+   * the group row keeps as last_event_at with it); the row lock it holds until commit orders the
+   * group's writes.
+   */
+  private async nextSeq(tx: Tx, group: string, at: Date): Promise<number> {
     const rows = await tx.$queryRaw<{ last_seq: number }[]>`
-      INSERT INTO "groups" ("name", "last_seq") VALUES (${group}, 1)
-      ON CONFLICT ("name") DO UPDATE SET "last_seq" = "groups"."last_seq" + 1
+      INSERT INTO "groups" ("name", "last_seq", "last_event_at") VALUES (${group}, 1, ${at})
+      ON CONFLICT ("name") DO UPDATE SET "last_seq" = "groups"."last_seq" + 1, "last_event_at" = EXCLUDED."last_event_at"
       RETURNING "last_seq"`;
     return Number(rows[0]!.last_seq);
   }
@@ -205,7 +222,7 @@ export class PrismaChatStore implements ChatStore {
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const leftMs = Math.floor(Math.min(...inTime.map(commitBy)) - now);
-      const written = await writeCreateBatch(this.prisma, inTime, leftMs, this.outbox).catch((err: unknown) => {
+      const written = await writeCreateBatch(this.query, inTime, leftMs, this.outbox).catch((err: unknown) => {
         if (outOfBudget(err)) throw tooLate();
         throw err;
       });
@@ -265,7 +282,8 @@ export class PrismaChatStore implements ChatStore {
   async updateMessage(input: Parameters<ChatStore["updateMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
     await this.precheck("update", input.group, input.user, input.messageId);
     return this.soloWrite(input.group, async (tx) => {
-      const seq = await this.nextSeq(tx, input.group);
+      const at = new Date();
+      const seq = await this.nextSeq(tx, input.group, at);
       await this.checkRetry(tx, input.group, input.user, input.retryKey);
       const current = await this.liveMessage(tx, input.group, input.messageId);
       if (current.userId !== input.user) throw new ChatError("forbidden", "only the author may update a message");
@@ -284,7 +302,7 @@ export class PrismaChatStore implements ChatStore {
         },
         select: messageSelect,
       });
-      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "update", messageId: row.id, userId: input.user }, select: { seq: true } });
+      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "update", messageId: row.id, userId: input.user, createdAt: at }, select: { seq: true } });
       if (current.attachmentId && current.attachmentId !== attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
       if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "update", user: input.user, message: toStored(row) } }]);
       await this.keepRetryKey(tx, input.group, input.user, input.retryKey, seq, row.id);
@@ -295,7 +313,8 @@ export class PrismaChatStore implements ChatStore {
   async deleteMessage(input: Parameters<ChatStore["deleteMessage"]>[0]): Promise<Written & { duplicate: boolean }> {
     await this.precheck("delete", input.group, input.user, input.messageId, input.anyAuthor);
     return this.soloWrite(input.group, async (tx) => {
-      const seq = await this.nextSeq(tx, input.group);
+      const at = new Date();
+      const seq = await this.nextSeq(tx, input.group, at);
       await this.checkRetry(tx, input.group, input.user, input.retryKey);
       const current = await this.liveMessage(tx, input.group, input.messageId);
       if (!input.anyAuthor && current.userId !== input.user) throw new ChatError("forbidden", "only the author may delete a message");
@@ -308,7 +327,7 @@ export class PrismaChatStore implements ChatStore {
         },
         select: messageSelect,
       });
-      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "delete", messageId: row.id, userId: input.user }, select: { seq: true } });
+      await tx.groupEvent.create({ data: { groupName: input.group, seq, operation: "delete", messageId: row.id, userId: input.user, createdAt: at }, select: { seq: true } });
       // The bytes go with the message: a deleted attachment must not stay reachable by URL.
       if (current.attachmentId) await tx.attachment.delete({ where: { id: current.attachmentId } });
       if (this.outbox) await addToOutbox(tx, [{ group: input.group, seq, event: { operation: "delete", user: input.user, messageId: row.id } }]);

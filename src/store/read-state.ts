@@ -8,8 +8,8 @@
 //   larger seq than the marker, by other users, not deleted; computed at read time, so every node
 //   answers the same.
 // - The conversation list of a user is one statement, whatever the number of groups: it reads
-//   the user's membership rows by key, each group's newest event by key and counts unread rows
-//   of the page's groups only.
+//   the user's membership rows by key and their groups' rows (last seq, newest event's time),
+//   and counts unread rows of the page's groups only.
 import type { StoredMessage } from "./store.ts";
 
 export interface ReadMarker {
@@ -18,6 +18,12 @@ export interface ReadMarker {
   readAt: Date | null;
   /** Whether this call moved it. */
   moved: boolean;
+  /**
+   * The user's unread count after this call and the group's last seq, read in one snapshot: the
+   * count is exact as of that seq (later events add to it).
+   */
+  unread: number;
+  lastSeq: number;
 }
 
 export interface Conversation {

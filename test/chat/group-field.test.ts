@@ -51,7 +51,7 @@ t.test("events, acks, errors, history and resumed carry the group, in their exac
 
   const deleted = await b.request({ operation: "delete", message_id: replied.message_id });
   t.same(deleted, { operation: "ack", group, request_id: deleted.request_id, message_id: replied.message_id, seq: 4 }, "delete ack");
-  t.same(await a.next((f) => f.operation === "delete"), { operation: "delete", seq: 4, group, message_id: replied.message_id, user: "bob" }, "delete event");
+  t.same(await a.next((f) => f.operation === "delete"), { operation: "delete", seq: 4, group, message_id: replied.message_id, user: "bob", message_seq: 2, author: "bob" }, "delete event");
 
   const page = await a.request({ operation: "history", limit: 10 });
   t.match(page, { operation: "history", group, request_id: page.request_id, has_more: false }, "history answer");

@@ -6,7 +6,7 @@ import t, { type Test } from "tap";
 import { connect, type ChatClient, type Frame } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { eventually, uniqueGroup } from "../helpers/probe.ts";
-import { freshDatabase } from "../helpers/services.ts";
+import { freshDatabase, sql } from "../helpers/services.ts";
 
 const url = await freshDatabase(t);
 const node = await startInProcess(t, { DATABASE_URL: url });
@@ -45,7 +45,7 @@ t.test("a user is a member from their first subscribe or first stored operation,
   t.same((await get(`/api/me/groups?user=carol`)).body.groups, [], "nor in her conversation list");
 });
 
-t.test("read markers only move forward; each move is broadcast and acknowledged with read_seq", async (t) => {
+t.test("read markers only move forward; each move is broadcast and acknowledged with read_seq and the reader's count", async (t) => {
   const group = uniqueGroup("markers");
   const alice = await connect(t, node.port, group, { user: "alice" });
   const bob = await connect(t, node.port, group, { user: "bob" });
@@ -54,14 +54,14 @@ t.test("read markers only move forward; each move is broadcast and acknowledged 
   const m3 = await post(alice, "three");
 
   const ack = await bob.request({ operation: "read", seq: 2 });
-  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2 }, "the ack carries the marker");
+  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2, unread: 1, last_seq: 3 }, "the ack carries the marker, and bob's unread count as of the last seq");
   const ev = (await alice.next(isRead)) as Frame & { read_at: string };
-  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at }, "the group hears the move");
+  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at, unread: 1, last_seq: 3 }, "the group hears the move, with the reader's count");
   t.match(ev.read_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   await bob.next(isRead);
 
   const lower = await bob.request({ operation: "read", seq: 1 });
-  t.same(lower, { operation: "ack", group, request_id: lower.request_id, read_seq: 2 }, "a lower seq answers the current marker");
+  t.same(lower, { operation: "ack", group, request_id: lower.request_id, read_seq: 2, unread: 1, last_seq: 3 }, "a lower seq answers the current marker and count");
   const same = await bob.request({ operation: "read", seq: 2 });
   t.equal(same.read_seq, 2, "the same seq changes nothing either");
   await noReadEvent(t, alice);
@@ -74,7 +74,7 @@ t.test("read markers only move forward; each move is broadcast and acknowledged 
   t.match(await bob.request({ operation: "read" }), { code: "bad_request" }, "seq is required");
 
   await bob.request({ operation: "seen", message_id: m3.message_id });
-  t.match(await alice.next(isRead), { operation: "read", group, user: "bob", read_seq: 3 }, "seen moves the marker to the message's seq");
+  t.match(await alice.next(isRead), { operation: "read", group, user: "bob", read_seq: 3, unread: 0, last_seq: 3 }, "seen moves the marker to the message's seq");
   await bob.request({ operation: "seen", message_id: m1.message_id });
   await noReadEvent(t, alice);
   t.equal((await members(group)).find((m) => m.user === "bob")!.read_seq, 3, "an older seen does not move it back");
@@ -95,6 +95,35 @@ t.test("unread counts messages after the marker, by others, not deleted", async 
   t.match(await entry("alice"), { unread: 1 }, "alice has bob's one");
   await bob.request({ operation: "read", seq: 4 });
   t.match(await entry("bob"), { read_seq: 4, unread: 1 }, "after reading up to a3, only the reply is unread");
+});
+
+t.test("every device of a reader hears their marker move with the count; deletes name the deleted message's seq and author", async (t) => {
+  const group = uniqueGroup("devices");
+  const alice = await connect(t, node.port, group, { user: "alice" });
+  const phone = await connect(t, node.port, group, { user: "bob" });
+  const laptop = await connect(t, node.port, group, { user: "bob" });
+  const m = [];
+  for (const body of ["a1", "a2", "a3", "a4"]) m.push(await post(alice, body));
+  await post(phone, "b5"); // seq 5, bob's own: never unread for him
+
+  const ack = await phone.request({ operation: "read", seq: 2 });
+  t.same(ack, { operation: "ack", group, request_id: ack.request_id, read_seq: 2, unread: 2, last_seq: 5 }, "a3 and a4 are unread; b5 is his");
+  const ev = (await laptop.next(isRead)) as Frame & { read_at: string };
+  t.same(ev, { operation: "read", group, user: "bob", read_seq: 2, read_at: ev.read_at, unread: 2, last_seq: 5 }, "the other device hears the move and the count");
+  t.same(await phone.next(isRead), ev, "so does the device that read");
+
+  const del = await alice.request({ operation: "delete", message_id: m[2]!.message_id });
+  t.same(del, { operation: "ack", group, request_id: del.request_id, message_id: m[2]!.message_id, seq: 6 });
+  t.same(
+    await laptop.next((f) => f.operation === "delete"),
+    { operation: "delete", seq: 6, group, message_id: m[2]!.message_id, user: "alice", message_seq: 3, author: "alice" },
+    "a delete of an unread message carries its seq and author: the device counts one less without having loaded it",
+  );
+  const again = await laptop.request({ operation: "read", seq: 0 });
+  t.same(again, { operation: "ack", group, request_id: again.request_id, read_seq: 2, unread: 1, last_seq: 6 }, "a read that moves nothing answers the count now");
+  await noReadEvent(t, phone);
+  const entry = (await get(`/api/me/groups?user=bob`)).body.groups.find((g) => g.group === group);
+  t.match(entry, { last_seq: 6, read_seq: 2, unread: 1 }, "the conversation list agrees");
 });
 
 t.test("the conversation list: most recent activity first, exact shapes, paging, frame and HTTP agree", async (t) => {
@@ -134,6 +163,35 @@ t.test("the conversation list: most recent activity first, exact shapes, paging,
   t.same(frame2, { operation: "groups", request_id: frame2.request_id, ...p2 });
   t.match(await sockets[2]!.request({ operation: "groups", before: "nonsense" }), { operation: "error", code: "bad_request" });
   t.match(await sockets[2]!.request({ operation: "groups", limit: 101 }), { operation: "error", code: "bad_request" });
+});
+
+t.test("last_activity is the time of the group's newest stored event, an update or a delete included", async (t) => {
+  const db = await sql(t, url);
+  const user = uniqueGroup("fay");
+  const [a, b] = [uniqueGroup("act-a"), uniqueGroup("act-b")];
+  const ca = await connect(t, node.port, a, { user });
+  const cb = await connect(t, node.port, b, { user });
+  const newest = async (g: string) =>
+    ((await db.query(`SELECT created_at FROM group_events WHERE group_name = $1 ORDER BY seq DESC LIMIT 1`, [g])).rows[0]!.created_at as Date).toISOString();
+  const list = async () => ((await get(`/api/me/groups?user=${user}`)).body.groups as { group: string; last_activity: string }[]).map((g) => ({ group: g.group, last_activity: g.last_activity }));
+  const expect = async (...order: string[]) => Promise.all(order.map(async (g) => ({ group: g, last_activity: await newest(g) })));
+  const later = () => new Promise((r) => setTimeout(r, 5));
+
+  const first = await post(ca, "first");
+  await later();
+  await post(cb, "second");
+  t.same(await list(), await expect(b, a), "after two creates: the newer first, each at its create's time");
+  await later();
+  await ca.request({ operation: "update", message_id: first.message_id, body: "edited" });
+  t.same(await list(), await expect(a, b), "an update is activity: its event's time");
+  await later();
+  const third = await post(cb, "third");
+  await later();
+  await cb.request({ operation: "delete", message_id: third.message_id });
+  t.same(await list(), await expect(b, a), "a delete is activity: its event's time");
+  const rows = (await db.query(`SELECT g.last_event_at, e.created_at FROM groups g JOIN group_events e ON e.group_name = g.name AND e.seq = g.last_seq WHERE g.name = ANY($1)`, [[a, b]])).rows;
+  t.equal(rows.length, 2);
+  for (const r of rows) t.same(r.last_event_at, r.created_at, "the group row keeps its newest event's created_at");
 });
 
 t.test("HTTP: bad queries are 400, an unknown members cursor 404, the list needs a user", async (t) => {

@@ -94,7 +94,7 @@ t.test("a delete leaves a tombstone: body and attachment gone from history, file
   const ack = await a.request({ operation: "delete", message_id: c.message_id });
   t.same(ack, { operation: "ack", group: "del", request_id: ack.request_id, message_id: c.message_id, seq: 3 });
   const ev = await b.next((f) => f.operation === "delete");
-  t.same(ev, { operation: "delete", seq: 3, group: "del", message_id: c.message_id, user: "alice" });
+  t.same(ev, { operation: "delete", seq: 3, group: "del", message_id: c.message_id, user: "alice", message_seq: 1, author: "alice" }, "the deleted message's seq and author come with it");
 
   t.equal((await get(created.message.file!)).status, 404, "the attachment is no longer served");
   const h = await b.request({ operation: "history" });

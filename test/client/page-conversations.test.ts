@@ -2,13 +2,16 @@
 // three groups, one WebSocket per page whatever the switching. Unread badges and last messages
 // appear live from events in the groups not on screen, clear once the messages were on screen
 // (the read marker goes out as they scroll into view), and both the badges and "seen by"
-// survive a reload, because they come from the server's read markers.
+// survive a reload, because they come from the server's read markers. A user in more
+// conversations than the first page of the list (20) and than the server's subscriptions per
+// socket: the page follows all it may, lists the rest, and opening one of those makes room.
 import { existsSync } from "node:fs";
 import { chromium, type Browser, type Page } from "playwright-core";
 import t from "tap";
 import WebSocket from "ws";
+import { connectMux, type ChatClient } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
-import { uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
+import { eventually, uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -25,8 +28,8 @@ const browser: Browser = await chromium.launch({
 t.teardown(() => browser.close());
 
 /** Makes `user` a member of `group` (a subscribe does), as if they had joined it earlier. */
-async function member(group: string, user: string): Promise<void> {
-  const ws = new WebSocket(`${base.replace("http", "ws")}/ws/chat/${group}/?user=${user}`);
+async function member(group: string, user: string, at = base): Promise<void> {
+  const ws = new WebSocket(`${at.replace("http", "ws")}/ws/chat/${group}/?user=${user}`);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
     ws.once("error", reject);
@@ -47,8 +50,8 @@ async function open(name: string) {
   return { page, problems, sockets };
 }
 
-async function join(page: Page, group: string, user: string): Promise<void> {
-  await page.goto(base + "/");
+async function join(page: Page, group: string, user: string, at = base): Promise<void> {
+  await page.goto(at + "/");
   await page.fill("#join input[name=group]", group);
   await page.fill("#join input[name=user]", user);
   await page.click("#join button[type=submit]");
@@ -132,4 +135,59 @@ t.test("two users, three conversations: badges appear live and clear, receipts s
   t.same([...alice.problems, ...bob.problems], [], "no page errors");
   await alice.page.context().close();
   await bob.page.context().close();
+});
+
+t.test("more conversations than the list's first page and the socket's subscriptions: all listed, all it may followed live, the rest opened on demand", async (t) => {
+  // No presence grace: a socket that closed (the set-up's) is gone from presence at once.
+  const limited = await startInProcess(t, { DATABASE_URL: await freshDatabase(t), MAX_SUBSCRIPTIONS_PER_SOCKET: "23", PRESENCE_GRACE_MS: "0" });
+  await untilDatabaseWarm(limited.port);
+  const at = `http://127.0.0.1:${limited.port}`;
+  const prefix = uniqueGroup("many");
+  const groups = Array.from({ length: 25 }, (_, i) => `${prefix}-${String(i).padStart(2, "0")}`);
+  const quinn: ChatClient = await connectMux(t, limited.port, { user: "quinn" });
+  /** Quinn writes in a group (subscribed only for that: his socket has the same limit). */
+  const post = async (group: string, body: string) => {
+    await quinn.request({ operation: "subscribe", group });
+    await quinn.request({ operation: "create", group, type: "text", body });
+    await quinn.request({ operation: "unsubscribe", group });
+  };
+  for (const [i, g] of groups.entries()) {
+    await member(g, "pat", at);
+    await post(g, `hello ${i}`); // groups[24] is the most recently active
+  }
+  const pat = await open("pat");
+  await join(pat.page, groups[24]!, "pat", at);
+  for (const g of groups) await chip(pat.page, g).waitFor();
+  t.pass("all 25 conversations are listed (the list's first page holds 20)");
+  // 23 subscriptions: the group on screen and the 22 most recent others; the two oldest are listed only.
+  for (const g of groups.slice(0, 2)) await pat.page.waitForSelector(`#conv-list li.unfollowed[data-group="${g}"]`);
+  t.same(await pat.page.locator("#conv-list li.unfollowed").count(), 2, "past MAX_SUBSCRIPTIONS_PER_SOCKET (23 here) the rest is listed, not followed");
+  for (const g of groups.slice(0, 24)) await badge(pat.page, g, 1);
+  t.pass("every conversation but the one on screen has its badge, followed or not");
+
+  // Presence as the contract defines it: a user is present where one of their sockets is subscribed.
+  const presence = async (g: string) => (await (await fetch(`${at}/api/groups/${g}/presence`)).json()) as { count: number; users: { user: string }[] };
+  t.ok(await eventually(async () => JSON.stringify((await presence(groups[3]!)).users.map((u) => u.user)) === '["pat"]', 10_000), "pat is present in a followed conversation not on screen");
+  t.ok(await eventually(async () => (await presence(groups[1]!)).count === 0, 10_000), "and not in one past the limit, which the page does not follow");
+
+  await post(groups[3]!, "beyond the first twenty");
+  await badge(pat.page, groups[3]!, 2);
+  t.match(await chip(pat.page, groups[3]!).locator(".last").textContent(), /quinn: beyond the first/, "a group past the first 20 follows live");
+  t.equal(await pat.page.locator("#conv-list li").first().getAttribute("data-group"), groups[3], "and moves to the top of the list, most recent activity first");
+
+  // Opening a conversation that is not followed makes room: the least recently active one is unfollowed.
+  await switchTo(pat.page, groups[0]!);
+  await row(pat.page, "hello 0").waitFor();
+  await pat.page.waitForSelector(`#conv-list li.unfollowed[data-group="${groups[2]}"]`);
+  t.equal(await chip(pat.page, groups[0]!).getAttribute("class"), "current", "the opened group is followed");
+  await post(groups[0]!, "live in the opened group");
+  await row(pat.page, "live in the opened group").waitFor();
+  t.pass("the opened group is live");
+
+  const metrics = await (await fetch(`${at}/metrics`)).text();
+  const asked = Number(/chat_frames_received_total\{operation="presence"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+  t.ok(asked >= 1 && asked <= 3, `presence is asked for the groups on screen only, not for 23 followed ones (${asked})`);
+  t.same(pat.sockets.map((u) => new URL(u).pathname), ["/ws/"], "one socket");
+  t.same(pat.problems, [], "no page errors");
+  await pat.page.context().close();
 });

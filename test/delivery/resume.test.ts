@@ -37,7 +37,7 @@ t.test("since replays every later event in its live shape and current state, the
   t.same(replay.map((f) => f.operation), ["create", "update", "reply", "delete", "resumed"], "stored events only: no seen, no typing");
   t.match(replay[0], { operation: "create", seq: 2, message: { id: m2.message_id, deleted: true, body: null } }, "a deleted message replays as a tombstone");
   t.match(replay[1], { operation: "update", seq: 3, message: { id: m1.message_id, body: "one, edited" } });
-  t.same(replay[3], { operation: "delete", seq: 5, group: "resume", message_id: m2.message_id, user: "alice" });
+  t.same(replay[3], { operation: "delete", seq: 5, group: "resume", message_id: m2.message_id, user: "alice", message_seq: 2, author: "alice" });
   t.same(replay[4], { operation: "resumed", group: "resume", seq: 5 });
 
   await a.request({ operation: "create", type: "text", body: "live" });

@@ -9,6 +9,13 @@ import { fileURLToPath } from "node:url";
 import { SignJWT } from "jose";
 import WebSocket from "ws";
 
+/**
+ * The node's RSS budget under the mix, MiB: the Deployment's 512 MiB memory limit less 64 MiB
+ * (test/security/hostile-mix.test.ts says what fits under it). The test and the `hostile`
+ * benchmark scenario hold the node to it.
+ */
+export const RSS_BUDGET_MIB = 448;
+
 export interface MixTarget {
   port: number;
   /** HS256 secret of the node (JWT mode); the mix signs every client's token with it. */

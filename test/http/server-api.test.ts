@@ -121,7 +121,7 @@ t.test("a moderator deletes anyone's message; sockets on both nodes see the dele
   const r = await api(nodes[1]!, "DELETE", `/api/server/groups/${g}/messages/${ack.message_id}?user=mod`);
   t.equal(r.status, 200);
   t.same(r.json, { message_id: ack.message_id, seq: 2 });
-  for (const c of [alice, watcher]) t.match(await c.next((f) => f.operation === "delete"), { operation: "delete", seq: 2, message_id: ack.message_id, user: "mod" });
+  for (const c of [alice, watcher]) t.match(await c.next((f) => f.operation === "delete"), { operation: "delete", seq: 2, message_id: ack.message_id, user: "mod", message_seq: 1, author: "alice" }, "the delete names the moderator and the author");
   const again = await api(nodes[0]!, "DELETE", `/api/server/groups/${g}/messages/${ack.message_id}`);
   t.equal(again.status, 404, "a deleted message is not_found");
   const hist = await api(nodes[0]!, "GET", `/api/server/groups/${g}/messages?limit=10`);

@@ -1,11 +1,14 @@
 // Read state across nodes: two devices of one user mark a group read at once on different nodes;
 // the marker ends at the highest seq either sent, never moves back, every node answers the same
-// marker and unread count, and the `read` events reach the group's sockets on every node.
+// marker and unread count, and the `read` events reach the group's sockets on every node. The
+// SDK on a device per node keeps its unread count equal to every node's list, live.
 import t from "tap";
 import { connect, type ChatClient, type Frame } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { eventually, uniqueGroup } from "../helpers/probe.ts";
+import { connection, until } from "../helpers/sdk.ts";
 import { freshDatabase, REDIS_URL, requireRedis } from "../helpers/services.ts";
+import type { GroupView } from "../../src/client/index.ts";
 
 await requireRedis();
 const url = await freshDatabase(t);
@@ -62,4 +65,39 @@ t.test("concurrent reads from two devices on two nodes: one forward-only marker,
   t.match(await phone.request({ operation: "read", seq: 5 }), { read_seq: N });
   await writer.request({ operation: "create", type: "text", body: "one more" });
   for (const n of nodes) t.match(await getJson(n.port, `/api/me/groups?user=ann`), { groups: [{ read_seq: N, unread: 1 }] });
+});
+
+t.test("the SDK on three devices of one user, one per node: unread counts equal every node's list after concurrent reads and deletes", async (t) => {
+  const group = uniqueGroup("xunread");
+  const writer = await connect(t, nodes[2]!.port, group, { user: "wes" });
+  const ids: string[] = [];
+  for (let i = 0; i < 30; i++) ids.push(((await writer.request({ operation: "create", type: "text", body: `m${i + 1}` })) as { message_id: string }).message_id);
+  await connect(t, nodes[0]!.port, group, { user: "bea" });
+  t.ok(await eventually(async () => ((await getJson(nodes[0]!.port, `/api/me/groups?user=bea`)).groups as unknown[]).length === 1), "bea is a member");
+  const views: GroupView[] = [];
+  for (const n of nodes) {
+    const device = connection(t, { url: `http://127.0.0.1:${n.port}`, user: "bea" });
+    device.connect();
+    const entry = (await device.conversations()).groups.find((g) => g.group === group)!;
+    views.push(await device.subscribe(group, { known: entry }));
+  }
+  const agree = async (what: string) => {
+    const answers = await Promise.all(nodes.map(async (n) => ((await getJson(n.port, `/api/me/groups?user=bea`)).groups as { unread: number; last_seq: number }[])[0]!));
+    t.same(new Set(answers.map((a) => `${a.last_seq}/${a.unread}`)).size, 1, `${what}: every node's list answers the same`);
+    const { unread, last_seq } = answers[0]!;
+    await until(`${what}: devices ${views.map((v) => v.unread).join(", ")} vs the lists' ${unread}`, () => views.every((v) => v.lastSeq === last_seq && v.unread === unread));
+    return unread;
+  };
+  t.equal(await agree("from the list"), 30);
+  // Two devices read at once on two nodes, each in its own order; the writer deletes unread messages meanwhile.
+  await Promise.all([
+    ...[3, 9, 5, 14].map((s) => views[0]!.read(s)),
+    ...[12, 4, 11, 7].map((s) => views[1]!.read(s)),
+    writer.request({ operation: "delete", message_id: ids[19]! }), // m20
+    writer.request({ operation: "delete", message_id: ids[1]! }), // m2
+  ]);
+  t.equal(await agree("after concurrent reads on two nodes and two deletes"), 15, "m15 to m30 but the deleted m20");
+  await views[2]!.read(29);
+  await writer.request({ operation: "create", type: "text", body: "one more" });
+  t.equal(await agree("after the third device read and a new message"), 2, "m30 and the new one");
 });

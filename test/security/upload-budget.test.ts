@@ -3,16 +3,20 @@
 // (MAX_USER_UPLOAD_BYTES_PER_SECOND, 4 MiB/s) and the node's (MAX_UPLOAD_BYTES_PER_SECOND,
 // 8 MiB/s, shared with server-API bodies). Past a bucket's two-second burst an upload waits its
 // turn, its socket's later frames behind it; one whose turn is more than 2 s away is refused
-// with rate_limited. Checked at the defaults against a real node process with files at the
-// default MAX_FILE_BYTES, and the HTTP path at small values. Every timing assertion is a lower
-// bound (an upload cannot have been handled sooner than the rate allows), which load can only
-// make truer; the upper bounds are counts: with uploads sent at once, some must be refused.
+// with rate_limited. The node also holds at most MAX_UPLOAD_INFLIGHT_BYTES (24 MiB) of uploads
+// at once, from arrival until answered: past that an upload is refused with rate_limited at once
+// (a lone upload always passes). Checked at the defaults against a real node process with files
+// at the default MAX_FILE_BYTES, and the HTTP path and the bytes in flight at small values.
+// Every timing assertion is a lower bound (an upload cannot have been handled sooner than the
+// rate allows), which load can only make truer; the upper bounds are counts: with uploads sent
+// at once, some must be refused. Uploads are held in flight by a transaction that holds their
+// group's row lock (the store's write waits for it), not by timing.
 import t, { type Test } from "tap";
 import WebSocket from "ws";
 import { ChatClient, wsUrl, type Frame } from "../helpers/client.ts";
 import { spawnNode } from "../helpers/node.ts";
 import { eventually, metric, uniqueGroup, untilReady } from "../helpers/probe.ts";
-import { freshDatabase } from "../helpers/services.ts";
+import { freshDatabase, sql } from "../helpers/services.ts";
 import { loadConfig } from "../../src/config/env.ts";
 import { UPLOAD_BURST_MS } from "../../src/gateway/upload-budget.ts";
 
@@ -20,15 +24,33 @@ t.setTimeout(180_000);
 const defaults = loadConfig({});
 const USER_RATE = defaults.MAX_USER_UPLOAD_BYTES_PER_SECOND;
 const NODE_RATE = defaults.MAX_UPLOAD_BYTES_PER_SECOND;
+const INFLIGHT = defaults.MAX_UPLOAD_INFLIGHT_BYTES;
 const KEY = "upload-budget-key-0123456789";
 const db = await freshDatabase(t);
 // Storing a 5 MiB file can outlast the 5 s store default on a loaded machine (load 50 seen): that would answer unavailable.
-const [node, small] = await Promise.all([
+const [node, held, small, tight] = await Promise.all([
+  spawnNode(t, { DATABASE_URL: db, STORE_TIMEOUT_MS: "60000" }),
+  // The defaults again, for the bytes in flight: a node whose rate buckets no other test has drawn on.
   spawnNode(t, { DATABASE_URL: db, STORE_TIMEOUT_MS: "60000" }),
   // The HTTP path: 400 KiB/s makes 600 KB bodies wait, and a 4.5 MB body is more than the whole node buffer (4 MiB).
   spawnNode(t, { DATABASE_URL: db, STORE_TIMEOUT_MS: "60000", SERVER_API_KEYS: KEY, MAX_UPLOAD_BYTES_PER_SECOND: String(400 * 1024), MAX_NODE_BUFFER_BYTES: String(4 * 1024 * 1024) }),
+  // Upload bytes in flight at a small value: 1 MiB, i.e. one upload of 600 KB at a time.
+  spawnNode(t, { DATABASE_URL: db, STORE_TIMEOUT_MS: "60000", SERVER_API_KEYS: KEY, MAX_UPLOAD_INFLIGHT_BYTES: String(1024 * 1024) }),
 ]);
-await Promise.all([untilReady(node.port), untilReady(small.port)]);
+await Promise.all([untilReady(node.port), untilReady(held.port), untilReady(small.port), untilReady(tight.port)]);
+
+/** Holds `group`'s row lock in an open transaction until the returned release: the store's writes to it wait. */
+async function lockGroup(t: Test, group: string): Promise<() => Promise<void>> {
+  const c = await sql(t, db);
+  await c.query(`INSERT INTO "groups" ("name") VALUES ($1) ON CONFLICT DO NOTHING`, [group]);
+  await c.query("BEGIN");
+  await c.query(`SELECT 1 FROM "groups" WHERE "name" = $1 FOR UPDATE`, [group]);
+  let open = true;
+  return async () => {
+    if (open) await c.query("COMMIT").catch(() => {}); // at teardown its connection may be closed already (that rolls back too)
+    open = false;
+  };
+}
 
 /**
  * A client whose frames cost it nothing to send (ws skips masking with an all-zero key, which
@@ -60,9 +82,10 @@ const earliestMs = (bytes: number, rate: number) => Math.max(0, (bytes / rate) *
 const hits = async (port: number, limit: string) => (await metric(port, `chat_limit_hits_total{limit="${limit}"}`)) ?? -1;
 const answerTo = (c: ChatClient, rid: string, ms = 60_000) => c.next((f) => "request_id" in f && f.request_id === rid, ms);
 
-t.test("the defaults are 4 MiB/s per user and 8 MiB/s per node, and a default file is an upload", async (t) => {
+t.test("the defaults are 4 MiB/s per user, 8 MiB/s per node and 24 MiB in flight, and a default file is an upload", async (t) => {
   t.equal(USER_RATE, 4 * 1024 * 1024);
   t.equal(NODE_RATE, 8 * 1024 * 1024);
+  t.equal(INFLIGHT, 24 * 1024 * 1024);
   t.equal(UPLOAD_BURST_MS, 2_000);
   t.ok(FRAME_BYTES > 64 * 1024 && FRAME_BYTES < defaults.MAX_FRAME_BYTES, `a ${FRAME_BYTES}-byte frame`);
 });
@@ -150,6 +173,56 @@ t.test("a socket that closes while its uploads wait leaves nothing held", async 
   t.equal(node.child.exitCode, null, "the node runs on");
   const again = await connect(t, node.port, uniqueGroup("up-drop"), { user: "other" });
   t.match(await again.request({ operation: "create", type: "text", body: "fine" }), { operation: "ack" });
+});
+
+t.test("at the default, three files at the cap are held at once and a fourth is refused with rate_limited until they are answered", async (t) => {
+  // Four users, one upload each: within the node's rate (the 3rd waits 0.5 s, the 4th 1.3 s), so only the bytes in flight refuse.
+  const group = uniqueGroup("up-inflight");
+  const release = await lockGroup(t, group);
+  t.teardown(release);
+  const sockets: ChatClient[] = [];
+  for (let i = 0; i < 4; i++) sockets.push(await connect(t, held.port, group, { user: `held-${i}` }));
+  const inflight = () => metric(held.port, "chat_upload_inflight_bytes");
+  t.equal(await inflight(), 0, "nothing in flight before");
+  for (let i = 0; i < 3; i++) {
+    sendRaw(sockets[i]!, upload(`u-h${i}`));
+    // In order: the three are taken before the fourth arrives (each waits for the lock, or its turn, meanwhile).
+    t.ok(await eventually(async () => (await inflight()) === (i + 1) * FRAME_BYTES, 30_000), `${i + 1} held (${await inflight()} bytes in flight)`);
+  }
+  sendRaw(sockets[3]!, upload("u-h3"));
+  t.match(await answerTo(sockets[3]!, "u-h3"), { operation: "error", code: "rate_limited", message: "this node is handling 24 MiB of uploads at once; retry shortly" }, "the fourth (28 MB in flight with it) is refused at once");
+  t.equal(await hits(held.port, "upload_inflight"), 1, "counted as upload_inflight");
+  t.equal(await inflight(), 3 * FRAME_BYTES, "the refused one holds nothing");
+  await release();
+  for (let i = 0; i < 3; i++) t.match(await answerTo(sockets[i]!, `u-h${i}`), { operation: "ack" }, `upload ${i} stored once its group is free`);
+  t.ok(await eventually(async () => (await inflight()) === 0, 10_000), "nothing in flight once they are answered");
+  t.match(await sockets[3]!.request({ operation: "create", type: "file", file: { name: "again.bin", content_type: "application/octet-stream", data: FILE } }, 60_000), { operation: "ack" }, "and the refused upload, sent again, is stored");
+});
+
+t.test("at a small MAX_UPLOAD_INFLIGHT_BYTES a lone upload larger than it passes, and frames and server-API bodies past it are refused", async (t) => {
+  const group = uniqueGroup("up-tight");
+  const release = await lockGroup(t, group);
+  t.teardown(release);
+  const before = await hits(tight.port, "upload_inflight");
+  const file = Buffer.alloc(800_000, 3).toString("base64"); // a ~1.07 MB frame: more than the 1 MiB alone
+  const frame = (rid: string) => Buffer.from(JSON.stringify({ operation: "create", type: "file", file, request_id: rid }));
+  const [a, b] = [await connect(t, tight.port, group, { user: "tight-a" }), await connect(t, tight.port, group, { user: "tight-b" })];
+  const first = answerTo(a, "t-a");
+  sendRaw(a, frame("t-a"));
+  t.ok(await eventually(async () => (await metric(tight.port, "chat_upload_inflight_bytes")) === frame("t-a").byteLength, 30_000), "a lone upload over the budget is taken");
+  sendRaw(b, frame("t-b"));
+  t.match(await answerTo(b, "t-b"), { operation: "error", code: "rate_limited", message: "this node is handling 1 MiB of uploads at once; retry shortly" }, "a second frame meanwhile is refused");
+  const api = await post(tight.port, fileBody(100_000, "t-api")); // a 133 KB body: an upload too
+  t.match(api, { status: 429, json: { code: "rate_limited", message: "this node is handling 1 MiB of uploads at once; retry shortly" } }, "and so is a server-API body");
+  b.send({ operation: "create", type: "text", body: "small frames are not uploads", request_id: "t-small" });
+  t.equal(await metric(tight.port, "chat_upload_inflight_bytes"), frame("t-a").byteLength, "refusals hold nothing");
+  t.equal((await hits(tight.port, "upload_inflight")) - before, 2, "both counted as upload_inflight");
+  await release();
+  t.match(await first, { operation: "ack" }, "the held upload is stored");
+  t.match(await answerTo(b, "t-small"), { operation: "ack" }, "the small frame too");
+  t.ok(await eventually(async () => (await metric(tight.port, "chat_upload_inflight_bytes")) === 0, 10_000), "nothing held afterwards");
+  t.match(await post(tight.port, fileBody(100_000, "t-api-2")), { status: 200 }, "then a body is taken");
+  t.equal(await metric(tight.port, "chat_upload_inflight_bytes"), 0, "and given back once answered");
 });
 
 async function post(port: number, body: string): Promise<{ status: number; json: { code?: string; message?: string } }> {

@@ -54,6 +54,9 @@ async function contract(t: Test, open: () => Promise<Database>) {
       text("a", "u1", "expired key reused", key("k-expired", 5)),
       text("c", "u1", "file", { type: "file", attachment: { name: "f.bin", contentType: "application/octet-stream", data: new Uint8Array([1, 2, 3]) } }),
       text("a", "u1", "a-last"),
+      // Files travel to the function back to back in one parameter: each item gets its own bytes.
+      text("c", "u1", "file 2", { type: "file", attachment: { name: "g.bin", contentType: "image/png", data: new Uint8Array(300).map((_, i) => i % 251) } }),
+      text("c", "u1", "file 3", { type: "file", attachment: { name: "h.bin", contentType: "application/octet-stream", data: new Uint8Array([9]) } }),
     ].map((m) => settle(store.createMessage(m))),
   );
   await first;
@@ -85,13 +88,17 @@ async function contract(t: Test, open: () => Promise<Database>) {
   const events = await rows(`SELECT seq, operation, message_id FROM group_events WHERE group_name = 'a' ORDER BY seq`);
   t.same(events.map((e) => Number(e.seq)), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
   t.same(events.slice(5).map((e) => [e.operation, e.message_id]), [["create", ok(0).message.id], ["reply", ok(4).message.id], ["create", ok(8).message.id], ["create", ok(10).message.id]]);
-  t.same((await rows(`SELECT name, last_seq FROM groups ORDER BY name`)).map((g) => [g.name, Number(g.last_seq)]), [["a", 9], ["b", 2], ["c", 1], ["warm", 1]], "no row for a group whose only item was refused");
+  t.same((await rows(`SELECT name, last_seq FROM groups ORDER BY name`)).map((g) => [g.name, Number(g.last_seq)]), [["a", 9], ["b", 2], ["c", 3], ["warm", 1]], "no row for a group whose only item was refused");
   // What reads return is what the acks said.
   const history = await store.history({ group: "a", limit: 50 });
   const byId = new Map(history.messages.map((m) => [m.id, m]));
   for (const i of [0, 4, 8, 10]) t.same(byId.get(ok(i).message.id), ok(i).message, `item ${i}: stored as acknowledged`);
   const file = await store.readAttachment(ok(9).message.attachment!.id, 0, 10);
   t.same(Array.from(file!), [1, 2, 3], "the file's bytes");
+  t.match(ok(11), { seq: 2, message: { attachment: { name: "g.bin", contentType: "image/png", size: 300 } } });
+  t.match(ok(12), { seq: 3, message: { attachment: { name: "h.bin", size: 1 } } });
+  t.same(Array.from((await store.readAttachment(ok(11).message.attachment!.id, 0, 1000))!), Array.from(new Uint8Array(300).map((_, i) => i % 251)), "the second file's bytes, cut from the batch's at its place");
+  t.same(Array.from((await store.readAttachment(ok(12).message.attachment!.id, 0, 10))!), [9], "the third file's bytes");
 
   // The outbox holds each new message's event as acknowledged, in the same transaction.
   const outbox = await rows(`SELECT group_name, seq, event FROM webhook_outbox WHERE group_name IN ('a', 'c') AND seq >= 6 OR group_name = 'c' ORDER BY group_name, seq`);
@@ -99,7 +106,7 @@ async function contract(t: Test, open: () => Promise<Database>) {
   t.same(events2.get("a/6"), { operation: "create", user: "u1", message: ok(0).message });
   t.same(events2.get("a/7"), { operation: "reply", user: "u3", message: ok(4).message });
   t.same(events2.get("c/1"), { operation: "create", user: "u1", message: ok(9).message });
-  t.equal(events2.size, 5, "one row per new message (a/6, a/7, a/8, a/9, c/1)");
+  t.equal(events2.size, 7, "one row per new message (a/6, a/7, a/8, a/9, c/1, c/2, c/3)");
 }
 
 t.test("on PostgreSQL", async (t) => {
@@ -133,4 +140,47 @@ t.test("a create held behind a group's lock past its deadline rolls back and is 
   let after: Awaited<ReturnType<ChatStore["createMessage"]>> | undefined;
   for (let i = 0; i < 30 && !after; i++) after = await db.store.createMessage(text("g", "u", "after")).catch(() => undefined);
   t.match(after, { seq: 1 }, "the next write takes seq 1: the refused one took none");
+});
+
+t.test("a create batch finds retries by index even when its plan was cached while the table was empty", async (t) => {
+  const url = await freshDatabase(t);
+  // One pooled connection: its cached plans are the ones used throughout.
+  const db = await openDatabase({ databaseUrl: url, dataDir: "unused", poolSize: 1, writeConcurrency: 1, writeTimeoutMs: LONG_DEADLINE_MS });
+  t.teardown(() => db.store.close());
+  const admin = await sql(t, url);
+  // Two versions: files as bytes (what this release calls) and the TEXT[] one kept for a rolling update.
+  const config = (await admin.query(`SELECT pg_get_function_identity_arguments(oid) LIKE '%p_att_data bytea%' AS bytes, proconfig FROM pg_proc WHERE proname = 'chat_create_messages' ORDER BY 1`)).rows;
+  t.same(config, [{ bytes: false, proconfig: ["enable_seqscan=off"] }, { bytes: true, proconfig: ["enable_seqscan=off"] }], "the function never plans a sequential scan (a later CREATE OR REPLACE must keep the SET)");
+  // Plans are cached while "messages" is empty: batches of several groups, several times over
+  // (PostgreSQL's plan cache settles after five executions).
+  let n = 0;
+  const batch = () => Promise.all(Array.from({ length: 20 }, (_, i) => db.store.createMessage(text(`g${i % 5}`, "u", `m${n++}`, key(`k${n}`)))));
+  for (let i = 0; i < 8; i++) await batch();
+  // The table grows behind the cached plans' back (no ANALYZE: this server runs autovacuum off).
+  await admin.query(`INSERT INTO "groups" ("name", "last_seq") VALUES ('bulk', 200000)`);
+  await admin.query(`INSERT INTO "messages" ("id", "group_name", "user_id", "type", "body", "seq", "request_id", "created_at")
+    SELECT 'bulk' || i, 'bulk', 'u', 'text', 'x', i, 'r' || i, now() FROM generate_series(1, 200000) AS i`);
+  const scans = async () => Number((await admin.query(`SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'messages'`)).rows[0].seq_scan);
+  await admin.query(`SELECT pg_stat_force_next_flush()`).catch(() => undefined);
+  await sleep(600); // statistics are flushed at most every 500 ms
+  const before = await scans();
+  for (let i = 0; i < 5; i++) await batch();
+  await sleep(600);
+  t.equal(await scans(), before, "no batch scanned the 200,000 messages");
+});
+
+t.test("PostgreSQL ending the node's idle pooled connections does not end the process; the next write opens new ones", async (t) => {
+  const url = await freshDatabase(t);
+  const errors: Error[] = [];
+  const db = await openDatabase({ databaseUrl: url, dataDir: "unused", poolSize: 4, onPoolError: (err) => errors.push(err) });
+  t.teardown(() => db.store.close());
+  // Fill the pool: several writes of different groups at once.
+  await Promise.all(Array.from({ length: 8 }, (_, i) => db.store.createMessage(text(`g${i}`, "u", "before"))));
+  const admin = await sql(t, url);
+  const ended = (await admin.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows[0].n;
+  t.ok(ended >= 1, `PostgreSQL ended ${ended} pooled connections`);
+  for (let i = 0; i < 50 && errors.length < ended; i++) await sleep(20);
+  t.ok(errors.length >= 1, `the pool reported it (${errors.map((e) => (e as { code?: string }).code).join(", ")}) instead of throwing`);
+  const after = await db.store.createMessage(text("g0", "u", "after"));
+  t.equal(after.seq, 2, "the next write goes through on a new connection");
 });

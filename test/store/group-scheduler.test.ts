@@ -208,3 +208,70 @@ t.test("the default: 4 batches in flight (WRITE_CONCURRENCY)", async (t) => {
   t.equal(running(), 4);
   t.equal(s.inFlight, 4);
 });
+
+t.test("with a batch in flight, another starts only once fillBatch items wait", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 3, lingerMs: 60_000 });
+  const acks = [s.submit("a", { group: "a", n: 1 })];
+  await tick();
+  t.equal(running(), 1, "the first item is written at once, alone");
+  acks.push(s.submit("b", { group: "b", n: 1 }), s.submit("c", { group: "c", n: 1 }));
+  await tick();
+  t.equal(running(), 1, "two waiting items are not worth a second batch");
+  acks.push(s.submit("d", { group: "d", n: 1 }));
+  await tick();
+  t.equal(running(), 2, "the third waiting item starts one");
+  t.same(batches[1]!.items.map((i) => i.group), ["b", "c", "d"], "the waiting groups go together");
+  batches.forEach((b) => b.release());
+  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
+});
+
+t.test("with a batch in flight, a waiting group starts its own batch once it waited stallMs", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 1, stallMs: 30 });
+  const a = s.submit("a", { group: "a", n: 1 }); // hangs: a lock wait, say
+  await tick();
+  const started = performance.now();
+  const b = s.submit("b", { group: "b", n: 1 });
+  await tick();
+  t.equal(running(), 1, "b waits: one item is not worth a second batch yet");
+  while (running() < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
+  t.equal(running(), 2, "b's batch started beside the hanging one");
+  const waited = performance.now() - started;
+  t.ok(waited >= 25, `b started after stallMs (${waited.toFixed(1)} ms), beside the hanging batch`);
+  batches[1]!.release();
+  t.equal(await b, "b:1", "b is acknowledged while a still hangs");
+  batches[0]!.release();
+  t.equal(await a, "a:1");
+});
+
+t.test("under load batches start at most every lingerMs; a lone write goes at once", async (t) => {
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 40 });
+  const acks = [s.submit("a", { group: "a", n: 1 })];
+  await tick();
+  t.equal(running(), 1, "nothing in flight, none started lately: a goes at once");
+  const started = performance.now();
+  for (const g of ["b", "c"]) acks.push(s.submit(g, { group: g, n: 1 }));
+  batches[0]!.release();
+  await acks[0];
+  await tick();
+  t.equal(batches.length, 1, "a's batch is over, but the next waits for the linger");
+  while (batches.length < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
+  const waited = performance.now() - started;
+  t.same(batches[1]?.items.map((i) => i.group), ["b", "c"], "b and c together in the next batch");
+  t.ok(waited >= 35, `it started one linger after a's (${waited.toFixed(1)} ms)`);
+  batches[1]!.release();
+  await new Promise((r) => setTimeout(r, 60));
+  acks.push(s.submit("d", { group: "d", n: 1 }));
+  await tick();
+  t.equal(batches.length, 3, "after a quiet linger, a lone write goes at once again");
+  batches[2]!.release();
+  t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
+  t.equal(s.queued, 0);
+});
+
+t.test("the node's defaults: batches at most every 5 ms; a second one only for a group kept waiting 50 ms or a full batch", async (t) => {
+  const { batchingFor } = await import("../../src/store/database.ts");
+  const { loadConfig } = await import("../../src/config/env.ts");
+  t.equal(loadConfig({}).WRITE_BATCH_LINGER_MS, 5, "WRITE_BATCH_LINGER_MS defaults to 5");
+  t.match(batchingFor({ dataDir: "x" }), { concurrency: 4, maxBatch: 500, fillBatch: 500, lingerMs: 5, stallMs: 50 });
+  t.match(batchingFor({ dataDir: "x", writeBatchLingerMs: 0 }), { lingerMs: 0 }, "0: a batch starts at once, up to the concurrency");
+});

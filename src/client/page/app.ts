@@ -1,8 +1,11 @@
 // The chat page: a small UI over the client SDK. One ChatConnection (one `/ws/` socket) follows
-// every conversation in the user's list: switching groups shows another GroupView (a group not
-// followed yet is subscribed on the same socket), unread badges and last messages follow each
-// group's events, read markers are sent as others' messages scroll into view, and "seen by"
-// comes from members' markers, so it survives a reload. Everything a user typed reaches the DOM
+// every conversation in the user's list (all its pages), up to the server's subscriptions per
+// socket (MAX_SUBSCRIPTIONS_PER_SOCKET, default 500): past it, the rest of the list shows the
+// badges and last messages of the list as fetched when the socket opened, and opening one of them
+// unfollows the least recently active conversation to follow it. Switching groups shows another
+// GroupView on the same socket, unread badges and last messages follow each group's events, read
+// markers are sent as others' messages scroll into view, and "seen by" comes from members'
+// markers (loaded for the group on screen only), so it survives a reload. Everything a user typed reaches the DOM
 // as text (textContent, input values), never as HTML; attachment links and images point only at
 // `/files/<id>`, built from the attachment id.
 import * as v from "valibot";
@@ -61,8 +64,14 @@ let replyTarget: string | null = null;
 const rows = new Map<string, { li: HTMLLIElement; shown: MessageView | null; extra: string }>();
 /** Groups whose newest page was loaded (a group followed from the list starts from its last message only). */
 const pageLoaded = new Set<string>();
-/** Each followed group's most recent activity, for the list's order. */
+/** Each listed group's most recent activity, for the list's order. */
 const activity = new Map<string, string>();
+/** The conversation list as last fetched: every group of the user, followed or not. */
+const listed = new Map<string, ConversationView>();
+/** The server refused a subscribe as one too many: no more groups are followed from the list. */
+let full = false;
+/** Groups opened past the limit and refused even so: room is made once, not again and again. */
+const refusedOnScreen = new Set<string>();
 
 // ---- small DOM helpers --------------------------------------------------------------------
 
@@ -308,15 +317,17 @@ function renderConversations(): void {
   requestAnimationFrame(() => {
     convFrame = false;
     if (!conn) return;
-    const groups = conn.groups.sort((a, b) => (activity.get(b) ?? "").localeCompare(activity.get(a) ?? ""));
+    const groups = [...new Set([...conn.groups, ...listed.keys()])].sort((a, b) => (activity.get(b) ?? "").localeCompare(activity.get(a) ?? ""));
     convList.replaceChildren(
       ...groups.map((g) => {
-        const view = conn!.view(g)!;
-        const li = el("li", { className: g === chat?.group ? "current" : "", text: `#${g}` });
+        const view = conn!.view(g);
+        const entry = listed.get(g);
+        // A group past the subscription limit shows the list's figures, as fetched.
+        const li = el("li", { className: [g === chat?.group ? "current" : "", view ? "" : "unfollowed"].join(" ").trim(), text: `#${g}` });
         li.dataset.group = g;
-        const unread = view.unread;
+        const unread = view ? view.unread : (entry?.unread ?? 0);
         if (unread > 0 && g !== chat?.group) li.append(el("span", { className: "badge", text: String(unread) }));
-        const last = [...view.messages].reverse().find((m) => m.seq > 0);
+        const last = view ? [...view.messages].reverse().find((m) => m.seq > 0) : entry?.last_message;
         if (last) li.append(el("span", { className: "last", text: last.deleted ? "(deleted)" : `${last.user}: ${(last.body ?? last.attachment?.name ?? "").slice(0, 24)}` }));
         return li;
       }),
@@ -334,14 +345,32 @@ function follow(group: string, known?: ConversationView): GroupView {
   const existing = conn!.view(group);
   if (existing) return existing;
   const view = conn!.follow(group, known ? { known } : {});
-  activity.set(group, known?.last_activity ?? new Date().toISOString());
+  if (!activity.has(group) || known) activity.set(group, known?.last_activity ?? new Date().toISOString());
+  view.subscribed.catch((err: { code?: string }) => {
+    if (err.code !== "too_large") return;
+    // One subscription too many for the server: the rest of the list is not followed; the group
+    // on screen is followed instead of the least recently active one.
+    full = true;
+    if (chat === view && conn && !refusedOnScreen.has(group)) {
+      refusedOnScreen.add(group);
+      show(group);
+    } else if (chat === view) {
+      showNotice(`cannot follow #${group}: ${(err as Error).message}`);
+    }
+    renderConversations();
+  });
   if (!known) pageLoaded.add(group); // followed without a position: it loads its newest page itself
   const ifShown = <A extends unknown[]>(fn: (...args: A) => void) => (...args: A) => {
     if (chat === view) fn(...args);
   };
+  // Every stored event moves the group up, as the server's last_activity does (an edit or a
+  // delete of an older message included); a delete carries no time, so it is taken as now.
+  view.on("event", (e) => {
+    if (e.operation !== "create" && e.operation !== "reply" && e.operation !== "update" && e.operation !== "delete") return;
+    const at = e.operation === "delete" ? new Date().toISOString() : e.operation === "update" ? (e.message.updated ?? e.message.created) : e.message.created;
+    if (at > (activity.get(group) ?? "")) activity.set(group, at);
+  });
   view.on("change", () => {
-    const newest = view.messages.at(-1);
-    if (newest && newest.created > (activity.get(group) ?? "")) activity.set(group, newest.created);
     renderConversations();
     if (chat === view) {
       render();
@@ -376,7 +405,11 @@ function loadPage(view: GroupView): void {
 function show(group: string): void {
   if (!conn) return;
   chat?.stopTyping();
-  const view = follow(group);
+  chat?.blur();
+  if (full && !conn.view(group)) makeRoom();
+  const view = follow(group, listed.get(group));
+  view.focus();
+  view.subscribed.then(() => refusedOnScreen.delete(group), () => {});
   chat = view;
   for (const row of rows.values()) row.li.remove();
   rows.clear();
@@ -400,18 +433,48 @@ function show(group: string): void {
   }
 }
 
+/** Past the subscription limit: unfollows the least recently active group not on screen. */
+function makeRoom(): void {
+  const c = conn!;
+  const victim = c.groups.filter((g) => g !== chat?.group).sort((a, b) => (activity.get(a) ?? "").localeCompare(activity.get(b) ?? ""))[0];
+  if (victim !== undefined) void c.unsubscribe(victim);
+}
+
 let joinedUser = "";
-/** Follows every group of the user's list (the first 20, most recent first), as it is each time the socket opens. */
+/**
+ * Follows every group of the user's list (all pages, most recent first, until the server's
+ * subscription limit), as it is each time the socket opens. Groups already followed take the
+ * entry's counts (their marker may have moved on another device while this socket was away).
+ */
 async function loadConversations(): Promise<void> {
   const c = conn;
   if (!c) return;
   try {
-    const { groups } = await c.conversations({ limit: 20 });
-    if (conn !== c) return;
-    for (const entry of groups) follow(entry.group, entry);
-    // Groups that left the first page stop costing a subscription (the one shown stays).
-    const listed = new Set(groups.map((g) => g.group));
-    for (const g of c.groups) if (!listed.has(g) && g !== chat?.group) void c.unsubscribe(g);
+    const seen = new Set<string>();
+    let before: string | undefined;
+    for (let page = 0; page < 1000; page++) {
+      const answer = await c.conversations({ limit: 100, ...(before === undefined ? {} : { before }) });
+      if (conn !== c) return;
+      for (const entry of answer.groups) {
+        seen.add(entry.group);
+        listed.set(entry.group, entry);
+        if (entry.last_activity > (activity.get(entry.group) ?? "")) activity.set(entry.group, entry.last_activity);
+        const view = c.view(entry.group);
+        if (view) view.seed(entry);
+        else if (!full) follow(entry.group, entry);
+      }
+      renderConversations();
+      if (!answer.has_more || answer.next === undefined) break;
+      before = answer.next;
+    }
+    // Groups no longer in the list (left on another device) stop costing a subscription (the one shown stays).
+    for (const g of [...listed.keys()]) if (!seen.has(g)) listed.delete(g);
+    for (const g of c.groups) {
+      if (!seen.has(g) && g !== chat?.group) {
+        void c.unsubscribe(g);
+        full = false;
+      }
+    }
     renderConversations();
   } catch {
     // the list is a convenience: the next connection asks again
@@ -426,7 +489,7 @@ function join(group: string, user: string, jwt: string | undefined): void {
   if (!jwt && !name.success) return showNotice(name.issues[0].message);
   try {
     const identity = jwt ? { token: ({ expired }: { expired: boolean }) => (expired ? renewedToken() : token!) } : { user };
-    conn = new ChatConnection({ ...identity, outboxStorage: pageStorage(), presence: true });
+    conn = new ChatConnection({ ...identity, outboxStorage: pageStorage(), presence: true, focusOnly: true });
     me = conn.user ?? (jwt ? undefined : user);
     joinedUser = user;
     show(group);
@@ -464,6 +527,8 @@ function leave(): void {
   convList.replaceChildren();
   pageLoaded.clear();
   activity.clear();
+  listed.clear();
+  full = false;
   readAsked.clear();
   renewForm.hidden = true;
   renewForm.onsubmit = null;

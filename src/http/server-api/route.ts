@@ -113,6 +113,8 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       deps.count(spec.path, status, limit);
       answer(res, isAborted, status, { code, message });
     };
+    /** Bytes of this request's body taken from the upload budget, given back once it is answered. */
+    let upload = 0;
     void (async () => {
       if (!deps.keys.allows(authorization)) throw new ApiError("unauthorized", "a valid API key is required: Authorization: Bearer <key>");
       const params: Record<string, unknown> = {};
@@ -129,7 +131,10 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       let body: unknown;
       if (spec.body && reader) {
         const bytes = await reader.body;
-        if (bytes.byteLength >= UPLOAD_FRAME_BYTES) await uploadTurn(deps, bytes.byteLength);
+        if (bytes.byteLength >= UPLOAD_FRAME_BYTES) {
+          await uploadTurn(deps, bytes.byteLength);
+          upload = bytes.byteLength;
+        }
         let json: unknown;
         try {
           json = JSON.parse(bytes.toString("utf8"));
@@ -144,17 +149,24 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       answer(res, isAborted, spec.answer.status, out);
     })()
       .catch(fail)
-      .finally(() => reader?.release());
+      .finally(() => {
+        reader?.release();
+        if (upload > 0) deps.uploads.done(upload);
+      });
   });
 }
 
-/** Waits for a body's turn under the node's upload byte rate; past UPLOAD_MAX_WAIT_MS, rate_limited (429). */
+/**
+ * Waits for a body's turn under the node's upload byte rate; past UPLOAD_MAX_WAIT_MS, or past the
+ * upload bytes in flight, rate_limited (429). Once it resolves, the caller owes `uploads.done`.
+ */
 async function uploadTurn(deps: RunnerDeps, bytes: number): Promise<void> {
   const now = performance.now();
   const turn = deps.uploads.take(bytes, null, now);
   if ("refused" in turn) {
-    const mib = Math.round((deps.uploads.node.bytesPerSecond / (1024 * 1024)) * 10) / 10;
-    throw new ChatError("rate_limited", `uploads past this node's budget of ${mib} MiB/s; retry in ${Math.ceil(turn.waitMs / 1000)} s`, turn.refused);
+    const mib = (n: number) => Math.round((n / (1024 * 1024)) * 10) / 10;
+    if (turn.refused === "upload_inflight") throw new ChatError("rate_limited", `this node is handling ${mib(deps.uploads.maxInflightBytes)} MiB of uploads at once; retry shortly`, turn.refused);
+    throw new ChatError("rate_limited", `uploads past this node's budget of ${mib(deps.uploads.node.bytesPerSecond)} MiB/s; retry in ${Math.ceil(turn.waitMs / 1000)} s`, turn.refused);
   }
   if (turn.at > now) await new Promise((resolve) => setTimeout(resolve, turn.at - now));
   deps.uploaded(bytes);

@@ -1,0 +1,12 @@
+-- chat_create_messages plans by index, whatever the table statistics say (issue 11).
+--
+-- Each pooled connection caches the function's plans. A plan made while "messages" was small
+-- (a fresh database, or a server whose autovacuum has not analysed it yet; this machine runs
+-- PostgreSQL with autovacuum off) joins the batch's items to a sequential scan of "messages"
+-- for the retry check, and nothing invalidates it while the table grows: in the `create` bench at
+-- 9,000/s, 1,521 calls read 102 million rows in 20 s and PostgreSQL needed 1.1 cores. Every
+-- lookup in the function has an index (groups by name; messages by group, user and request_id,
+-- and by id; attachments by id), so sequential scans are simply never worth it here.
+-- A later CREATE OR REPLACE of the function must repeat this SET (test/store/create-batch.test.ts
+-- checks it).
+ALTER FUNCTION "chat_create_messages" SET enable_seqscan = off;
