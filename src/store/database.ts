@@ -97,6 +97,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       // idle this long.
       idle_in_transaction_session_timeout: deadlineMs,
     });
+    // An idle client that PostgreSQL ends (an admin's kill, a restart, a dropped database) is
+    // removed by the pool, which also emits 'error': unheard, that would end the process. The
+    // Prisma adapter listens only while Prisma is connected (not before its first query, nor after
+    // $disconnect while the pool is still ending), so the pool always has this listener.
+    pool.on("error", () => {});
     const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
     const driver = { query: async <T>(sql: string, params: unknown[]) => (await pool.query(sql, params)).rows as T[], close: () => pool.end() };
     return { store: new PrismaChatStore(prisma, driver, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };
