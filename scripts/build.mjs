@@ -1,7 +1,8 @@
 // `npm run build`: compiles the service for production. The node's entry points become plain
-// JavaScript bundles in dist/ (our TypeScript and the generated Prisma client inlined, npm
-// packages left as imports of node_modules), and the chat page becomes content-hashed files in
-// dist/page/. Nothing here runs in production: `npm start` is `node dist/main.js`.
+// JavaScript bundles in dist/ (our TypeScript, the generated Prisma client and the pure-JavaScript
+// npm packages inlined; see RUNTIME_PACKAGES for what stays in node_modules), and the chat page
+// becomes content-hashed files in dist/page/. Nothing here runs in production: `npm start` is
+// `node dist/main.js`.
 //
 //   node scripts/build.mjs             build
 //   node scripts/build.mjs --if-stale  build only when the sources changed since the last build
@@ -21,8 +22,8 @@ const INFO = path.join(DIST, "build-info.json");
 const LOCK = path.join(ROOT, "dist.lock");
 const PAGE_SRC = path.join(ROOT, "src/client/page");
 
-/** The node's entry points: dist/<name>.js (make-template is a build step, run below). */
-const ENTRIES = { main: "src/main.ts", "migrate-cli": "src/store/migrate-cli.ts", "make-template": "src/store/template-cli.ts" };
+/** The node's entry points: dist/<name>.js (main loads node once V8 has its settings; make-template is a build step, run below). */
+const ENTRIES = { main: "src/main.ts", node: "src/node.ts", "migrate-cli": "src/store/migrate-cli.ts", "make-template": "src/store/template-cli.ts" };
 /**
  * Templates of the embedded data directory, kept across builds and shared by every checkout of
  * this user (dist/ is wiped on each build), named by what makes their content: the installed
@@ -164,6 +165,27 @@ async function buildTemplate() {
   copyFileSync(cachedMeta, path.join(DIST, "pglite-template.json"));
 }
 
+/**
+ * npm packages the node still loads from node_modules at run time; every other one is bundled.
+ * Loaded one file at a time, a PostgreSQL node spent ~60 % of its start-up CPU on Node's
+ * per-module work (resolution, realpath, format detection, CommonJS export lexing), 0.65 s to
+ * ready against 0.25 s bundled (bench/performance-log.md, "bundling the npm packages").
+ * - uWebSockets.js: a native addon (a prebuilt .node per platform and ABI, src/uws/uws.ts).
+ * - PGlite and its Prisma adapter: WebAssembly and a file-system image read beside their
+ *   modules, and loaded only by an embedded node (src/store/database.ts, embedded.ts), never
+ *   parsed by a node on PostgreSQL.
+ * - pg-native: pg's optional native binding (pg requires it only when asked to).
+ */
+export const RUNTIME_PACKAGES = ["uWebSockets.js", "@electric-sql/pglite", "pglite-prisma-adapter", "pg-native"];
+
+/**
+ * CommonJS packages inlined into an ES module call `require` for Node's built-ins, which an ES
+ * module lacks: the bundle makes one for them. (The generated Prisma client sets a global
+ * `__dirname`, the bundle's directory, which is all the CommonJS packages' `__dirname` uses need:
+ * pino's transports, which the node does not configure.)
+ */
+const REQUIRE_BANNER = `import { createRequire as __bundleRequire } from "node:module";\nconst require = __bundleRequire(import.meta.url);`;
+
 export async function build() {
   const esbuild = await import("esbuild");
   const started = Date.now();
@@ -174,10 +196,10 @@ export async function build() {
     entryPoints: ENTRIES,
     outdir: DIST,
     bundle: true,
-    packages: "external",
     // The page's development path (src/http/page.ts, when running from sources) bundles with
     // this script; the compiled node serves dist/page/ and must never reach a bundler.
-    external: ["*/scripts/build.mjs"],
+    external: ["*/scripts/build.mjs", ...RUNTIME_PACKAGES],
+    banner: { js: REQUIRE_BANNER },
     platform: "node",
     format: "esm",
     target: "node20",

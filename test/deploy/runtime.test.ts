@@ -88,8 +88,14 @@ t.test("the production start command loads no TypeScript loader or bundler, even
   const run = await buildToolsLoaded(t, startArgs(), { DATABASE_URL });
   t.equal(run.code, 0, "exits 0 on SIGTERM");
   t.ok(run.loaded.some((l) => l.endsWith("/dist/main.js")), "the tracer saw the entry");
-  t.ok(run.loaded.some((l) => l.includes("/node_modules/@prisma/client/")), "the tracer saw npm packages");
+  // main.js sets V8's flags (src/v8-flags.ts) before V8 reads the node's code, a file of its own.
+  t.ok(run.loaded.findIndex((l) => l.endsWith("/dist/node.js")) > run.loaded.findIndex((l) => l.endsWith("/dist/main.js")), "and then the node, dist/node.js");
+  t.ok(run.loaded.some((l) => l.includes("/node_modules/uWebSockets.js/")), "the tracer saw the native server load from node_modules");
   t.same(run.tools, [], "no tsx, esbuild, typescript or Prisma CLI module");
+  // The build inlines the pure-JavaScript packages (scripts/build.mjs, RUNTIME_PACKAGES): each
+  // one loaded file by file costs start-up CPU; PGlite is for the embedded database only.
+  const fromNodeModules = [...new Set(run.loaded.flatMap((l) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(l)?.[1] ?? []))];
+  t.same(fromNodeModules, ["uWebSockets.js"], "no other package is read from node_modules on PostgreSQL");
   t.equal(run.children, "", "no child process (esbuild runs as one)");
 
   t.match(run.html, /<script type="module" src="\/assets\/app-[A-Z0-9]+\.js">/, "the page links its hashed script");
@@ -99,6 +105,16 @@ t.test("the production start command loads no TypeScript loader or bundler, even
     t.equal(res.cache, "public, max-age=31536000, immutable");
     t.equal(res.body, readFileSync(path.join(root, "dist/page", run.assets[i]!), "utf8"), "from dist/page");
   }
+});
+
+t.test("an embedded node (no DATABASE_URL) starts from the build, PGlite loaded from node_modules", async (t) => {
+  ensureBuilt();
+  const DATA_DIR = await tempDir(t, "chat-embedded-");
+  const run = await buildToolsLoaded(t, startArgs(), { DATA_DIR });
+  t.equal(run.code, 0, "exits 0 on SIGTERM");
+  t.ok(run.loaded.some((l) => l.includes("/node_modules/@electric-sql/pglite/")), "PGlite and its assets from node_modules");
+  t.ok(run.loaded.some((l) => l.includes("/node_modules/pglite-prisma-adapter/")), "its Prisma adapter too");
+  t.same(run.tools, [], "no build tool");
 });
 
 t.test("the check catches a start path that runs TypeScript", async (t) => {
