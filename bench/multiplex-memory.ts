@@ -131,7 +131,7 @@ async function loadServer(src: string, fromSources: boolean): Promise<ServerModu
 }
 
 /** One measurement in this process: the node (or a bare uWS server), two rounds of `n` sockets. */
-async function measureHere(build: string, src: string, mode: Mode, n: number, snapshots: string | null, fromSources: boolean): Promise<Measured> {
+async function measureHere(build: string, src: string, mode: Mode, n: number, snapshots: string | null, fromSources: boolean, report: (m: Measured) => void): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error("run with node --expose-gc --import tsx bench/multiplex-memory.ts");
   const reading = async () => {
@@ -198,7 +198,8 @@ async function measureHere(build: string, src: string, mode: Mode, n: number, sn
     await sleep(1000);
     const after = await reading();
     if (snapshots) v8.writeHeapSnapshot(path.join(snapshots, `${build}-${mode}-after.heapsnapshot`));
-    return { build, mode, sockets: n, heapKbPerSocket: (after.heapKb - before.heapKb) / n, rssKbPerSocket: (after.rssKb - before.rssKb) / n };
+    // Reported before the teardown: dropping the database may end a pooled connection loudly.
+    report({ build, mode, sockets: n, heapKbPerSocket: (after.heapKb - before.heapKb) / n, rssKbPerSocket: (after.rssKb - before.rssKb) / n });
   } finally {
     child.send("quit");
     await stop();
@@ -209,8 +210,9 @@ async function measureHere(build: string, src: string, mode: Mode, n: number, sn
 function measure(build: string, src: string, mode: Mode, n: number, snapshots: string | null): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const p = fork(SELF, ["measure", build, src, mode, String(n), snapshots ?? "", FROM_SOURCES ? "sources" : "bundle"], { execArgv: ["--expose-gc", "--import", "tsx"] });
-    p.once("message", (m) => resolve(m as Measured));
-    p.once("exit", (code) => code !== 0 && reject(new Error(`${build} ${mode} exited with ${code}`)));
+    let got: Measured | null = null;
+    p.once("message", (m) => (got = m as Measured));
+    p.once("exit", (code) => (got ? resolve(got) : reject(new Error(`${build} ${mode} exited with ${code}`))));
   });
 }
 
@@ -219,7 +221,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 if (process.argv[2] === "client") await client();
 else if (process.argv[2] === "measure") {
   const [, , , build, src, mode, n, snapshots, how] = process.argv;
-  process.send!(await measureHere(build!, src!, mode as Mode, Number(n), snapshots || null, how === "sources"));
+  await measureHere(build!, src!, mode as Mode, Number(n), snapshots || null, how === "sources", (m) => process.send!(m));
   process.exit(0);
 } else {
   const perGroupN = Number(arg("per-group", "1000"));

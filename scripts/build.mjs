@@ -22,8 +22,8 @@ const INFO = path.join(DIST, "build-info.json");
 const LOCK = path.join(ROOT, "dist.lock");
 const PAGE_SRC = path.join(ROOT, "src/client/page");
 
-/** The node's entry points: dist/<name>.js (make-template is a build step, run below). */
-const ENTRIES = { main: "src/main.ts", "migrate-cli": "src/store/migrate-cli.ts", "make-template": "src/store/template-cli.ts" };
+/** The node's entry points: dist/<name>.js (main loads node once V8 has its settings; make-template is a build step, run below). */
+const ENTRIES = { main: "src/main.ts", node: "src/node.ts", "migrate-cli": "src/store/migrate-cli.ts", "make-template": "src/store/template-cli.ts" };
 /**
  * Templates of the embedded data directory, kept across builds and shared by every checkout of
  * this user (dist/ is wiped on each build), named by what makes their content: the installed

@@ -1,49 +1,7 @@
-// The process entry: configuration, one node, and signal handling.
-import v8 from "node:v8";
-import { checkStartup, ConfigError, loadConfig } from "./config/env.ts";
-import "./uws/uws.ts"; // fail fast, before anything else, when the native server cannot load
-import { createLogger } from "./log.ts";
-import { startNode } from "./server.ts";
+// The process entry (`npm start`, the image: `node dist/main.js`). V8 takes the node's settings
+// (v8-flags.ts) before it reads the node's code, which is why the node itself (src/node.ts) is
+// a file of its own in the build, dist/node.js, loaded from here.
+import "./v8-flags.ts";
 
-// WebAssembly (Prisma's query compiler; PGlite's whole PostgreSQL when embedded) runs on V8's
-// baseline compiler only. TurboFan's optimised copies of those modules cost ~50 MB of RSS per
-// node (docs/benchmarks.md, "memory"); Prisma caches query plans, so the compiler runs once per
-// query shape and its speed does not show in the write path.
-v8.setFlagsFromString("--liftoff-only");
-
-let config;
-try {
-  config = loadConfig();
-  checkStartup(config);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  console.error(err.message);
-  process.exit(1);
-}
-
-const log = createLogger(config.LOG_LEVEL);
-let node;
-try {
-  node = await startNode(config, log);
-} catch (err) {
-  log.fatal({ err }, `cannot start: ${(err as Error).message}`);
-  process.exit(1);
-}
-
-const stop = (signal: string) => {
-  log.info({ signal }, "shutting down");
-  // The contract: exit within the shutdown timeout plus the drain delay and spread, whatever hangs.
-  setTimeout(() => {
-    log.error({}, "shutdown timed out; exiting");
-    process.exit(1);
-  }, config.SHUTDOWN_TIMEOUT_MS + config.DRAIN_DELAY_MS + config.DRAIN_SPREAD_MS).unref();
-  node.shutdown().then(
-    () => process.exit(0),
-    (err) => {
-      log.error({ err }, "shutdown failed");
-      process.exit(1);
-    },
-  );
-};
-process.once("SIGTERM", () => stop("SIGTERM"));
-process.once("SIGINT", () => stop("SIGINT"));
+const node = new URL(import.meta.url.endsWith(".ts") ? "./node.ts" : "./node.js", import.meta.url);
+await import(node.href);

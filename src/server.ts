@@ -1,4 +1,4 @@
-// Wires one node from its configuration: store, bus, service, gateway. main.ts runs it as a
+// Wires one node from its configuration: store, bus, service, gateway. node.ts runs it as a
 // process; tests start several in one process.
 import type { EventBus } from "./bus/bus.ts";
 import { MemoryBus } from "./bus/memory-bus.ts";
@@ -54,7 +54,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   const identity = identityFromConfig(config, metrics);
   if (identity.jwt) log.info(identity.jwt.describe(), "JWT mode: every connection needs a valid token");
   else log.warn({ identity: "open" }, "OPEN DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL is set, so anyone can connect as any user; never expose this node");
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, writeBatchLingerMs: config.WRITE_BATCH_LINGER_MS, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL), onWriteBatch: (n) => metrics.storeWriteBatch.observe(n), onTemplateSkipped: (reason) => log.warn({ reason }, "fresh embedded data directory: made by initdb (slow) instead of the build's template") });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, writeTimeoutMs: config.STORE_TIMEOUT_MS, writeConcurrency: config.WRITE_CONCURRENCY, writeBatchLingerMs: config.WRITE_BATCH_LINGER_MS, poolSize: config.DATABASE_POOL_SIZE, webhookOutbox: Boolean(config.WEBHOOK_URL), onWriteBatch: (n) => metrics.storeWriteBatch.observe(n), onPoolError: (err) => log.warn({ err: err.message }, "database: an idle pooled connection was closed by the server; the pool drops it"), onTemplateSkipped: (reason) => log.warn({ reason }, "fresh embedded data directory: made by initdb (slow) instead of the build's template") });
   log.info({ database: db.kind, migrationsApplied: db.migrationsApplied, dataDirFrom: db.dataDirFrom }, "database ready");
   // The first read of a shape compiles its query plan and opens a pooled connection: done here, so
   // the node's first upgrade does not spend its join deadline on it (seconds on a loaded machine).
@@ -121,6 +121,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       subscriptions?.deliver(group, payload, seq);
     },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
+    resumeMemory: { groupBytes: config.RESUME_MEMORY_GROUP_BYTES, totalBytes: config.RESUME_MEMORY_BYTES },
     // A write sends its COMMIT by STORE_TIMEOUT_MS or rolls back; the margin is for the COMMIT's answer.
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS + commitMarginMs(config.STORE_TIMEOUT_MS), probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
@@ -164,6 +165,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     ready: () => readiness.report().ready,
     busQueueBytes: () => (bus instanceof RedisBus || bus instanceof RedisClusterBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
+    resumeMemoryBytes: () => service.recentEvents.bytes,
   });
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });

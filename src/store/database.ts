@@ -29,6 +29,8 @@ export interface DatabaseOptions {
   webhookOutbox?: boolean;
   /** Told the size of every write batch the store starts (items; a solo update or delete is not a batch). */
   onWriteBatch?: (items: number) => void;
+  /** An idle pooled connection failed (PostgreSQL ended it: a restart, a failover, an admin); the pool drops it. */
+  onPoolError?: (err: Error) => void;
   /** Embedded only: told why a fresh data directory is made by initdb instead of unpacked from the build's template. */
   onTemplateSkipped?: (reason: string) => void;
 }
@@ -97,6 +99,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       // idle this long.
       idle_in_transaction_session_timeout: deadlineMs,
     });
+    // An idle client that PostgreSQL ends emits 'error' on the pool; with no listener that would
+    // end the process. The pool has already dropped it; the next query opens a new one.
+    pool.on("error", (err) => opts.onPoolError?.(err));
     const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
     const driver = { query: async <T>(sql: string, params: unknown[]) => (await pool.query(sql, params)).rows as T[], close: () => pool.end() };
     return { store: new PrismaChatStore(prisma, driver, batchingFor(opts), opts.webhookOutbox), prisma, kind: "postgresql", migrationsApplied };

@@ -74,6 +74,7 @@ export class GroupScheduler<I, O> {
   private waiting = 0;
   /** Re-checks the linger of the oldest waiting group. */
   private lingerTimer: NodeJS.Timeout | null = null;
+  private lingerAt = 0;
   /** When each ready group became ready (its wait for a batch counts from there). */
   private readonly readySince = new Map<string, number>();
   private readonly now: () => number;
@@ -160,12 +161,19 @@ export class GroupScheduler<I, O> {
     return undefined;
   }
 
+  /** Wakes the pump when the next batch may start by time; an earlier time replaces a later one. */
   private armLinger(): void {
-    if (this.lingerTimer || this.ready.size === 0) return;
+    if (this.ready.size === 0) return;
+    const at = this.startAt();
+    if (this.lingerTimer) {
+      if (this.lingerAt <= at) return;
+      clearTimeout(this.lingerTimer);
+    }
+    this.lingerAt = at;
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
       this.pump();
-    }, Math.max(0, this.startAt() - this.now()));
+    }, Math.max(0, at - this.now()));
   }
 
   private markReady(group: string): void {

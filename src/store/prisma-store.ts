@@ -122,7 +122,14 @@ export class PrismaChatStore implements ChatStore {
   private readonly budgetMs: number;
   /** How much earlier than the deadline a create batch's statement gives up (see writeCreates). */
   private readonly sqlMarginMs: number;
+  /** The create batch's statement for batches with files: the driver's, with files in binary (see create-batch.ts). */
   private readonly query: RawQuery;
+  /**
+   * Batches without files go through Prisma's raw query: through the pg pool directly, at 9,000
+   * creates/s, ack p99 was 107-126 ms against 12 ms (store-writes bench, same machine, same
+   * minute): the batches settled at 350-500 creates of 40-60 ms each instead of ~50.
+   */
+  private readonly viaPrisma: RawQuery;
   private readonly closeDriver: () => Promise<void>;
 
   constructor(
@@ -137,7 +144,8 @@ export class PrismaChatStore implements ChatStore {
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
-    this.query = driver.query ?? ((sql, params) => prisma.$queryRawUnsafe(sql, ...params));
+    this.viaPrisma = (sql, params) => prisma.$queryRawUnsafe(sql, ...params);
+    this.query = driver.query ?? this.viaPrisma;
     this.closeDriver = driver.close ?? (async () => {});
     const deadlineMs = batching.deadlineMs ?? 5_000;
     this.budgetMs = deadlineMs;
@@ -222,7 +230,8 @@ export class PrismaChatStore implements ChatStore {
     const outcomes = new Map<Queued, Settled<Created>>();
     if (inTime.length > 0) {
       const leftMs = Math.floor(Math.min(...inTime.map(commitBy)) - now);
-      const written = await writeCreateBatch(this.query, inTime, leftMs, this.outbox).catch((err: unknown) => {
+      const query = inTime.some((m) => m.attachment) ? this.query : this.viaPrisma;
+      const written = await writeCreateBatch(query, inTime, leftMs, this.outbox).catch((err: unknown) => {
         if (outOfBudget(err)) throw tooLate();
         throw err;
       });

@@ -88,6 +88,8 @@ t.test("the production start command loads no TypeScript loader or bundler, even
   const run = await buildToolsLoaded(t, startArgs(), { DATABASE_URL });
   t.equal(run.code, 0, "exits 0 on SIGTERM");
   t.ok(run.loaded.some((l) => l.endsWith("/dist/main.js")), "the tracer saw the entry");
+  // main.js sets V8's flags (src/v8-flags.ts) before V8 reads the node's code, a file of its own.
+  t.ok(run.loaded.findIndex((l) => l.endsWith("/dist/node.js")) > run.loaded.findIndex((l) => l.endsWith("/dist/main.js")), "and then the node, dist/node.js");
   t.ok(run.loaded.some((l) => l.includes("/node_modules/uWebSockets.js/")), "the tracer saw the native server load from node_modules");
   t.same(run.tools, [], "no tsx, esbuild, typescript or Prisma CLI module");
   // The build inlines the pure-JavaScript packages (scripts/build.mjs, RUNTIME_PACKAGES): each

@@ -168,3 +168,19 @@ t.test("a create batch finds retries by index even when its plan was cached whil
   await sleep(600);
   t.equal(await scans(), before, "no batch scanned the 200,000 messages");
 });
+
+t.test("PostgreSQL ending the node's idle pooled connections does not end the process; the next write opens new ones", async (t) => {
+  const url = await freshDatabase(t);
+  const errors: Error[] = [];
+  const db = await openDatabase({ databaseUrl: url, dataDir: "unused", poolSize: 4, onPoolError: (err) => errors.push(err) });
+  t.teardown(() => db.store.close());
+  // Fill the pool: several writes of different groups at once.
+  await Promise.all(Array.from({ length: 8 }, (_, i) => db.store.createMessage(text(`g${i}`, "u", "before"))));
+  const admin = await sql(t, url);
+  const ended = (await admin.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows[0].n;
+  t.ok(ended >= 1, `PostgreSQL ended ${ended} pooled connections`);
+  for (let i = 0; i < 50 && errors.length < ended; i++) await sleep(20);
+  t.ok(errors.length >= 1, `the pool reported it (${errors.map((e) => (e as { code?: string }).code).join(", ")}) instead of throwing`);
+  const after = await db.store.createMessage(text("g0", "u", "after"));
+  t.equal(after.seq, 2, "the next write goes through on a new connection");
+});

@@ -268,6 +268,21 @@ t.test("under load batches start at most every lingerMs; a lone write goes at on
   t.equal(s.queued, 0);
 });
 
+t.test("a batch that ends early brings the next one forward: the stall wait armed meanwhile does not hold it", async (t) => {
+  const { s, batches } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 20, stallMs: 2_000 });
+  const a = s.submit("a", { group: "a", n: 1 });
+  await tick();
+  const started = performance.now();
+  const b = s.submit("b", { group: "b", n: 1 }); // waits: a is in flight, a wake-up is armed for its stall
+  batches[0]!.release();
+  await a;
+  while (batches.length < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
+  const waited = performance.now() - started;
+  t.ok(waited < 1_000, `b started one linger after a, not after the stall wait (${waited.toFixed(1)} ms)`);
+  batches[1]!.release();
+  t.equal(await b, "b:1");
+});
+
 t.test("the node's defaults: batches at most every 5 ms; a second one only for a group kept waiting 50 ms or a full batch", async (t) => {
   const { batchingFor } = await import("../../src/store/database.ts");
   const { loadConfig } = await import("../../src/config/env.ts");
