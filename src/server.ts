@@ -121,6 +121,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       subscriptions?.deliver(group, payload, seq);
     },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
+    resumeMemory: { groupBytes: config.RESUME_MEMORY_GROUP_BYTES, totalBytes: config.RESUME_MEMORY_BYTES },
     // A write sends its COMMIT by STORE_TIMEOUT_MS or rolls back; the margin is for the COMMIT's answer.
     storeGuard: { deadlineMs: config.STORE_TIMEOUT_MS + commitMarginMs(config.STORE_TIMEOUT_MS), probeMs: 1_000 },
     onStoreHealth: (up, err) => (up ? log.info({}, "database reachable again") : log.warn({ err }, "database unreachable; answering unavailable until it returns")),
@@ -164,6 +165,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     ready: () => readiness.report().ready,
     busQueueBytes: () => (bus instanceof RedisBus || bus instanceof RedisClusterBus ? bus.queuedBytes : 0),
     presenceHeld: () => presence.held,
+    resumeMemoryBytes: () => service.recentEvents.bytes,
   });
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });

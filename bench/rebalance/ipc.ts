@@ -37,6 +37,10 @@ export interface RebalanceWorkerReport {
   receivers: ReceiverResult[];
   /** First arrival latency per second of sending (key: floor(sentUs / 1e6)), HdrHistogram-encoded. */
   latencyBySecond: Record<string, string>;
+  /** The same for the events receivers got from a resume's replay (before `resumed`), a subset of the above. */
+  replayedBySecond: Record<string, string>;
+  /** Every receiver reconnect that resumed: [closed, opened, `resumed` received] µs, and the events replayed. */
+  resumes: [number, number, number, number][];
   ackLatency: string;
   /** Monotonic µs of every reconnect that opened (receivers and senders). */
   reconnectsUs: number[];

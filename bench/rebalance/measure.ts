@@ -62,3 +62,48 @@ export function completeness(receivers: { group: string; last: number; duplicate
   }
   return out;
 }
+
+/** A Prometheus histogram's cumulative buckets ("le" → count), summed over every node's /metrics text. */
+export function promHistogram(texts: string[], name: string, labels = ""): { buckets: Map<number, number>; count: number; sum: number } {
+  const buckets = new Map<number, number>();
+  let count = 0;
+  let sum = 0;
+  const has = (line: string) => labels === "" || line.includes(labels);
+  for (const text of texts) {
+    for (const line of text.split("\n")) {
+      const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (line.startsWith(`${name}_bucket{`) && has(line)) {
+        const at = line.indexOf('le="') + 4;
+        const le = line.slice(at, line.indexOf('"', at));
+        const bound = le === "+Inf" ? Infinity : Number(le);
+        buckets.set(bound, (buckets.get(bound) ?? 0) + value);
+      } else if ((line.startsWith(`${name}_count `) || line.startsWith(`${name}_count{`)) && has(line)) count += value;
+      else if ((line.startsWith(`${name}_sum `) || line.startsWith(`${name}_sum{`)) && has(line)) sum += value;
+    }
+  }
+  return { buckets, count, sum };
+}
+
+/** Count, mean and the bucket bounds holding p50/p90/p99 (the upper bound: "at most"), in seconds. */
+export function promQuantiles(h: { buckets: Map<number, number>; count: number; sum: number }): { count: number; mean: number; p50: number; p90: number; p99: number } {
+  const bounds = [...h.buckets.keys()].sort((a, b) => a - b);
+  const at = (q: number) => {
+    const want = q * h.count;
+    for (const b of bounds) if (h.buckets.get(b)! >= want) return b;
+    return Infinity;
+  };
+  if (h.count === 0) return { count: 0, mean: 0, p50: 0, p90: 0, p99: 0 };
+  return { count: h.count, mean: Math.round((h.sum / h.count) * 1000) / 1000, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+}
+
+/** Per second of sending in [fromUs, toUs): events, p50 and p99 in ms (the latency's shape over a move). */
+export function latencyPerSecond(bySecond: Record<string, string>[], fromUs: number, toUs: number): { s: number; count: number; p50: number; p99: number }[] {
+  const from = Math.floor(fromUs / 1e6);
+  const to = Math.floor(toUs / 1e6);
+  const out = [];
+  for (let s = from; s < to; s++) {
+    const l = summarize(mergeHistograms(bySecond.flatMap((w) => (w[String(s)] ? [w[String(s)]!] : []))));
+    out.push({ s: s - from, count: l.count, p50: l.p50, p99: l.p99 });
+  }
+  return out;
+}

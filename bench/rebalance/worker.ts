@@ -16,6 +16,7 @@ export const RECONNECT_ON = new Set([4012, 1001, 1006, 1013]);
 /** The SDK's first reconnect delay: 0.5 to 1 × its 500 ms base (src/client/chat-client.ts). */
 export const reconnectDelayMs = () => 250 + Math.random() * 250;
 const CREATE_EVENT = Buffer.from('"operation":"create"');
+const RESUMED_EVENT = Buffer.from('"operation":"resumed"');
 const ACK_EVENT = Buffer.from('"operation":"ack"');
 
 const send = (msg: FromRebalanceWorker, then?: () => void) => process.send!(msg, undefined, {}, then);
@@ -24,6 +25,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let wsBase = "";
 let closing = false;
 const latencyBySecond = new Map<number, Histogram>();
+/** The same, for the events a receiver got from a resume's replay (before its `resumed` marker). */
+const replayedBySecond = new Map<number, Histogram>();
+/** Every receiver reconnect: [closed, opened, resumed] µs and the events replayed. */
+const resumes: [number, number, number, number][] = [];
 const ackLatency = newHistogram();
 const reconnectsUs: number[] = [];
 const closeCodes: Record<string, number> = {};
@@ -32,11 +37,13 @@ let errors = 0;
 const errorSamples: string[] = [];
 let delivered = 0;
 
-function recordLatency(sentUs: number, now: number): void {
+function recordLatency(sentUs: number, now: number, replayed: boolean): void {
   const second = Math.floor(sentUs / 1e6);
-  let h = latencyBySecond.get(second);
-  if (!h) latencyBySecond.set(second, (h = newHistogram()));
-  h.recordValue(Math.max(1, now - sentUs));
+  for (const map of replayed ? [latencyBySecond, replayedBySecond] : [latencyBySecond]) {
+    let h = map.get(second);
+    if (!h) map.set(second, (h = newHistogram()));
+    h.recordValue(Math.max(1, now - sentUs));
+  }
 }
 
 function noteError(data: Buffer): void {
@@ -53,6 +60,7 @@ abstract class Client {
   protected abstract url(): string;
   protected abstract onFrame(data: Buffer, now: number): void;
   protected onOpen(): void {}
+  protected onClose(_now: number): void {}
 
   connect(): Promise<void> {
     const first = this.attempts++ === 0;
@@ -78,6 +86,7 @@ abstract class Client {
       ws.on("close", (code) => {
         if (!opened || closing) return;
         closeCodes[code] = (closeCodes[code] ?? 0) + 1;
+        this.onClose(nowUs());
         if (RECONNECT_ON.has(code)) setTimeout(() => void this.reconnect(), reconnectDelayMs());
       });
     });
@@ -99,6 +108,9 @@ class Receiver extends Client {
   last = 0;
   duplicates = 0;
   gaps = 0;
+  /** The current reconnect while its replay runs: [closed, opened] µs and events replayed so far. */
+  private resume: [number, number, number, number] | null = null;
+  private closedUs = 0;
   constructor(private readonly spec: ReceiverSpec) {
     super(spec.group);
   }
@@ -108,9 +120,23 @@ class Receiver extends Client {
     return `${wsBase}/ws/chat/${encodeURIComponent(this.group)}/?user=${this.spec.user}${since}`;
   }
 
+  protected override onClose(now: number): void {
+    this.closedUs = now;
+    this.resume = null;
+  }
+
+  protected override onOpen(): void {
+    if (this.last > 0) this.resume = [this.closedUs, nowUs(), 0, 0];
+  }
+
   protected onFrame(data: Buffer, now: number): void {
     if (data.indexOf(CREATE_EVENT) < 0) {
       if (data.indexOf(ERROR_MARK) >= 0) noteError(data);
+      else if (this.resume && data.indexOf(RESUMED_EVENT) >= 0) {
+        this.resume[2] = now;
+        resumes.push(this.resume);
+        this.resume = null;
+      }
       return;
     }
     const seq = readUintAfter(data, SEQ_KEY);
@@ -121,7 +147,8 @@ class Receiver extends Client {
     if (seq !== this.last + 1) this.gaps++;
     this.last = seq;
     delivered++;
-    if (readMark(data, CREATE_MARK)) recordLatency(mark.sentUs, now);
+    if (this.resume) this.resume[3]++;
+    if (readMark(data, CREATE_MARK)) recordLatency(mark.sentUs, now, this.resume !== null);
   }
 }
 
@@ -225,6 +252,8 @@ function report(): RebalanceWorkerReport {
   return {
     receivers: receivers.map((r) => ({ group: r.group, last: r.last, duplicates: r.duplicates, gaps: r.gaps })),
     latencyBySecond: Object.fromEntries([...latencyBySecond].map(([s, h]) => [String(s), encodeHistogram(h)])),
+    replayedBySecond: Object.fromEntries([...replayedBySecond].map(([s, h]) => [String(s), encodeHistogram(h)])),
+    resumes,
     ackLatency: encodeHistogram(ackLatency),
     reconnectsUs,
     closeCodes,

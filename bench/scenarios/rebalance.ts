@@ -9,14 +9,14 @@
 // The service only: the bare baseline has no fleet to rebalance.
 import { Cluster } from "../../scripts/cluster/cluster.ts";
 import { startStandaloneRedis } from "../../scripts/cluster/redis-processes.ts";
-import { metric } from "../../test/helpers/probe.ts";
+import { httpGet, metric } from "../../test/helpers/probe.ts";
 import pg from "pg";
 import { nowUs, sleep } from "../lib/clock.ts";
 import { mergeHistograms, summarize } from "../lib/histogram.ts";
 import { round, type Measurement, type Metric } from "../lib/results.ts";
 import { pick, type MeasureContext, type Scenario } from "../lib/scenario.ts";
 import type { ReceiverSpec, RebalanceWorkerReport, SenderSpec } from "../rebalance/ipc.ts";
-import { completeness, isBalanced, latencyBetween, peakRate, spreadPct } from "../rebalance/measure.ts";
+import { completeness, isBalanced, latencyBetween, latencyPerSecond, peakRate, promHistogram, promQuantiles, spreadPct } from "../rebalance/measure.ts";
 import { RebalancePool } from "../rebalance/pool.ts";
 
 type Params = {
@@ -111,6 +111,10 @@ interface Phase {
   windows: { before: [number, number]; move: [number, number]; after: [number, number] };
   lastSeq: Map<string, number>;
   notes: string[];
+  /** Each node's /metrics at the end of the phase (replay slot waits, reads, resumes). */
+  metricsTexts: string[];
+  /** Replay reads waiting for a slot, summed over the nodes, every ~0.5 s of the move: [s since scale-up, waiting, running]. */
+  replayQueue: [number, number, number][];
 }
 
 async function runPhase(kind: "on" | "off", databaseUrl: string, p: Params, runTag: string, ctx: MeasureContext, moveUs?: number): Promise<Phase> {
@@ -156,13 +160,19 @@ async function runPhase(kind: "on" | "off", databaseUrl: string, p: Params, runT
     const servingUs = nowUs();
     log(`${TO_NODES} nodes serving after ${round((servingUs - scaleUs) / 1e6, 1)} s`);
     const shed: { at: number; n: number }[] = [];
+    const replayQueue: [number, number, number][] = [];
+    const sample = (text: string, line: string) => {
+      const l = text.split("\n").find((x) => x.startsWith(line));
+      return l === undefined ? 0 : Number(l.slice(l.lastIndexOf(" ") + 1));
+    };
     let spread: number[] = [];
     let balancedUs: number | null = null;
     const limitUs = scaleUs + (moveUs ?? p.balanceTimeout * 1e6);
     for (;;) {
       spread = await counts();
-      const per = await Promise.all(cluster.live.map(async (n) => (await metric(n.port, "chat_rebalance_closed_total")) ?? 0));
-      shed.push({ at: nowUs(), n: per.reduce((a, b) => a + b, 0) });
+      const texts = await Promise.all(cluster.live.map(async (n) => { const r = await httpGet(n.port, "/metrics"); return "body" in r ? r.body : ""; }));
+      shed.push({ at: nowUs(), n: texts.reduce((a, t) => a + sample(t, "chat_rebalance_closed_total "), 0) });
+      replayQueue.push([round((nowUs() - scaleUs) / 1e6, 1), texts.reduce((a, t) => a + sample(t, 'chat_replays{state="waiting"} '), 0), texts.reduce((a, t) => a + sample(t, 'chat_replays{state="running"} '), 0)]);
       if (moveUs === undefined && isBalanced(spread, TO_NODES, p.connections + p.groups, TOLERANCE)) {
         balancedUs = nowUs();
         break;
@@ -189,6 +199,7 @@ async function runPhase(kind: "on" | "off", databaseUrl: string, p: Params, runT
       last = delivered;
     }
     const reports = (await pool.askAll({ type: "collect" }, "report")).map((r) => r.report);
+    const metricsTexts = await Promise.all(cluster.live.map(async (n) => { const r = await httpGet(n.port, "/metrics"); return "body" in r ? r.body : ""; }));
     const lastSeq = await lastSeqs(databaseUrl);
     let shedPeak = 0;
     for (let i = 0, j = 0; i < shed.length; i++) {
@@ -204,6 +215,8 @@ async function runPhase(kind: "on" | "off", databaseUrl: string, p: Params, runT
       reports,
       windows: { before: [beforeFrom, scaleUs], move: [scaleUs, moveEndUs], after: [moveEndUs, stopUs] },
       lastSeq,
+      metricsTexts,
+      replayQueue,
       notes: [...notes, ...nodeLogs.slice(0, 5).map((l) => `node logged: ${l}`)],
     };
   } finally {
@@ -279,9 +292,37 @@ function combine(on: Phase, off: Phase, p: Params): Measurement {
     latency: { "delivery before": before, "delivery during the move": move, "delivery once balanced": after, "rebalancing off: delivery in the same window": offMove, "create ack (rebalancing on)": ack },
     details: {
       on: { balancedMs: on.balancedUs === null ? null : Math.round(on.balancedUs / 1000), moveMs: Math.round(on.moveUs / 1000), spreadEnd: on.spreadEnd, closeCodes: sumCodes(on), failedReconnects: on.reports.reduce((a, r) => a + r.failedReconnects, 0), reconnects: reconnects(on).length, reconnectPeak2s: peakRate(reconnects(on), 2e6), completeness: cOn },
+      onResumes: resumeFigures(on),
+      onReplayQueue: on.replayQueue,
+      onLatencyPerSecond: latencyPerSecond(on.reports.map((r) => r.latencyBySecond), on.windows.before[0], on.windows.after[1]),
+      onReplayedPerSecond: latencyPerSecond(on.reports.map((r) => r.replayedBySecond), on.windows.before[0], on.windows.after[1]),
+      offLatencyPerSecond: latencyPerSecond(off.reports.map((r) => r.latencyBySecond), off.windows.before[0], off.windows.after[1]),
+      offResumes: resumeFigures(off),
       off: { moveMs: Math.round(off.moveUs / 1000), spreadEnd: off.spreadEnd, closeCodes: sumCodes(off), reconnects: reconnects(off).length, completeness: cOff },
     },
     notes,
+  };
+}
+
+/** Where a moved client's time went: closed → reopened, reopened → `resumed`, and the nodes' own view (slot waits, reads, resumes by source). */
+function resumeFigures(ph: Phase) {
+  const all = ph.reports.flatMap((r) => r.resumes);
+  const [from, to] = ph.windows.move;
+  const inMove = all.filter(([closed]) => closed >= from && closed < to);
+  const q = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const at = (p: number) => (s.length ? round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! / 1000, 1) : 0);
+    return { n: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) };
+  };
+  const hist = (name: string, labels = "") => promQuantiles(promHistogram(ph.metricsTexts, name, labels));
+  return {
+    clientDownMs: q(inMove.map(([c, o]) => o - c)),
+    clientOpenToResumedMs: q(inMove.map(([, o, r]) => r - o)),
+    replayedPerResume: q(inMove.map(([, , , n]) => n * 1000)),
+    replayedLatency: latencyBetween(ph.reports.map((r) => r.replayedBySecond), from, to),
+    nodeSlotWaitS: hist("chat_replay_slot_wait_seconds"),
+    nodeReadS: hist("chat_replay_read_seconds"),
+    nodeResumeS: Object.fromEntries(["none", "memory", "database"].map((s) => [s, hist("chat_resume_seconds", `source="${s}"`)])),
   };
 }
 

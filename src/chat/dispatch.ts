@@ -18,6 +18,9 @@ export interface DispatchLog {
 }
 
 
+/** What dispatch hands on for a frame that is not JSON. */
+const NOT_JSON = Symbol("not JSON");
+
 function describe(issues: v.BaseIssue<unknown>[]): string {
   const issue = issues[0]!;
   const path = issue.path?.map((p) => String(p.key)).join(".");
@@ -98,16 +101,23 @@ export class Dispatcher {
    * session names its group; a multiplexed socket (`mux`) passes a session whose group is ""
    * and each frame names its own.
    */
-  async dispatch(session: Session, text: string, mux?: Multiplex): Promise<string | null> {
+  dispatch(session: Session, text: string, mux?: Multiplex): Promise<string | null> {
+    // Parsed here, before anything waits, so the text is not kept while the frame is handled: a
+    // file at the cap is a 7 MB text, held otherwise until its store write is over.
+    let raw: unknown = NOT_JSON;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      // answered below
+    }
+    return this.handle(session, raw, mux);
+  }
+
+  private async handle(session: Session, raw: unknown, mux?: Multiplex): Promise<string | null> {
     let requestId: string | undefined;
     let operation: unknown;
     try {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        throw new ChatError("bad_request", "frame is not valid JSON");
-      }
+      if (raw === NOT_JSON) throw new ChatError("bad_request", "frame is not valid JSON");
       if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ChatError("bad_request", "frame must be a JSON object");
       operation = (raw as { operation?: unknown }).operation;
       this.metrics.framesReceived.inc({ operation: operationLabel(operation) });

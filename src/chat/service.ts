@@ -15,6 +15,7 @@ import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { PresenceBatch } from "./presence-batch.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
+import { RecentEvents } from "./recent-events.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
 import { decodeFile } from "./files.ts";
 import { actingUser, type Session } from "./identity.ts";
@@ -59,6 +60,8 @@ export interface ServiceDeps {
   presenceGraceMs: number;
   /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
   onStored?: (group: string) => void;
+  /** The recent events kept in memory for short resumes (RESUME_MEMORY_GROUP_BYTES, RESUME_MEMORY_BYTES); absent: none. */
+  resumeMemory?: { groupBytes: number; totalBytes: number };
 }
 
 /** Events per replay read: with bodies at their longest, a page is a few MB at most. */
@@ -82,15 +85,23 @@ export class ChatService {
   private readonly following = new Map<string, Promise<void>>();
   private readonly guard: StoreGuard;
   private readonly presenceBatch: PresenceBatch<PresenceChangeEvent>;
+  /** What the node delivered lately, per group, for resumes that need no database read. */
+  readonly recentEvents: RecentEvents;
 
   constructor(private readonly deps: ServiceDeps) {
+    this.recentEvents = new RecentEvents(deps.resumeMemory?.groupBytes ?? 0, deps.resumeMemory?.totalBytes ?? 0);
     this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
       deps.metrics.presenceBatchFrames.observe(frames.length);
       for (const f of frames) this.publish(group, f);
     });
     this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
     this.memberships = new GroupMemberships(deps.bus);
-    this.sequencer = new Sequencer(deps.deliver, (g, after, until) => this.eventsAfter(g, after, until), {
+    // Kept before the sockets get it: a replay that reads the node's position reads these too.
+    const deliver: Deliver = (group, payload, seq) => {
+      if (seq !== null) this.recentEvents.push(group, seq, payload);
+      deps.deliver(group, payload, seq);
+    };
+    this.sequencer = new Sequencer(deliver, (g, after, until) => this.eventsAfter(g, after, until), {
       gapWaitMs: deps.delivery.gapWaitMs,
       maxHeld: 10_000,
       retryMs: 500,
@@ -102,6 +113,7 @@ export class ChatService {
     const first = !this.memberships.has(group);
     const subscribed = this.memberships.join(group);
     if (first) {
+      this.recentEvents.drop(group);
       const token = this.sequencer.prepare(group);
       // The baseline is read after the subscription is in place: anything newer arrives on the bus.
       this.following.set(group, subscribed.then(() => this.deps.store.lastSeq(group)).then((seq) => this.sequencer.start(group, token, seq)));
@@ -118,6 +130,7 @@ export class ChatService {
     this.memberships.leave(group);
     if (!this.memberships.has(group)) {
       this.sequencer.stop(group);
+      this.recentEvents.drop(group);
       this.following.delete(group);
     }
   }
@@ -147,14 +160,19 @@ export class ChatService {
     return this.sequencer.delivered(group);
   }
 
-  /** Stored events with after < seq <= until, serialised in their live shapes with current message state, page by page. */
-  async *replay(group: string, after: number, until: number): AsyncGenerator<{ seq: number; payload: string }[]> {
-    while (after < until) {
-      const page = await this.eventsAfter(group, after, until, REPLAY_PAGE);
-      if (page.length > 0) yield page;
-      if (page.length < REPLAY_PAGE) return;
-      after = page[page.length - 1]!.seq;
-    }
+  /** One page of stored events with after < seq <= until, serialised in their live shapes with current message state. */
+  async page(group: string, after: number, until: number): Promise<{ seq: number; payload: string }[]> {
+    const events = await this.eventsAfter(group, after, until, REPLAY_PAGE);
+    // Kept for the group's next resumes when they adjoin what the node keeps (the usual wave of
+    // resumes after a move all need the same few events).
+    const delivered = this.sequencer.delivered(group);
+    if (delivered !== null) this.recentEvents.prepend(group, events, delivered + 1);
+    return events;
+  }
+
+  /** The group's event `seq` as this node delivered it, while its recent events hold it (and it shows its message's current state). */
+  recent(group: string, seq: number): Payload | undefined {
+    return this.recentEvents.get(group, seq);
   }
 
   private async eventsAfter(group: string, after: number, until?: number, limit = 10_000) {

@@ -17,6 +17,7 @@
 import { CLOSE_SLOW_CONSUMER, type LimitName } from "../protocol/index.ts";
 import { replay, type ReplaySink } from "./replay.ts";
 import type { Payload } from "./sequencer.ts";
+import type { ResumeSource } from "../metrics/metrics.ts";
 
 /**
  * What a subscription needs from its socket. `open` turns false before the socket's close is
@@ -56,6 +57,8 @@ export interface SubscriptionContext {
   closed(sub: Subscription): void;
   hit(limit: LimitName): void;
   replayFailed(err: unknown, sub: Subscription): void;
+  /** A replay sent its `resumed` marker `seconds` after it started, its events from `source`. */
+  resumed?(source: ResumeSource, seconds: number): void;
 }
 
 /** The socket's side of its subscriptions (implemented by Subscriber in subscriber.ts). */
@@ -96,6 +99,9 @@ class Resume implements ReplaySink {
   liveAt: number | null = null;
   /** Wakes a replay waiting for the send buffer to drain (or for the close). */
   wake: (() => void) | null = null;
+  /** Where the replay's events came from (told by the replay), and when it started: for chat_resume_seconds. */
+  servedBy: ResumeSource = "database";
+  readonly startedAt = performance.now();
 
   constructor(
     private readonly sub: Subscription,
@@ -117,6 +123,10 @@ class Resume implements ReplaySink {
 
   slot<T>(fn: () => Promise<T>): Promise<T> {
     return this.sub.owner.node.replaySlot(fn);
+  }
+
+  served(source: ResumeSource): void {
+    this.servedBy = source;
   }
 
   /** Resolves when the socket's queue is below the replay's budget, or the subscription closed. */
@@ -226,6 +236,7 @@ export class Subscription {
   /** The replay sent everything up to `upTo` (and `resumed`). */
   private replayed(r: Resume, upTo: number): void {
     if (!this.isOpen || this.resume !== r) return;
+    this.owner.node.resumed?.(r.servedBy, (performance.now() - r.startedAt) / 1000);
     r.upTo = upTo;
     // A client that came from a node further ahead waits until this node has caught up to it;
     // going live earlier would hand it events it already has.

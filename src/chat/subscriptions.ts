@@ -2,7 +2,7 @@
 // delivers every group event here after its live fan-out, in seq order; subscriptions still
 // replaying or waiting to go live hold it (see subscription.ts). Listeners hear every
 // subscription open and close (presence hooks in here), exactly once each.
-import type { Metrics } from "../metrics/metrics.ts";
+import type { Metrics, ResumeSource } from "../metrics/metrics.ts";
 import type { LimitName } from "../protocol/index.ts";
 import { withDeadline } from "../deadline.ts";
 import { Slots, type ByteBudget } from "./budget.ts";
@@ -126,8 +126,22 @@ export class Subscriptions implements SubscriptionContext {
     if (bytes > 0) this.budget.give(bytes);
   }
 
+  /** One replay read under a slot, timed: how long it queued for the slot, and how long it held it. */
   replaySlot<T>(fn: () => Promise<T>): Promise<T> {
-    return this.slots.run(fn, () => this.hit("replay_slots"));
+    const queued = performance.now();
+    return this.slots.run(async () => {
+      const start = performance.now();
+      this.metrics.replaySlotWait.observe((start - queued) / 1000);
+      try {
+        return await fn();
+      } finally {
+        this.metrics.replayRead.observe((performance.now() - start) / 1000);
+      }
+    }, () => this.hit("replay_slots"));
+  }
+
+  resumed(source: ResumeSource, seconds: number): void {
+    this.metrics.resumeDuration.observe({ source }, seconds);
   }
 
   setResuming(sub: Subscription, on: boolean): void {

@@ -121,6 +121,9 @@ export const EnvSchema = v.object({
   MAX_HELD_BYTES: intVar(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   MAX_REPLAY_BUFFER_BYTES: intVar(1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
   MAX_CONCURRENT_REPLAYS: intVar(4, 1, 10_000),
+  // The node's recent events kept in memory for short resumes (src/chat/recent-events.ts); 0: none.
+  RESUME_MEMORY_GROUP_BYTES: intVar(256 * 1024, 0, 1024 * 1024 * 1024),
+  RESUME_MEMORY_BYTES: intVar(32 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
   MAX_NODE_BUFFER_BYTES: intVar(128 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
   // Uploads (frames of 64 KiB or more) per second, node-wide and per user (src/gateway/upload-budget.ts says why these defaults).
   MAX_UPLOAD_BYTES_PER_SECOND: intVar(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),

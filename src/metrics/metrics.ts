@@ -22,7 +22,16 @@ export interface Probes {
   /** Bytes of publishes waiting for the bus connection or unacknowledged (0 for the in-process bus). */
   busQueueBytes?: () => number;
   presenceHeld?: () => number;
+  /** Bytes of recent events kept for short resumes (src/chat/recent-events.ts). */
+  resumeMemoryBytes?: () => number;
 }
+
+/** Where a resume's events came from: none needed (the client was at the node's position), the node's recent events in memory, or the database. */
+export const RESUME_SOURCES = ["none", "memory", "database"] as const;
+export type ResumeSource = (typeof RESUME_SOURCES)[number];
+
+/** Seconds, for replay waits and resumes: from a millisecond to the minute a storm of resumes can queue for. */
+const RESUME_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80];
 
 export function createMetrics() {
   const registry = new client.Registry();
@@ -143,6 +152,33 @@ export function createMetrics() {
       labelNames: ["state"],
       registers: [registry],
     }),
+    replaySlotWait: new client.Histogram({
+      name: "chat_replay_slot_wait_seconds",
+      help: "Time each replay read (the group's last seq, or a page of events) waited for a slot (MAX_CONCURRENT_REPLAYS)",
+      buckets: RESUME_BUCKETS,
+      registers: [registry],
+    }),
+    replayRead: new client.Histogram({
+      name: "chat_replay_read_seconds",
+      help: "Time each replay read took once it held a slot (the database read and serialising the page)",
+      buckets: RESUME_BUCKETS,
+      registers: [registry],
+    }),
+    resumeDuration: new client.Histogram({
+      name: "chat_resume_seconds",
+      help: "A resume (?since=) from its subscription's start to its `resumed` marker, by where the events came from (none: the client was at the node's position; memory: the node's recent events; database)",
+      labelNames: ["source"],
+      buckets: RESUME_BUCKETS,
+      registers: [registry],
+    }),
+    resumeMemoryBytes: new client.Gauge({
+      name: "chat_resume_memory_bytes",
+      help: "Bytes of the node's recent events kept in memory for short resumes (RESUME_MEMORY_BYTES, RESUME_MEMORY_GROUP_BYTES per group)",
+      registers: [registry],
+      collect() {
+        this.set(probes.resumeMemoryBytes?.() ?? 0);
+      },
+    }),
     httpBufferBytes: new client.Gauge({
       name: "chat_http_buffer_bytes",
       help: "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES",
@@ -216,6 +252,7 @@ export function createMetrics() {
   for (const limit of LIMITS) m.limitHits.inc({ limit }, 0);
   for (const status of ["401", "403"]) m.authFailures.inc({ status }, 0);
   for (const state of ["running", "waiting"]) m.replays.set({ state }, 0);
+  for (const source of RESUME_SOURCES) m.resumeDuration.zero({ source });
   for (const event of ["join", "leave"]) for (const broadcast of ["yes", "no"]) m.presenceEvents.inc({ event, broadcast }, 0);
   return m;
 }

@@ -6,7 +6,7 @@ import { encodeHistogram, newHistogram } from "../../bench/lib/histogram.ts";
 import { parseOptions } from "../../bench/lib/args.ts";
 import type { Measurement } from "../../bench/lib/results.ts";
 import { runScenario, type Scenario } from "../../bench/lib/scenario.ts";
-import { completeness, isBalanced, latencyBetween, peakRate, spreadPct } from "../../bench/rebalance/measure.ts";
+import { completeness, isBalanced, latencyBetween, latencyPerSecond, peakRate, promHistogram, promQuantiles, spreadPct } from "../../bench/rebalance/measure.ts";
 import { clusterHeadline, median } from "../../bench/scenarios/cross-node.ts";
 import { scenarios } from "../../bench/scenarios/index.ts";
 
@@ -49,6 +49,35 @@ t.test("latency by window: an event counts in the window of the second it was se
   const before = latencyBetween([a, b], 100.4e6, 101e6);
   t.equal(before.count, 1, "a window starting mid-second takes that whole second");
   t.equal(latencyBetween([a, b], 200e6, 300e6).count, 0, "nothing sent then");
+});
+
+t.test("latency per second: one row per second of the window, counted from its start", async (t) => {
+  const h = (values: number[]) => {
+    const x = newHistogram();
+    for (const v of values) x.recordValue(v);
+    return encodeHistogram(x);
+  };
+  const rows = latencyPerSecond([{ "100": h([1_000]), "102": h([30_000_000]) }, { "102": h([2_000]) }], 100e6, 103e6);
+  t.same(rows.map((r) => [r.s, r.count]), [[0, 1], [1, 0], [2, 2]], "seconds 0..2 of the window, an empty one included");
+  t.ok(Math.abs(rows[2]!.p99 - 30_000) < 30, `the 30 s delivery is that second's p99 (ms), got ${rows[2]!.p99}`);
+});
+
+t.test("Prometheus histograms: buckets summed over nodes, quantiles as bucket bounds", async (t) => {
+  const node = (a: number, b: number, inf: number, sum: number) => [
+    "# HELP chat_resume_seconds x",
+    `chat_resume_seconds_bucket{le="0.1",source="database"} ${a}`,
+    `chat_resume_seconds_bucket{source="database",le="1"} ${b}`,
+    `chat_resume_seconds_bucket{source="database",le="+Inf"} ${inf}`,
+    `chat_resume_seconds_sum{source="database"} ${sum}`,
+    `chat_resume_seconds_count{source="database"} ${inf}`,
+    `chat_resume_seconds_bucket{source="memory",le="1"} 99`,
+  ].join("\n");
+  const h = promHistogram([node(50, 90, 100, 40), node(40, 98, 100, 60)], "chat_resume_seconds", 'source="database"');
+  t.equal(h.count, 200);
+  t.equal(h.sum, 100);
+  t.equal(h.buckets.get(1), 188, "the le=1 buckets of both nodes, whatever the label order");
+  t.same(promQuantiles(h), { count: 200, mean: 0.5, p50: 1, p90: 1, p99: Infinity }, "p99 is past the last finite bound");
+  t.same(promQuantiles(promHistogram([], "x")), { count: 0, mean: 0, p50: 0, p90: 0, p99: 0 });
 });
 
 t.test("completeness: each receiver against its group's last stored seq", async (t) => {

@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { connectMux, type ChatClient } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { eventually, uniqueGroup, untilDatabaseWarm } from "../helpers/probe.ts";
-import { freshDatabase } from "../helpers/services.ts";
+import { freshDatabase, sql } from "../helpers/services.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 if (!existsSync(CHROMIUM)) throw new Error(`chromium is missing at ${CHROMIUM} (apt-get install -y chromium; .ci/run installs it)`);
@@ -190,4 +190,37 @@ t.test("more conversations than the list's first page and the socket's subscript
   t.same(pat.sockets.map((u) => new URL(u).pathname), ["/ws/"], "one socket");
   t.same(pat.problems, [], "no page errors");
   await pat.page.context().close();
+});
+
+t.test("at the server's default MAX_SUBSCRIPTIONS_PER_SOCKET (500): a user in 501 conversations gets 500 followed on one socket, the least recently active one listed", async (t) => {
+  const url = await freshDatabase(t);
+  const defaults = await startInProcess(t, { DATABASE_URL: url });
+  await untilDatabaseWarm(defaults.port);
+  const at = `http://127.0.0.1:${defaults.port}`;
+  const prefix = uniqueGroup("five");
+  const groups = Array.from({ length: 501 }, (_, i) => `${prefix}-${String(i).padStart(3, "0")}`);
+  // Memberships as if rob had joined one group a second over the last 501 seconds (groups[500] last).
+  const db = await sql(t, url);
+  await db.query(
+    `INSERT INTO memberships (user_id, group_name, joined_at) SELECT 'rob', g, now() - ((501 - n) || ' seconds')::interval FROM unnest($1::text[]) WITH ORDINALITY AS x(g, n)`,
+    [groups],
+  );
+  const rob = await open("rob");
+  await join(rob.page, groups[500]!, "rob", at);
+  await rob.page.waitForFunction((n) => document.querySelectorAll("#conv-list li").length === n, 501, { timeout: 60_000 });
+  await rob.page.waitForSelector(`#conv-list li.unfollowed[data-group="${groups[0]}"]`, { timeout: 60_000 });
+  t.equal(await rob.page.locator("#conv-list li.unfollowed").count(), 1, "the 501st subscription of the socket is refused: one conversation listed, not followed");
+
+  const quinn = await connectMux(t, defaults.port, { user: "quinn" });
+  await quinn.request({ operation: "subscribe", group: groups[1]! });
+  await quinn.request({ operation: "create", group: groups[1]!, type: "text", body: "still followed" });
+  await badge(rob.page, groups[1]!, 1);
+  t.pass("the least recently active followed conversation is live");
+
+  await switchTo(rob.page, groups[0]!);
+  await rob.page.waitForSelector(`#conv-list li.unfollowed[data-group="${groups[2]}"]`);
+  t.equal(await rob.page.locator("#conv-list li.unfollowed").count(), 1, "opening it unfollowed the least recently active other one");
+  t.same(rob.sockets.map((u) => new URL(u).pathname), ["/ws/"], "one socket");
+  t.same(rob.problems, [], "no page errors");
+  await rob.page.context().close();
 });
