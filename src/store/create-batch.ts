@@ -71,7 +71,8 @@ export function outOfBudget(err: unknown, depth = 0): boolean {
   return outOfBudget(e.cause, depth + 1) || outOfBudget(e.meta?.driverAdapterError, depth + 1);
 }
 
-const toDate = (d: Date | string) => (d instanceof Date ? d : new Date(d));
+/** A timestamp column as a Date (the drivers answer Date or its text). */
+export const toDate = (d: Date | string) => (d instanceof Date ? d : new Date(d));
 
 /**
  * Stores `items` (at most one batch of the scheduler) with `query` and answers one outcome per item, in order.

@@ -3,9 +3,9 @@
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/index.ts";
 import type { PrismaClient } from "./generated/client.ts";
-import { GroupScheduler, type Settled } from "./group-scheduler.ts";
+import { GroupScheduler, type SchedulerOptions, type Settled } from "./group-scheduler.ts";
 import { addToOutbox } from "./outbox.ts";
-import { outOfBudget, writeCreateBatch, type Created, type NewMessage, type RawQuery } from "./create-batch.ts";
+import { outOfBudget, toDate, writeCreateBatch, type Created, type NewMessage, type RawQuery } from "./create-batch.ts";
 import type { ChatStore, LoggedEvent, MessageType, NewAttachment, RetryKey, StoredMessage, Written } from "./store.ts";
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
@@ -57,8 +57,6 @@ interface EventRow {
   a_type: string | null;
   a_size: number | null;
 }
-
-const toDate = (d: Date | string) => (d instanceof Date ? d : new Date(d));
 
 function fromRow(r: EventRow): StoredMessage {
   return {
@@ -140,7 +138,8 @@ export class PrismaChatStore implements ChatStore {
       /** Closes what the Prisma client does not (the pg pool, the embedded database). */
       close?: () => Promise<void>;
     },
-    batching: { concurrency: number; maxBatch: number; maxWaitMs: number; deadlineMs?: number; fillBatch?: number; lingerMs?: number; stallMs?: number; onBatch?: ((items: number) => void) | undefined },
+    /** The scheduler's pacing and bounds (see database.ts), and the store's deadline. */
+    batching: Omit<SchedulerOptions<Queued>, "maxBatchWeight" | "weigh" | "now"> & { deadlineMs?: number },
     /** Webhooks configured: every stored event also gets a webhook outbox row, in its transaction. */
     private readonly outbox = false,
   ) {
@@ -151,15 +150,9 @@ export class PrismaChatStore implements ChatStore {
     this.budgetMs = deadlineMs;
     this.sqlMarginMs = Math.min(250, Math.floor(deadlineMs / 10));
     this.writer = new GroupScheduler<Queued, Created>((items) => this.writeCreates(items), {
-      concurrency: batching.concurrency,
-      fillBatch: batching.fillBatch,
-      lingerMs: batching.lingerMs,
-      stallMs: batching.stallMs,
-      onBatch: batching.onBatch,
-      maxBatch: batching.maxBatch,
+      ...batching,
       maxBatchWeight: MAX_BATCH_BYTES,
       weigh: (m) => m.body.length + (m.attachment?.data.byteLength ?? 0),
-      maxWaitMs: batching.maxWaitMs,
     });
   }
 
