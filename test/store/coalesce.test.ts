@@ -65,6 +65,24 @@ t.test("a write carries at most maxItems; past maxQueued a call is refused at on
   await Promise.all(calls);
 });
 
+t.test("at the defaults: 1,000 items per write, and the 100,001st waiting call is refused", async (t) => {
+  const { c, writes } = harness();
+  const first = c.add(0); // in flight, so the rest wait
+  const waiting = Array.from({ length: 100_000 }, (_, i) => c.add(i + 1));
+  t.equal(c.waiting, 100_000);
+  await t.rejects(c.add(-1), /100000 writes already waiting/);
+  writes[0]!.done();
+  await first;
+  await tick();
+  t.equal(writes[1]!.items.length, 1_000, "the next write carries 1,000");
+  for (let i = 1; i < writes.length || c.waiting > 0; i++) {
+    while (writes.length <= i) await tick();
+    writes[i]!.done();
+  }
+  await Promise.all(waiting);
+  t.equal(writes.length, 101, "one alone, then 100 writes of 1,000");
+});
+
 t.test("a connect storm's memberships: 2,000 joins at once (with repeats) all land, in few statements", async (t) => {
   const { openDatabase } = await import("../../src/store/database.ts");
   const { PrismaReadState } = await import("../../src/store/prisma-read-state.ts");
