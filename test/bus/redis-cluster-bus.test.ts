@@ -94,6 +94,37 @@ t.test("directPublish: false keeps every publish on ioredis' routed path", async
   t.equal(heard, 5);
 });
 
+t.test("the slot watch leaves a right slot map alone, and has ioredis refresh a wrong one; publishes then go direct again", async (t) => {
+  const nodes = cluster.nodesEnv.split(",").slice(0, 1).map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }));
+  const heard: string[] = [];
+  const bus = new RedisClusterBus({ nodes, slotCheckMs: 100 }, (_g, p) => heard.push(Buffer.from(p as Uint8Array).toString()));
+  t.teardown(() => bus.close());
+  await bus.ready();
+  const internals = (bus as unknown as { cluster: { slots: string[][]; on(e: string, f: () => void): void } }).cluster;
+  let refreshes = 0;
+  internals.on("refresh", () => refreshes++);
+  await new Promise((r) => setTimeout(r, 1_000));
+  t.equal(bus.slotRefreshes, 0, "ten checks of a right map: no refresh asked");
+  t.equal(refreshes, 0, "and ioredis refreshed nothing");
+
+  const g = uniqueGroup("watch");
+  await bus.subscribe(g);
+  const slot = calculateSlot(`chat:{${g}}`);
+  const owner = await cluster.primaryOf(`{${g}}`);
+  const other = (await cluster.primaries()).find((p) => p !== owner)!;
+  internals.slots[slot] = [`127.0.0.1:${other}`];
+  for (let i = 0; i < 100 && internals.slots[slot]![0] !== `127.0.0.1:${owner}`; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(internals.slots[slot]![0], `127.0.0.1:${owner}`, "the slot's primary is right again");
+  t.ok(bus.slotRefreshes >= 1, "the watch asked for the refresh");
+  await bus.publish(g, "x"); // opens the owner's connection if the routed path has to
+  bus.publishes.direct = 0;
+  bus.publishes.routed = 0;
+  await bus.publish(g, "after");
+  t.same(bus.publishes, { direct: 1, routed: 0 }, "sent straight to the right primary");
+  for (let i = 0; i < 50 && heard.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(heard, ["x", "after"]);
+});
+
 // Last: it kills a primary of this file's cluster.
 t.test("while a group's shard has no primary, its publishes wait within the byte budget and the excess is refused at once", async (t) => {
   const BUDGET = 4_096;
