@@ -20,7 +20,7 @@ const r = new Redis(redis.url);
 t.teardown(() => r.quit());
 
 const url = await freshDatabase(t);
-const env = { DATABASE_URL: url, REDIS_URL: redis.url, PRESENCE_GRACE_MS: "10000", PRESENCE_BATCH_MS: "1000" };
+const env = { DATABASE_URL: url, REDIS_URL: redis.url, PRESENCE_GRACE_MS: "10000", PRESENCE_BATCH_MS: "2500" };
 const fleetHash = fleetKey(fleetName(loadConfig(env)));
 const node = await startInProcess(t, env);
 await untilReady(node.port);
