@@ -25,6 +25,7 @@ import { Cluster, type Redis } from "ioredis";
 import { withDeadline } from "../deadline.ts";
 import type { BusHandler, EventBus } from "./bus.ts";
 import { watchClusterSlots } from "./cluster-slot-watch.ts";
+import { receiveShardedDirectly } from "./sharded-receive.ts";
 import { PublishBudget } from "./publish-budget.ts";
 import { DEFAULT_BUS_QUEUE_BYTES, groupOfShardChannel, shardChannelOf, type RedisBusHooks } from "./redis-bus.ts";
 
@@ -57,6 +58,8 @@ export class RedisClusterBus implements EventBus {
   private readonly budget: PublishBudget;
   private catchUpTimer: NodeJS.Timeout | null = null;
   private readonly stopSlotWatch: () => void;
+  /** How many shard subscriber connections hand their messages straight to the bus (tests read it). */
+  readonly directReceivers: () => number;
   /** Slot-map refreshes the slot watch asked for (tests read it). */
   slotRefreshes = 0;
   /** Publishes sent straight to the slot's primary, and those sent through ioredis' routing (tests and bench read these). */
@@ -117,8 +120,12 @@ export class RedisClusterBus implements EventBus {
         hooks.onResubscribed?.();
       }, Math.max(0, lastRun + RESUBSCRIBE_COALESCE_MS - Date.now()));
     });
-    // Buffers, not strings: relayed to the sockets without a UTF-8 decode/encode.
-    this.cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message));
+    // Buffers, not strings: relayed to the sockets without a UTF-8 decode/encode. Each shard's
+    // subscriber connection hands them over directly (sharded-receive.ts); one it could not take
+    // over still forwards them through the Cluster.
+    const deliver = (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message);
+    this.cluster.on("smessageBuffer", deliver);
+    this.directReceivers = receiveShardedDirectly(this.cluster, deliver);
   }
 
   publish(group: string, payload: string): Promise<void> {
