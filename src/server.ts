@@ -6,6 +6,8 @@ import { PublishBudgetExceeded } from "./bus/publish-budget.ts";
 import { RedisBus } from "./bus/redis-bus.ts";
 import { RedisClusterBus } from "./bus/redis-cluster-bus.ts";
 import { startFleet } from "./fleet/wire.ts";
+import type { Fleet } from "./fleet/fleet.ts";
+import { BUNDLE_WIRE } from "./chat/bundle.ts";
 import { ByteBudget } from "./chat/budget.ts";
 import { Dispatcher } from "./chat/dispatch.ts";
 import { Subscriptions } from "./chat/subscriptions.ts";
@@ -65,6 +67,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   let gateway: Gateway | undefined;
   let subscriptions: Subscriptions | undefined;
   let control: ControlChannel | undefined;
+  let fleet: Fleet | null = null;
   const webhooks = webhooksFromConfig(config, db.prisma, db.store, metrics.registry, log);
   const receive = (group: string, payload: Uint8Array | string) => (group === CONTROL_GROUP ? control?.receive(payload) : service?.receive(group, payload));
   let bus: EventBus;
@@ -135,10 +138,13 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       log.error({ err, group }, "publish failed after commit");
     },
     onDeliveryError: (err, group) => log.warn({ err, group }, "could not read missed events; retrying"),
+    onBadBundle: (group) => log.warn({ group }, "dropped a bus bundle this node cannot read (a newer node's format?)"),
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     presenceBatchMs: config.PRESENCE_BATCH_MS,
     presenceGraceMs: config.PRESENCE_GRACE_MS,
+    // In-process, this node is the only reader; over Redis, bundles wait until the whole fleet reads them.
+    presenceBundles: () => bus instanceof MemoryBus || (fleet?.view?.wire ?? 1) >= BUNDLE_WIRE,
     onStored: (group) => webhooks?.kick(group),
   });
   const chat = service;
@@ -259,7 +265,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     log.info({ receiver: new URL(config.WEBHOOK_URL!).origin }, "webhooks on: delivering the outbox");
   }
   log.info({ port, host, bus: config.REDIS_CLUSTER_NODES ? "redis-cluster" : config.REDIS_URL ? "redis" : "memory" }, "listening");
-  const fleet = startFleet(config, log, metrics, gateway);
+  fleet = startFleet(config, log, metrics, gateway);
   if (metricsPort !== null) log.info({ metricsPort }, "probes and metrics listening");
 
   let stopping: Promise<void> | null = null;

@@ -6,6 +6,8 @@ import type { AckEvent, ErrorCode, ErrorEvent, GroupEvent, GroupsEvent, HistoryE
 // a payload is relayed to every socket untouched. Stored events start with
 // `{"operation":"<op>","seq":<n>,` (the builders put those keys first, then `group`), so a node
 // reads the seq off the first bytes without parsing the payload.
+// A presence tick's frames of a group may share one bus payload, a bundle (bundle.ts), which
+// starts with `#`: each frame in it is still relayed untouched.
 const SEQ_HEAD = /^\{"operation":"[a-z]+","seq":(\d+)[,}]/;
 
 /** The seq of a serialised group event, or null for events without one (typing, seen). */

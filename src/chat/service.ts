@@ -15,6 +15,7 @@ import { typingEvent } from "./typing-fast.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { PresenceBatch } from "./presence-batch.ts";
+import { encodeBundle, isBundle, splitBundle } from "./bundle.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
 import { RecentEvents } from "./recent-events.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
@@ -59,6 +60,13 @@ export interface ServiceDeps {
    */
   presenceBatchMs: number;
   presenceGraceMs: number;
+  /**
+   * Whether a tick's frames of a group may go as one bundle (bundle.ts): every node that may hear
+   * the group reads bundles. Asked at every tick; false: one publish per frame.
+   */
+  presenceBundles: () => boolean;
+  /** Told of a bus payload that looks like a bundle but cannot be read (dropped whole). */
+  onBadBundle?: (group: string) => void;
   /** Told after a stored event (one with a seq) committed: the webhook dispatcher looks at its outbox now. */
   onStored?: (group: string) => void;
   /** The recent events kept in memory for short resumes (RESUME_MEMORY_GROUP_BYTES, RESUME_MEMORY_BYTES); absent: none. */
@@ -93,13 +101,14 @@ export class ChatService {
     this.recentEvents = new RecentEvents(deps.resumeMemory?.groupBytes ?? 0, deps.resumeMemory?.totalBytes ?? 0);
     this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
       deps.metrics.presenceBatchFrames.observe(frames.length);
-      for (const f of frames) this.publish(group, f);
+      this.publishPresence(group, frames);
     });
     this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
     this.memberships = new GroupMemberships(deps.bus);
     // Kept before the sockets get it: a replay that reads the node's position reads these too.
     const deliver: Deliver = (group, payload, seq) => {
       if (seq !== null) this.recentEvents.push(group, seq, payload);
+      else if (isBundle(payload)) return this.deliverBundle(group, payload);
       deps.deliver(group, payload, seq);
     };
     this.sequencer = new Sequencer(deliver, (g, after, until) => this.eventsAfter(g, after, until), {
@@ -344,7 +353,7 @@ export class ChatService {
     return this.publishPayload(group, "typing", typingEvent(group, user, typingStatus));
   }
 
-  private publishNow(group: string, event: GroupEvent | PresenceChangeEvent): Promise<void> {
+  private publishNow(group: string, event: GroupEvent): Promise<void> {
     return this.publishPayload(group, event.operation, serialize(event));
   }
 
@@ -363,8 +372,34 @@ export class ChatService {
     this.publish(group, event);
   }
 
+  /**
+   * A tick's join/leave frames of one group: one bus publish (a bundle) when the fleet reads
+   * bundles, else one per frame. Ephemeral and unacknowledged, so no publish timing: the cost per
+   * frame is its serialisation.
+   */
+  private publishPresence(group: string, events: PresenceChangeEvent[]): void {
+    let joins = 0;
+    const frames = events.map((e) => {
+      if (e.operation === "join") joins++;
+      return serialize(e);
+    });
+    const published = this.deps.metrics.eventsPublished;
+    if (joins > 0) published.add("join", joins);
+    if (joins < frames.length) published.add("leave", frames.length - joins);
+    const failed = (err: Error) => this.deps.onPublishError?.(err, group);
+    if (frames.length > 1 && this.deps.presenceBundles()) this.deps.bus.publish(group, encodeBundle(frames)).catch(failed);
+    else for (const f of frames) this.deps.bus.publish(group, f).catch(failed);
+  }
+
+  /** A bundle from the bus: its frames, each as it was serialised, to the sockets in order. */
+  private deliverBundle(group: string, payload: Payload): void {
+    const frames = splitBundle(payload);
+    if (frames === null) return this.deps.onBadBundle?.(group);
+    for (const f of frames) this.deps.deliver(group, f, null);
+  }
+
   /** After a commit: the event is durable, so the ack does not wait for the bus. */
-  private publish(group: string, event: GroupEvent | PresenceChangeEvent): void {
+  private publish(group: string, event: GroupEvent): void {
     if ("seq" in event) this.deps.onStored?.(group);
     this.publishNow(group, event).catch((err: Error) => this.deps.onPublishError?.(err, group));
   }

@@ -3,6 +3,10 @@
 // reads the whole hash back. Entries older than the TTL are nodes that died or left: they are not
 // counted (and are removed). From that every node knows the fleet's size and the mean socket count,
 // which is what the rebalancer (rebalance.ts) needs. A node leaving cleanly deletes its entry.
+// An entry is `<sockets> <heartbeat ms>[ <wire>]`: `wire` is the bus wire version the node reads
+// (src/chat/bundle.ts), absent from the entries of nodes before it (version 1; they read the first
+// two numbers only); the view's `wire` is the lowest of the live nodes', what a payload every node
+// can read may use.
 // Different from presence (src/presence): that tracks users in groups; this tracks nodes.
 import { randomUUID } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
@@ -24,6 +28,8 @@ export interface FleetView {
    * filling or emptying fast a node would look above the mean only because it is counted later.
    */
   moved: number | null;
+  /** The lowest bus wire version among the live nodes (1 for a node that does not say). */
+  wire: number;
 }
 
 export interface FleetOptions {
@@ -32,6 +38,8 @@ export interface FleetOptions {
   heartbeatMs: number;
   /** A node whose heartbeat is older than this is gone. */
   ttlMs: number;
+  /** The bus wire version this node reads (default 1: not said). */
+  wire?: number;
 }
 
 export class Fleet {
@@ -72,26 +80,30 @@ export class Fleet {
     try {
       const now = Date.now();
       const mine = this.sockets();
+      const entry = this.opts.wire === undefined ? `${mine} ${now}` : `${mine} ${now} ${this.opts.wire}`;
       const [, [, all]] = (await this.redis
         .multi()
-        .hset(this.key, this.id, `${mine} ${now}`)
+        .hset(this.key, this.id, entry)
         .hgetall(this.key)
         .exec()) as [[Error | null, unknown], [Error | null, Record<string, string>]];
       let size = 0;
       let total = 0;
+      let wire = Infinity;
       const gone: string[] = [];
       for (const [id, value] of Object.entries(all ?? {})) {
-        const [count, at] = value.split(" ").map(Number);
+        const [count, at, speaks = 1] = value.split(" ").map(Number);
         if (!Number.isFinite(count) || !Number.isFinite(at) || now - at! > this.opts.ttlMs) gone.push(id);
         else {
           size++;
           total += count!;
+          wire = Math.min(wire, Number.isInteger(speaks) && speaks >= 1 ? speaks : 1);
         }
       }
       if (gone.length) await this.redis.hdel(this.key, ...gone);
       const moved = this.lastTotal === null ? null : Math.abs(total - this.lastTotal);
       this.lastTotal = total;
-      this.latest = { size, total, mine, moved };
+      // Its own entry is in `all` (written just above), so `wire` is never Infinity here.
+      this.latest = { size, total, mine, moved, wire: size > 0 ? wire : 1 };
       this.hooks.onView?.(this.latest);
     } catch (err) {
       this.latest = null;

@@ -22,7 +22,7 @@ export interface RebalanceOptions {
  * counted later than its peers during a ramp would otherwise look above the mean by the ramp alone.
  * Shedding into a storm would also only feed it.
  */
-export function toShed(view: FleetView, opts: RebalanceOptions, tickMs: number): number {
+export function toShed(view: Omit<FleetView, "wire">, opts: RebalanceOptions, tickMs: number): number {
   if (view.size < 2 || view.total <= 0) return 0;
   if (view.moved === null || view.moved > Math.max(opts.minExcess, view.total * opts.tolerance)) return 0;
   const mean = view.total / view.size;

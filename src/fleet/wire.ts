@@ -6,6 +6,7 @@ import type { Gateway } from "../gateway/gateway.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_REBALANCE } from "../protocol/index.ts";
+import { BUNDLE_WIRE } from "../chat/bundle.ts";
 import { Fleet } from "./fleet.ts";
 import { toShed } from "./rebalance.ts";
 
@@ -27,11 +28,12 @@ export function startFleet(config: Config, log: Logger, metrics: Metrics, gatewa
   if (!target) return null;
   let lastError = "";
   const opts = { tolerance: config.REBALANCE_TOLERANCE, ratePerSecond: config.REBALANCE_RATE, minExcess: config.REBALANCE_MIN_SOCKETS };
-  const fleet = new Fleet(target, { fleet: fleetName(config), heartbeatMs: FLEET_HEARTBEAT_MS, ttlMs: FLEET_TTL_MS }, () => gateway.connectionCount, {
+  const fleet = new Fleet(target, { fleet: fleetName(config), heartbeatMs: FLEET_HEARTBEAT_MS, ttlMs: FLEET_TTL_MS, wire: BUNDLE_WIRE }, () => gateway.connectionCount, {
     onView: (view) => {
       lastError = "";
       metrics.fleetNodes.set(view.size);
       metrics.fleetSockets.set(view.total);
+      metrics.fleetWire.set(view.wire);
       const n = opts.ratePerSecond > 0 ? toShed(view, opts, FLEET_HEARTBEAT_MS) : 0;
       if (n === 0) return;
       const shed = gateway.shed(n, CLOSE_REBALANCE, "rebalance: reconnect elsewhere");
@@ -40,6 +42,7 @@ export function startFleet(config: Config, log: Logger, metrics: Metrics, gatewa
     },
     onError: (err) => {
       metrics.fleetNodes.set(0);
+      metrics.fleetWire.set(0);
       if (err.message !== lastError) log.warn({ err: err.message }, "fleet: redis error");
       lastError = err.message;
     },

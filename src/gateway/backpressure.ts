@@ -60,7 +60,7 @@ export class SlowConsumers<S extends Buffered> {
   }
 
   /** Checks every socket of the group now. */
-  checkGroup(group: string): void {
+  private checkGroup(group: string): void {
     const set = this.groups.get(group);
     if (set) for (const ws of set) this.check(ws);
   }

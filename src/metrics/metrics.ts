@@ -33,8 +33,8 @@ export class Tally {
     });
   }
 
-  add(value: string): void {
-    this.counts.set(value, (this.counts.get(value) ?? 0) + 1);
+  add(value: string, n = 1): void {
+    this.counts.set(value, (this.counts.get(value) ?? 0) + n);
   }
 }
 
@@ -260,6 +260,7 @@ export function createMetrics() {
     }),
     fleetNodes: new client.Gauge({ name: "chat_fleet_nodes", help: "Live nodes in the fleet as this node last read them from Redis (0 = unknown)", registers: [registry] }),
     fleetSockets: new client.Gauge({ name: "chat_fleet_sockets", help: "Open sockets over the whole fleet as this node last read them from Redis", registers: [registry] }),
+    fleetWire: new client.Gauge({ name: "chat_fleet_wire", help: "The lowest bus wire version of the fleet's live nodes as this node last read them (2: presence ticks travel as bundles; 1: a node before bundles is live, frames go one by one; 0 = unknown)", registers: [registry] }),
     rebalanceClosed: new client.Counter({ name: "chat_rebalance_closed_total", help: "Sockets this node closed with 4012 because it held more than its fair share", registers: [registry] }),
     presenceLeaseRenewals: new client.Counter({ name: "chat_presence_lease_renewals_total", help: "Presence node-lease renewals in Redis", registers: [registry] }),
     presenceLeaseExpiries: new client.Counter({

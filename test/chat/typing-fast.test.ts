@@ -89,6 +89,7 @@ function harness(opts: { busUp?: boolean } = {}) {
     presenceMaxBroadcast: 100,
     presenceBatchMs: 0,
     presenceGraceMs: 5_000,
+    presenceBundles: () => false,
   });
   const dispatcher = new Dispatcher(service, metrics, silent, { touch() {} } as never);
   const count = async (name: string, operation: string) =>
