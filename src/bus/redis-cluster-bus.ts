@@ -24,6 +24,8 @@ import calculateSlot from "cluster-key-slot";
 import { Cluster, type Redis } from "ioredis";
 import { withDeadline } from "../deadline.ts";
 import type { BusHandler, EventBus } from "./bus.ts";
+import { watchClusterSlots } from "./cluster-slot-watch.ts";
+import { receiveShardedDirectly } from "./sharded-receive.ts";
 import { PublishBudget } from "./publish-budget.ts";
 import { DEFAULT_BUS_QUEUE_BYTES, groupOfShardChannel, shardChannelOf, type RedisBusHooks } from "./redis-bus.ts";
 
@@ -35,6 +37,8 @@ export interface ClusterBusOptions {
   tls?: boolean;
   /** Publish straight to the slot's primary (default true); false = ioredis' routed path only (bench/bus.ts compares). */
   directPublish?: boolean;
+  /** How often the slot watch compares ioredis' slot map with the cluster's (default SLOT_CHECK_MS). */
+  slotCheckMs?: number;
 }
 
 /** The parts of ioredis' Cluster the direct publish reads (not in its typings). */
@@ -46,10 +50,18 @@ interface ClusterInternals {
 /** The shortest time between two catch-ups after resubscribing. */
 export const RESUBSCRIBE_COALESCE_MS = 1_000;
 
+/** How often the slot watch checks ioredis' slot map against the cluster's (one CLUSTER SLOTS). */
+export const SLOT_CHECK_MS = 5_000;
+
 export class RedisClusterBus implements EventBus {
   private readonly cluster: Cluster;
   private readonly budget: PublishBudget;
   private catchUpTimer: NodeJS.Timeout | null = null;
+  private readonly stopSlotWatch: () => void;
+  /** How many shard subscriber connections hand their messages straight to the bus (tests read it). */
+  readonly directReceivers: () => number;
+  /** Slot-map refreshes the slot watch asked for (tests read it). */
+  slotRefreshes = 0;
   /** Publishes sent straight to the slot's primary, and those sent through ioredis' routing (tests and bench read these). */
   readonly publishes = { direct: 0, routed: 0 };
 
@@ -65,12 +77,10 @@ export class RedisClusterBus implements EventBus {
       maxRedirections: 40,
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
-      // A periodic refresh is only the backstop: a failover is found by the failures themselves
-      // (a publish on a closed connection or MOVED, a sharded subscriber that cannot reconnect:
-      // each refreshes the slot map at once). Each refresh costs a new connection, CLUSTER SLOTS
-      // and two JSON.stringify of the 16,384-slot map: every 2 s that was ~10 % of a node's CPU
-      // in the cross-node bench (16,000 deliveries/s over 3 nodes).
-      slotsRefreshInterval: 15_000,
+      // No periodic refresh by ioredis (30-110 ms of CPU each): failures refresh the slot map at
+      // once (a publish on a closed connection or MOVED, a sharded subscriber that ends), and the
+      // slot watch (cluster-slot-watch.ts) is the cheap backstop.
+      slotsRefreshInterval: 0,
       redisOptions: {
         connectionName: "chatroom",
         maxRetriesPerRequest: null,
@@ -91,6 +101,7 @@ export class RedisClusterBus implements EventBus {
       onDrop: hooks.onPublishDropped,
     });
     this.cluster.on("ready", () => this.budget.flush());
+    this.stopSlotWatch = watchClusterSlots(this.cluster, opts.slotCheckMs ?? SLOT_CHECK_MS, () => this.slotRefreshes++);
     const onError = hooks.onError ?? (() => {});
     this.cluster.on("error", onError);
     this.cluster.on("node error", onError);
@@ -109,8 +120,12 @@ export class RedisClusterBus implements EventBus {
         hooks.onResubscribed?.();
       }, Math.max(0, lastRun + RESUBSCRIBE_COALESCE_MS - Date.now()));
     });
-    // Buffers, not strings: relayed to the sockets without a UTF-8 decode/encode.
-    this.cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message));
+    // Buffers, not strings: relayed to the sockets without a UTF-8 decode/encode. Each shard's
+    // subscriber connection hands them over directly (sharded-receive.ts); one it could not take
+    // over still forwards them through the Cluster.
+    const deliver = (channel: Buffer, message: Buffer) => onPayload(groupOfShardChannel(channel), message);
+    this.cluster.on("smessageBuffer", deliver);
+    this.directReceivers = receiveShardedDirectly(this.cluster, deliver);
   }
 
   publish(group: string, payload: string): Promise<void> {
@@ -158,6 +173,7 @@ export class RedisClusterBus implements EventBus {
   }
 
   async close(): Promise<void> {
+    this.stopSlotWatch();
     if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
     this.catchUpTimer = null;
     this.budget.close();

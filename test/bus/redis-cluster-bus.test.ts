@@ -80,6 +80,28 @@ t.test("publishes go straight to the slot's primary; one that primary rejects (M
   t.same(heard, ["first", ...Array.from({ length: 20 }, (_, i) => `d${i}`), "after-moved"], "every payload heard once, in order");
 });
 
+t.test("each shard's subscriber connection hands its messages straight to the bus, undecoded, each once and in order", async (t) => {
+  const heard = new Map<string, string[]>();
+  const bus = await make((g, p) => heard.set(g, [...(heard.get(g) ?? []), Buffer.from(p as Uint8Array).toString()]));
+  t.teardown(() => bus.close());
+  // A group on every primary.
+  const primaries = await cluster.primaries();
+  const groups = new Map<number, string>();
+  while (groups.size < primaries.length) {
+    const g = uniqueGroup("recv");
+    groups.set(await cluster.primaryOf(`{${g}}`), g);
+  }
+  for (const g of groups.values()) await bus.subscribe(g);
+  t.equal(bus.directReceivers(), 3, "all three shard connections taken over");
+  const subs = (bus as unknown as { cluster: { shardedSubscribers: { shardedSubscribers: Map<string, { instance: NodeJS.EventEmitter }> } } }).cluster.shardedSubscribers.shardedSubscribers;
+  t.same([...subs.values()].map((s) => s.instance.listenerCount("smessage")), [0, 0, 0], "no string listener: ioredis decodes nothing");
+  for (let i = 0; i < 10; i++) for (const g of groups.values()) await bus.publish(g, `m${i}`);
+  const all = () => [...groups.values()].every((g) => (heard.get(g)?.length ?? 0) >= 10);
+  for (let i = 0; i < 100 && !all(); i++) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100)); // a duplicate would arrive by now
+  for (const g of groups.values()) t.same(heard.get(g), Array.from({ length: 10 }, (_, i) => `m${i}`), `${g}: each once, in order`);
+});
+
 t.test("directPublish: false keeps every publish on ioredis' routed path", async (t) => {
   const nodes = cluster.nodesEnv.split(",").slice(0, 1).map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }));
   let heard = 0;
@@ -92,6 +114,37 @@ t.test("directPublish: false keeps every publish on ioredis' routed path", async
   for (let i = 0; i < 50 && heard < 5; i++) await new Promise((r) => setTimeout(r, 20));
   t.same(bus.publishes, { direct: 0, routed: 5 });
   t.equal(heard, 5);
+});
+
+t.test("the slot watch leaves a right slot map alone, and has ioredis refresh a wrong one; publishes then go direct again", async (t) => {
+  const nodes = cluster.nodesEnv.split(",").slice(0, 1).map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }));
+  const heard: string[] = [];
+  const bus = new RedisClusterBus({ nodes, slotCheckMs: 100 }, (_g, p) => heard.push(Buffer.from(p as Uint8Array).toString()));
+  t.teardown(() => bus.close());
+  await bus.ready();
+  const internals = (bus as unknown as { cluster: { slots: string[][]; on(e: string, f: () => void): void } }).cluster;
+  let refreshes = 0;
+  internals.on("refresh", () => refreshes++);
+  await new Promise((r) => setTimeout(r, 1_000));
+  t.equal(bus.slotRefreshes, 0, "ten checks of a right map: no refresh asked");
+  t.equal(refreshes, 0, "and ioredis refreshed nothing");
+
+  const g = uniqueGroup("watch");
+  await bus.subscribe(g);
+  const slot = calculateSlot(`chat:{${g}}`);
+  const owner = await cluster.primaryOf(`{${g}}`);
+  const other = (await cluster.primaries()).find((p) => p !== owner)!;
+  internals.slots[slot] = [`127.0.0.1:${other}`];
+  for (let i = 0; i < 100 && internals.slots[slot]![0] !== `127.0.0.1:${owner}`; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(internals.slots[slot]![0], `127.0.0.1:${owner}`, "the slot's primary is right again");
+  t.ok(bus.slotRefreshes >= 1, "the watch asked for the refresh");
+  await bus.publish(g, "x"); // opens the owner's connection if the routed path has to
+  bus.publishes.direct = 0;
+  bus.publishes.routed = 0;
+  await bus.publish(g, "after");
+  t.same(bus.publishes, { direct: 1, routed: 0 }, "sent straight to the right primary");
+  for (let i = 0; i < 50 && heard.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(heard, ["x", "after"]);
 });
 
 // Last: it kills a primary of this file's cluster.
@@ -123,4 +176,12 @@ t.test("while a group's shard has no primary, its publishes wait within the byte
   t.comment(`held ${100 - refused}: ${sent} sent after the promotion, ${100 - refused - sent} failed after ioredis' retries; ${heard.length} heard`);
   for (let i = 0; i < 100 && bus.queuedBytes > 0; i++) await new Promise((r) => setTimeout(r, 100));
   t.equal(bus.queuedBytes, 0, "nothing held afterwards (what was set aside went out too)");
+  // The promoted replica's subscriber connection is a new one: taken over too, and heard once.
+  for (let i = 0; i < 100 && bus.directReceivers() < 3; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(bus.directReceivers(), 3, "the new primary's subscriber connection hands its messages straight to the bus");
+  await bus.publish(g, "after-failover");
+  const count = () => heard.filter((p) => p === "after-failover").length;
+  for (let i = 0; i < 50 && count() === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100)); // a duplicate would arrive by now
+  t.equal(count(), 1, "a publish after the failover is heard once");
 });
