@@ -53,12 +53,15 @@ export interface ServiceDeps {
   presenceMaxBroadcast: number;
   /**
    * Join/leave frames are held this long at most and published together (PRESENCE_BATCH_MS; 0 =
-   * at once). Capped here at a quarter of the presence grace: a leave decided on another node
-   * comes at least a grace after the join it follows, so it can never overtake a join still held
-   * here; and the leaves of a dead node's users, promised within PRESENCE_TTL_S + the grace,
-   * lose at most a quarter of the grace's slack to the tick (reaping is checked every half grace).
+   * at once); in a group that published within the last PRESENCE_BUSY_BATCH_MS, until that long
+   * after its last publish (presence-batch.ts). Both capped here at a quarter of the presence
+   * grace: a leave decided on another node comes at least a grace after the join it follows, so
+   * it can never overtake a join still held here; and the leaves of a dead node's users, promised
+   * within PRESENCE_TTL_S + the grace, lose at most a quarter of the grace's slack to the hold
+   * (reaping is checked every half grace).
    */
   presenceBatchMs: number;
+  presenceBusyBatchMs: number;
   presenceGraceMs: number;
   /**
    * Whether a tick's frames of a group may go as one bundle (bundle.ts): every node that may hear
@@ -99,10 +102,15 @@ export class ChatService {
 
   constructor(private readonly deps: ServiceDeps) {
     this.recentEvents = new RecentEvents(deps.resumeMemory?.groupBytes ?? 0, deps.resumeMemory?.totalBytes ?? 0);
-    this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
-      deps.metrics.presenceBatchFrames.observe(frames.length);
-      this.publishPresence(group, frames);
-    });
+    const holdCap = Math.floor(deps.presenceGraceMs / 4);
+    this.presenceBatch = new PresenceBatch(
+      Math.min(deps.presenceBatchMs, holdCap),
+      (group, frames) => {
+        deps.metrics.presenceBatchFrames.observe(frames.length);
+        this.publishPresence(group, frames);
+      },
+      Math.min(deps.presenceBusyBatchMs, holdCap),
+    );
     this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
     this.memberships = new GroupMemberships(deps.bus);
     // Kept before the sockets get it: a replay that reads the node's position reads these too.
