@@ -88,6 +88,7 @@ function harness(opts: { busUp?: boolean } = {}) {
     presence: { open() {}, close() {}, snapshot: async () => ({ count: 0, users: [] }), start: async () => {}, stop: async () => {}, held: 0 } as never,
     presenceMaxBroadcast: 100,
     presenceBatchMs: 0,
+    presenceBusyBatchMs: 0,
     presenceGraceMs: 5_000,
     presenceBundles: () => false,
   });
