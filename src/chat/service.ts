@@ -11,6 +11,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { ChatError, type ClientFrame, type ConversationView, type GroupEvent, type MessageView } from "../protocol/index.ts";
 import type { ChatStore, LoggedEvent, NewAttachment, StoredMessage } from "../store/store.ts";
 import { serialize, type PresenceAnswer } from "./events.ts";
+import { typingEvent } from "./typing-fast.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { PresenceBatch } from "./presence-batch.ts";
@@ -250,7 +251,7 @@ export class ChatService {
     // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
     // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
     if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
-    await this.publishNow(s.group, { operation: "typing", group: s.group, user, typing_status: f.typing_status });
+    await this.publishPayload(s.group, "typing", typingEvent(s.group, user, f.typing_status));
     return { kind: "ack" };
   }
 
@@ -351,10 +352,27 @@ export class ChatService {
     }
   }
 
+  /**
+   * Typing's fast path (the dispatcher checked the frame and the acting user): what typing() does,
+   * with the event written by template. Null when the bus is down: typing() answers that.
+   */
+  typingNow(group: string, user: string, typingStatus: string): Promise<void> | null {
+    if (!this.deps.bus.isUp()) return null;
+    return this.publishPayload(group, "typing", typingEvent(group, user, typingStatus));
+  }
+
   private publishNow(group: string, event: GroupEvent): Promise<void> {
-    this.deps.metrics.eventsPublished.inc({ operation: event.operation });
-    const end = this.deps.metrics.busPublishDuration.startTimer();
-    return this.deps.bus.publish(group, serialize(event)).finally(end);
+    return this.publishPayload(group, event.operation, serialize(event));
+  }
+
+  private publishPayload(group: string, operation: string, payload: string): Promise<void> {
+    this.deps.metrics.eventsPublished.add(operation);
+    const started = performance.now();
+    const took = () => this.deps.metrics.busPublishDuration.observe((performance.now() - started) / 1000);
+    return this.deps.bus.publish(group, payload).then(took, (err: unknown) => {
+      took();
+      throw err;
+    });
   }
 
   /** Sends an event to every socket of the group on every node (read markers use it). */
@@ -374,8 +392,8 @@ export class ChatService {
       return serialize(e);
     });
     const published = this.deps.metrics.eventsPublished;
-    if (joins > 0) published.inc({ operation: "join" }, joins);
-    if (joins < frames.length) published.inc({ operation: "leave" }, frames.length - joins);
+    if (joins > 0) published.add("join", joins);
+    if (joins < frames.length) published.add("leave", frames.length - joins);
     const failed = (err: Error) => this.deps.onPublishError?.(err, group);
     if (frames.length > 1 && this.deps.presenceBundles()) this.deps.bus.publish(group, encodeBundle(frames)).catch(failed);
     else for (const f of frames) this.deps.bus.publish(group, f).catch(failed);
