@@ -1,6 +1,7 @@
 // The node's Prometheus metrics, on a registry of its own so several nodes can live in one
 // process (tests) without sharing counters.
 import client from "prom-client";
+import { defaultMetrics } from "./default-metrics.ts";
 import { ERROR_CODES, LIMITS, OPERATIONS } from "../protocol/index.ts";
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -65,7 +66,7 @@ const RESUME_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 export function createMetrics() {
   const registry = new client.Registry();
   const probes: Probes = { databaseUp: () => false, busUp: () => false, busChannels: () => 0 };
-  client.collectDefaultMetrics({ register: registry });
+  defaultMetrics(registry);
   const m = {
     registry,
     /** Replaces the live readings behind the up/channel gauges. */
