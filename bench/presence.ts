@@ -14,8 +14,17 @@
 // load average before it was taken (a shared machine):
 //
 //   npx tsx bench/presence.ts [--rounds 3] [--connections 6000] [--groups 100] [--typing-duration 10] [--only reconnect|connections|typing]
+//                             [--redis] [--before <another build's dist/main.js>] [--mode name:KEY=value,...] [--syscalls]
+//
+// --redis: each node gets a private redis-server of its own (Redis bus and Redis presence, as a
+// fleet runs) instead of running alone in-process; the reconnect storm then also reports Redis
+// commands per connect (INFO commandstats over the measured pass) and redis-server CPU per 1,000
+// connects. --before: that build, presence on, is measured in the same rounds as a third mode.
+// --syscalls: the node's sendto/write/writev/epoll_wait calls per connect in the measured pass
+// (`perf stat` tracepoints: needs perf and the permission to trace the node).
 //
 // Writes bench/results/presence-<time>.json and prints every pair and the median ratios.
+import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -26,7 +35,9 @@ import type { Measurement } from "./lib/results.ts";
 import type { AnyScenario, MeasureContext } from "./lib/scenario.ts";
 import { sleep } from "./lib/clock.ts";
 import type { ConnectReport, Plan } from "./lib/ipc.ts";
-import { totalCpuSeconds } from "./lib/proc.ts";
+import { cpuSeconds, totalCpuSeconds } from "./lib/proc.ts";
+import { Redis } from "ioredis";
+import { startStandaloneRedis, type StandaloneRedis } from "../scripts/cluster/redis-processes.ts";
 import { groupName } from "./lib/traffic.ts";
 import { WorkerPool } from "./lib/workers.ts";
 import { startTarget, stopAll, type Target } from "./lib/targets.ts";
@@ -48,10 +59,20 @@ const PG = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postg
  * `--unbatched` also presence publishing every join/leave at once (PRESENCE_BATCH_MS=0, as before
  * issue 13's batching), to show what the batch saves.
  */
-const MODES: Record<string, Record<string, string>> = {
-  on: { PRESENCE: "on" },
-  off: { PRESENCE: "off" },
-  ...(process.argv.includes("--unbatched") ? { unbatched: { PRESENCE: "on", PRESENCE_BATCH_MS: "0" } } : {}),
+const BEFORE = arg("before", "");
+const REDIS = process.argv.includes("--redis");
+const MODES: Record<string, { env: Record<string, string>; entry?: string }> = {
+  on: { env: { PRESENCE: "on" } },
+  off: { env: { PRESENCE: "off" } },
+  ...(process.argv.includes("--unbatched") ? { unbatched: { env: { PRESENCE: "on", PRESENCE_BATCH_MS: "0" } } } : {}),
+  ...(BEFORE ? { before: { env: { PRESENCE: "on" }, entry: BEFORE } } : {}),
+  // --mode name:KEY=value,KEY=value (repeatable): another setting, presence on, e.g. tick1000:PRESENCE_BATCH_MS=1000
+  ...Object.fromEntries(
+    process.argv.flatMap((a, i) => (a === "--mode" ? [process.argv[i + 1]!] : [])).map((m) => {
+      const [name, vars = ""] = m.split(":");
+      return [name!, { env: { PRESENCE: "on", ...Object.fromEntries(vars.split(",").filter(Boolean).map((kv) => kv.split("=") as [string, string])) } }];
+    }),
+  ),
 };
 type Mode = string;
 
@@ -96,7 +117,47 @@ async function heldPairs(target: Target): Promise<number> {
 }
 
 /** The reconnect storm (see the top of the file) against one node. */
-async function reconnectStorm(target: Target, tag: string): Promise<Measurement> {
+const SYSCALLS = ["sendto", "write", "writev", "epoll_wait"];
+/**
+ * Counts the node's send/write/epoll_wait system calls (perf tracepoints; perf_event_paranoid or
+ * root permitting) until `stop`, which resolves with the counts (empty when perf could not count).
+ */
+function countSyscalls(pid: number): { stop: () => Promise<Record<string, number>> } {
+  const events = SYSCALLS.map((c) => `syscalls:sys_enter_${c}`).join(",");
+  const perf = spawn("perf", ["stat", "-x", ",", "-e", events, "-p", String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+  let text = "";
+  perf.stderr.on("data", (d: Buffer) => (text += d.toString()));
+  perf.on("error", () => {});
+  const done = new Promise<void>((r) => perf.once("close", () => r()));
+  return {
+    stop: async () => {
+      perf.kill("SIGINT");
+      await done;
+      const counts: Record<string, number> = {};
+      for (const line of text.split("\n")) {
+        const [value, , event] = line.split(",");
+        const m = /sys_enter_(\w+)/.exec(event ?? "");
+        if (m && /^\d+$/.test(value ?? "")) counts[m[1]!] = Number(value);
+      }
+      return counts;
+    },
+  };
+}
+
+/** Calls per command so far (INFO commandstats), and the redis-server's CPU seconds. */
+async function redisStats(redis: StandaloneRedis): Promise<{ calls: Record<string, number>; cpuS: number }> {
+  const r = new Redis(redis.url);
+  try {
+    const info = await r.info("commandstats");
+    const calls: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+    return { calls, cpuS: cpuSeconds(redis.process.pid) };
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedis | null): Promise<Measurement> {
   const n = Number(CONNECTIONS);
   const groups = Number(GROUPS);
   const url = (g: number, user: string) => `${target.nodes[0]!.wsBase}/ws/chat/${groupName(tag, "conn", g)}/?user=${user}`;
@@ -113,19 +174,36 @@ async function reconnectStorm(target: Target, tag: string): Promise<Measurement>
     for (let i = 0; i < 60 && (await heldPairs(target)) > groups; i++) await sleep(500);
     await sleep(1_000);
     const pids = target.nodes.map((node) => node.pid);
+    const redis0 = redis && (await redisStats(redis));
+    const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
+    await sleep(syscalls ? 300 : 0); // perf attaches
     const cpu0 = totalCpuSeconds(pids);
     const again = await connectAll(plans);
     await sleep(1_000); // frames still held for their tick go out
     const cpuS = totalCpuSeconds(pids) - cpu0;
+    const redis1 = redis && (await redisStats(redis));
+    const calls = (await syscalls?.stop()) ?? {};
     await again.pool.close();
     const measured = rateOf(again.reports);
     const notes = measured.failed > 0 ? [`${measured.failed} of ${n} reconnects failed, e.g. ${measured.sample}`] : [];
+    const redisFigures: Record<string, number> = {};
+    if (redis0 && redis1) {
+      // The INFO calls themselves (one before, one after) are not the node's.
+      const per = (name: string) => ((redis1.calls[name] ?? 0) - (redis0.calls[name] ?? 0) - (name === "info" ? 1 : 0)) / measured.connected;
+      const names = Object.keys(redis1.calls).filter((c) => per(c) > 0);
+      for (const c of names) redisFigures[`redis_${c}_per_connect`] = Math.round(per(c) * 1000) / 1000;
+      redisFigures.redis_calls_per_connect = Math.round(names.reduce((a, c) => a + per(c), 0) * 1000) / 1000;
+      redisFigures.redis_cpu_ms_per_1k = Math.round(((redis1.cpuS - redis0.cpuS) * 1e6) / measured.connected);
+      notes.push(`Redis commands per connect: ${names.map((c) => `${c} ${redisFigures[`redis_${c}_per_connect`]}`).join(", ")}`);
+    }
     return {
       headline: {
         connected: measured.connected,
         connects_per_s: measured.perS,
         server_cpu_ms_per_1k: Math.round((cpuS * 1e6) / measured.connected), // µs per connect = ms per 1,000
         first_connects_per_s: rateOf(first.reports).perS,
+        ...redisFigures,
+        ...Object.fromEntries(Object.entries(calls).map(([c, n]) => [`${c}_per_connect`, Math.round((n / measured.connected) * 100) / 100])),
       },
       latency: {},
       details: {},
@@ -138,14 +216,22 @@ async function reconnectStorm(target: Target, tag: string): Promise<Measurement>
 
 async function measure(s: AnyScenario | "reconnect", argv: string[], mode: Mode, tag: string): Promise<Figure> {
   const loadBefore = load();
-  const target = await startTarget("service", { nodes: 1, pgAdminUrl: PG, runTag: tag, env: MODES[mode] });
+  const redis = REDIS ? await startStandaloneRedis() : null;
+  let target: Target;
+  try {
+    target = await startTarget("service", { nodes: 1, pgAdminUrl: PG, runTag: tag, env: MODES[mode]!.env, entry: MODES[mode]!.entry, redisUrl: redis?.url });
+  } catch (err) {
+    await redis?.stop();
+    throw err;
+  }
   try {
     const opts = parseOptions(argv, s === "reconnect" ? [] : [s.name]);
     const ctx: MeasureContext = { startTarget: () => Promise.reject(new Error("not used")), log, opts };
-    const m: Measurement = s === "reconnect" ? await reconnectStorm(target, tag) : await s.measure(target, s.params(opts), tag, ctx);
+    const m: Measurement = s === "reconnect" ? await reconnectStorm(target, tag, redis) : await s.measure(target, s.params(opts), tag, ctx);
     return { mode, loadBefore, headline: m.headline, notes: m.notes };
   } finally {
     const endings = await target.stop();
+    await redis?.stop();
     for (const [i, e] of endings.entries()) if (!/exited 0 /.test(e)) log(`node ${e}; its last lines:\n${target.nodes[i]!.log.slice(-10).join("\n")}`);
   }
 }
@@ -155,7 +241,13 @@ const plans: { name: string; scenario: AnyScenario | "reconnect"; argv: string[]
     name: "reconnect",
     scenario: "reconnect" as const,
     argv: [],
-    keys: ["connects_per_s", "server_cpu_ms_per_1k", "first_connects_per_s"],
+    keys: [
+      "connects_per_s",
+      "server_cpu_ms_per_1k",
+      "first_connects_per_s",
+      ...(REDIS ? ["redis_calls_per_connect", "redis_cpu_ms_per_1k"] : []),
+      ...(process.argv.includes("--syscalls") ? SYSCALLS.map((c) => `${c}_per_connect`) : []),
+    ],
   },
   {
     name: "connections",

@@ -142,6 +142,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
     presence,
     presenceMaxBroadcast: config.PRESENCE_MAX_BROADCAST,
     presenceBatchMs: config.PRESENCE_BATCH_MS,
+    presenceBusyBatchMs: config.PRESENCE_BUSY_BATCH_MS,
     presenceGraceMs: config.PRESENCE_GRACE_MS,
     // In-process, this node is the only reader; over Redis, bundles wait until the whole fleet reads them.
     presenceBundles: () => bus instanceof MemoryBus || (fleet?.view?.wire ?? 1) >= BUNDLE_WIRE,

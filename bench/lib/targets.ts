@@ -79,6 +79,8 @@ export interface TargetOptions {
   env?: Record<string, string>;
   /** Service only: no DATABASE_URL, so the node runs its embedded PGlite in a fresh DATA_DIR. */
   embedded?: boolean;
+  /** Service only: this build's dist/main.js instead of the run's (a before/after pair within one run). */
+  entry?: string;
 }
 
 const HOST = "127.0.0.1";
@@ -153,7 +155,7 @@ async function startService(databaseUrl: string | undefined, opts: TargetOptions
   if (dataDir) env.DATA_DIR = dataDir;
   Object.assign(env, opts.env);
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
-  return launch(serviceEntry, env);
+  return launch(opts.entry ? path.resolve(opts.entry) : serviceEntry, env);
 }
 
 async function startBaseline(opts: TargetOptions): Promise<ServerNode> {

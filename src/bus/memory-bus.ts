@@ -1,13 +1,21 @@
 // The in-process bus: one node, no network. Delivery is synchronous inside publish().
 import type { BusHandler, EventBus } from "./bus.ts";
 
+/** Every publish is delivered before it returns: one settled promise serves them all. */
+const DELIVERED = Promise.resolve();
+
 export class MemoryBus implements EventBus {
   private readonly groups = new Set<string>();
 
   constructor(private readonly onPayload: BusHandler) {}
 
-  async publish(group: string, payload: string): Promise<void> {
-    if (this.groups.has(group)) this.onPayload(group, payload);
+  publish(group: string, payload: string): Promise<void> {
+    try {
+      if (this.groups.has(group)) this.onPayload(group, payload);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return DELIVERED;
   }
 
   async subscribe(group: string): Promise<void> {

@@ -7,6 +7,7 @@ import { ChatError, ClientFrames, Envelope, GroupName, isOperation, type ClientF
 import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
 import { actingUser, type Session } from "./identity.ts";
+import { isCleanTyping, type CleanTyping } from "./typing-fast.ts";
 import type { ReadState } from "./read-state.ts";
 import type { Multiplex } from "./multiplex.ts";
 import type { ChatService, Outcome } from "./service.ts";
@@ -17,6 +18,9 @@ export interface DispatchLog {
   error(obj: object, msg: string): void;
 }
 
+
+/** A successful frame without request_id gets no answer. */
+const noAnswer = (): null => null;
 
 /** What dispatch hands on for a frame that is not JSON. */
 const NOT_JSON = Symbol("not JSON");
@@ -31,7 +35,7 @@ export class Dispatcher {
   private readonly handlers: Record<Operation, Handler>;
 
   constructor(
-    service: ChatService,
+    private readonly service: ChatService,
     private readonly metrics: Metrics,
     private readonly log: DispatchLog,
     reads: ReadState,
@@ -110,7 +114,30 @@ export class Dispatcher {
     } catch {
       // answered below
     }
+    if (mux === undefined && isCleanTyping(raw)) {
+      const answer = this.typing(session, raw);
+      if (answer !== null) return answer;
+    }
     return this.handle(session, raw, mux);
+  }
+
+  /**
+   * Typing's fast path (typing-fast.ts): a frame the schemas accept as it is, on a per-group
+   * socket, published at once. Null for every case the service answers with an error (a `user`
+   * that is not the connection's, or none in open dev mode; the bus down): the generic path
+   * answers those, as it would have.
+   */
+  private typing(session: Session, frame: CleanTyping): Promise<string | null> | null {
+    const user = session.user ?? frame.user;
+    if (user === undefined || (frame.user !== undefined && frame.user !== user)) return null;
+    const published = this.service.typingNow(session.group, user, frame.typing_status);
+    if (published === null) return null;
+    this.metrics.framesReceived.add("typing");
+    const rid = frame.request_id;
+    return published.then(
+      rid === undefined ? noAnswer : () => ackFrame(session.group, rid, {}),
+      (err: unknown) => this.failed(err, session, rid, "typing"),
+    );
   }
 
   private async handle(session: Session, raw: unknown, mux?: Multiplex): Promise<string | null> {
@@ -120,7 +147,7 @@ export class Dispatcher {
       if (raw === NOT_JSON) throw new ChatError("bad_request", "frame is not valid JSON");
       if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ChatError("bad_request", "frame must be a JSON object");
       operation = (raw as { operation?: unknown }).operation;
-      this.metrics.framesReceived.inc({ operation: operationLabel(operation) });
+      this.metrics.framesReceived.add(operationLabel(operation));
       const frameObj = raw as { request_id?: unknown; operation?: unknown };
       // request_id first, so that every later error can echo it.
       const rid = v.safeParse(Envelope.request_id, frameObj.request_id);
@@ -148,21 +175,26 @@ export class Dispatcher {
       const { kind: _, ...fields } = outcome;
       return ackFrame(session.group, requestId, fields);
     } catch (err) {
-      let code: ErrorCode = "internal";
-      let message = "internal error";
-      if (err instanceof ChatError) {
-        ({ code, message } = err);
-        // The service's body check is the one too_large that carries no tag.
-        const limit = err.limit ?? (code === "too_large" ? "body_length" : undefined);
-        if (limit) this.metrics.limitHits.inc({ limit });
-      } else if (isUnavailable(err)) {
-        code = "unavailable";
-        message = "storage is unavailable, try again";
-      } else {
-        this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
-      }
-      this.metrics.errors.inc({ code });
-      return errorFrame(code, message, requestId, session.group === "" ? undefined : session.group);
+      return this.failed(err, session, requestId, operation);
     }
+  }
+
+  /** The error frame for a frame that failed (and its count). */
+  private failed(err: unknown, session: Session, requestId: string | undefined, operation: unknown): string {
+    let code: ErrorCode = "internal";
+    let message = "internal error";
+    if (err instanceof ChatError) {
+      ({ code, message } = err);
+      // The service's body check is the one too_large that carries no tag.
+      const limit = err.limit ?? (code === "too_large" ? "body_length" : undefined);
+      if (limit) this.metrics.limitHits.inc({ limit });
+    } else if (isUnavailable(err)) {
+      code = "unavailable";
+      message = "storage is unavailable, try again";
+    } else {
+      this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
+    }
+    this.metrics.errors.inc({ code });
+    return errorFrame(code, message, requestId, session.group === "" ? undefined : session.group);
   }
 }

@@ -11,6 +11,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { ChatError, type ClientFrame, type ConversationView, type GroupEvent, type MessageView } from "../protocol/index.ts";
 import type { ChatStore, LoggedEvent, NewAttachment, StoredMessage } from "../store/store.ts";
 import { serialize, type PresenceAnswer } from "./events.ts";
+import { typingEvent } from "./typing-fast.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { PresenceBatch } from "./presence-batch.ts";
@@ -52,12 +53,15 @@ export interface ServiceDeps {
   presenceMaxBroadcast: number;
   /**
    * Join/leave frames are held this long at most and published together (PRESENCE_BATCH_MS; 0 =
-   * at once). Capped here at a quarter of the presence grace: a leave decided on another node
-   * comes at least a grace after the join it follows, so it can never overtake a join still held
-   * here; and the leaves of a dead node's users, promised within PRESENCE_TTL_S + the grace,
-   * lose at most a quarter of the grace's slack to the tick (reaping is checked every half grace).
+   * at once); in a group that published within the last PRESENCE_BUSY_BATCH_MS, until that long
+   * after its last publish (presence-batch.ts). Both capped here at a quarter of the presence
+   * grace: a leave decided on another node comes at least a grace after the join it follows, so
+   * it can never overtake a join still held here; and the leaves of a dead node's users, promised
+   * within PRESENCE_TTL_S + the grace, lose at most a quarter of the grace's slack to the hold
+   * (reaping is checked every half grace).
    */
   presenceBatchMs: number;
+  presenceBusyBatchMs: number;
   presenceGraceMs: number;
   /**
    * Whether a tick's frames of a group may go as one bundle (bundle.ts): every node that may hear
@@ -98,10 +102,15 @@ export class ChatService {
 
   constructor(private readonly deps: ServiceDeps) {
     this.recentEvents = new RecentEvents(deps.resumeMemory?.groupBytes ?? 0, deps.resumeMemory?.totalBytes ?? 0);
-    this.presenceBatch = new PresenceBatch(Math.min(deps.presenceBatchMs, Math.floor(deps.presenceGraceMs / 4)), (group, frames) => {
-      deps.metrics.presenceBatchFrames.observe(frames.length);
-      this.publishPresence(group, frames);
-    });
+    const holdCap = Math.floor(deps.presenceGraceMs / 4);
+    this.presenceBatch = new PresenceBatch(
+      Math.min(deps.presenceBatchMs, holdCap),
+      (group, frames) => {
+        deps.metrics.presenceBatchFrames.observe(frames.length);
+        this.publishPresence(group, frames);
+      },
+      Math.min(deps.presenceBusyBatchMs, holdCap),
+    );
     this.guard = new StoreGuard(() => deps.store.ping(), deps.storeGuard, deps.onStoreHealth);
     this.memberships = new GroupMemberships(deps.bus);
     // Kept before the sockets get it: a replay that reads the node's position reads these too.
@@ -242,7 +251,7 @@ export class ChatService {
     // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
     // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
     if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
-    await this.publishNow(s.group, { operation: "typing", group: s.group, user, typing_status: f.typing_status });
+    await this.publishPayload(s.group, "typing", typingEvent(s.group, user, f.typing_status));
     return { kind: "ack" };
   }
 
@@ -343,10 +352,27 @@ export class ChatService {
     }
   }
 
+  /**
+   * Typing's fast path (the dispatcher checked the frame and the acting user): what typing() does,
+   * with the event written by template. Null when the bus is down: typing() answers that.
+   */
+  typingNow(group: string, user: string, typingStatus: string): Promise<void> | null {
+    if (!this.deps.bus.isUp()) return null;
+    return this.publishPayload(group, "typing", typingEvent(group, user, typingStatus));
+  }
+
   private publishNow(group: string, event: GroupEvent): Promise<void> {
-    this.deps.metrics.eventsPublished.inc({ operation: event.operation });
-    const end = this.deps.metrics.busPublishDuration.startTimer();
-    return this.deps.bus.publish(group, serialize(event)).finally(end);
+    return this.publishPayload(group, event.operation, serialize(event));
+  }
+
+  private publishPayload(group: string, operation: string, payload: string): Promise<void> {
+    this.deps.metrics.eventsPublished.add(operation);
+    const started = performance.now();
+    const took = () => this.deps.metrics.busPublishDuration.observe((performance.now() - started) / 1000);
+    return this.deps.bus.publish(group, payload).then(took, (err: unknown) => {
+      took();
+      throw err;
+    });
   }
 
   /** Sends an event to every socket of the group on every node (read markers use it). */
@@ -366,8 +392,8 @@ export class ChatService {
       return serialize(e);
     });
     const published = this.deps.metrics.eventsPublished;
-    if (joins > 0) published.inc({ operation: "join" }, joins);
-    if (joins < frames.length) published.inc({ operation: "leave" }, frames.length - joins);
+    if (joins > 0) published.add("join", joins);
+    if (joins < frames.length) published.add("leave", frames.length - joins);
     const failed = (err: Error) => this.deps.onPublishError?.(err, group);
     if (frames.length > 1 && this.deps.presenceBundles()) this.deps.bus.publish(group, encodeBundle(frames)).catch(failed);
     else for (const f of frames) this.deps.bus.publish(group, f).catch(failed);

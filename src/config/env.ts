@@ -148,6 +148,7 @@ export const EnvSchema = v.object({
   PRESENCE_TTL_S: intVar(15, 1, 3_600),
   PRESENCE_MAX_BROADCAST: intVar(1_000, 0, 10_000_000),
   PRESENCE_BATCH_MS: intVar(250, 0, 10_000),
+  PRESENCE_BUSY_BATCH_MS: intVar(1_000, 0, 10_000),
   PRESENCE: v.optional(v.picklist(["on", "off"], "must be on or off"), "on"),
   DRAIN_DELAY_MS: intVar(0, 0, 600_000),
   DRAIN_SPREAD_MS: intVar(5_000, 0, 600_000),

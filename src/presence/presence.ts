@@ -20,8 +20,9 @@
 //   at renewal) and re-registers everything it holds, keeping each user's `since`, without any
 //   join or leave. Transitions whose Redis call failed while Redis was down are announced once it
 //   is back. A node that dies while Redis is down leaves no trace: its users disappear silently.
-// - Cost: one Redis script per (group, user) transition on a node (first socket of the user in
-//   the group on that node, and the end of its grace), O(log n) in the group size; one ZADD per
+// - Cost: at most one Redis script call per (group, user) transition on a node (first socket of
+//   the user in the group on that node, and the end of its grace), O(log n) in the group size per
+//   transition; a node's transitions within a few milliseconds share one call; one ZADD per
 //   lease renewal and one ZRANGEBYSCORE per reap check per node, independent of groups and users.
 //   A snapshot is ZCARD + ZRANGE of `limit`. Reaping a dead node costs O(its users).
 // - All keys share one hash slot (`{chatpresence}`), so scripts work on Redis Cluster too (on

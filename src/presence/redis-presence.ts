@@ -1,18 +1,35 @@
 // Presence shared through Redis (layout and scripts: redis-scripts.ts). The node's own holds
 // (holds.ts) are the truth about its sockets; Redis holds the union over the live nodes. Each
 // Redis call is one atomic script, sent on a connection of its own (never queued while Redis is
-// down: a failed call marks the pair dirty and the node re-syncs its whole share once Redis is
-// back, then announces what changed meanwhile).
+// down: a failed call marks its pairs dirty and the node re-syncs its whole share once Redis is
+// back, then announces what changed meanwhile). A node's transitions wait up to
+// TRANSITION_WINDOW_MS and go together in one script call (at most TRANSITION_BATCH each), in
+// order: a connect storm costs one call per window, not one per connect, and nothing more than
+// one call per transition when quiet. The wait adds nothing clients see: the join/leave frames
+// wait for the presence tick anyway (src/chat/presence-batch.ts).
 import { randomUUID } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
 import { redisClient, type RedisTarget } from "../redis/client.ts";
 import { withDeadline } from "../deadline.ts";
 import { LocalHolds, pairKey, splitPair } from "./holds.ts";
 import type { Presence, PresenceChange, PresenceHooks, PresenceListener, PresenceOptions, PresenceSnapshot } from "./presence.ts";
-import { ACQUIRE, CHECK, CUT, groupKey, NODES_KEY, REAP, RELEASE, RENEW, SYNC } from "./redis-scripts.ts";
+import { CHECK, CUT, groupKey, NODES_KEY, REAP, RENEW, SYNC, TRANSITIONS } from "./redis-scripts.ts";
 
 type Script = (key: string, ...args: (string | number)[]) => Promise<unknown>;
-type Scripts = Record<"acquire" | "release" | "renew" | "cut" | "sync" | "reap" | "check", Script>;
+type Scripts = Record<"transitions" | "renew" | "cut" | "sync" | "reap" | "check", Script>;
+
+interface Transition {
+  kind: PresenceChange["kind"];
+  group: string;
+  user: string;
+  /** The pair's `since` (joins). */
+  since: number;
+}
+
+/** How long a transition may wait for others to share its script call. */
+export const TRANSITION_WINDOW_MS = 10;
+/** Transitions per script call at most (a full batch goes at once). */
+const TRANSITION_BATCH = 500;
 
 /** Pairs released per reap script call, so a dead node with many users never blocks Redis long. */
 const REAP_BATCH = 500;
@@ -34,6 +51,8 @@ export class RedisPresence implements Presence {
   /** Transitions whose Redis call failed, announced once Redis has been rebuilt. */
   private readonly dirty = new Map<string, "join" | "leave">();
   private stopped = false;
+  private queued: Transition[] = [];
+  private queueTimer: NodeJS.Timeout | null = null;
 
   /** `target`: a Redis URL, or the Redis Cluster's nodes (every key shares one slot). */
   constructor(
@@ -57,8 +76,7 @@ export class RedisPresence implements Presence {
       return (this.redis as unknown as Record<string, Script>)[name]!.bind(this.redis);
     };
     this.scripts = {
-      acquire: define("presenceAcquire", ACQUIRE),
-      release: define("presenceRelease", RELEASE),
+      transitions: define("presenceTransitions", TRANSITIONS),
       renew: define("presenceRenew", RENEW),
       cut: define("presenceCut", CUT),
       sync: define("presenceSync", SYNC),
@@ -100,6 +118,8 @@ export class RedisPresence implements Presence {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    // What is queued is sent, so that Redis knows this node's share when its lease is cut.
+    this.sendTransitions();
     this.local.clear();
     // Survivors release this node's users once the grace has passed, unless they came back.
     await withDeadline(this.scripts.cut(NODES_KEY, this.id, this.opts.graceMs), 1_000, () => new Error("presence: lease cut timed out")).catch(
@@ -113,25 +133,44 @@ export class RedisPresence implements Presence {
   }
 
   private acquire(group: string, user: string, since: number): void {
-    this.transition("join", group, user, this.scripts.acquire(NODES_KEY, this.id, group, user, since));
+    this.enqueue({ kind: "join", group, user, since });
   }
 
   private release(group: string, user: string): void {
-    this.transition("leave", group, user, this.scripts.release(NODES_KEY, this.id, group, user));
+    this.enqueue({ kind: "leave", group, user, since: 0 });
   }
 
-  private transition(kind: PresenceChange["kind"], group: string, user: string, call: Promise<unknown>): void {
-    call.then(
+  private enqueue(t: Transition): void {
+    this.queued.push(t);
+    if (this.queued.length >= TRANSITION_BATCH) return this.sendTransitions();
+    if (this.queueTimer) return;
+    this.queueTimer = setTimeout(() => this.sendTransitions(), TRANSITION_WINDOW_MS);
+    this.queueTimer.unref();
+  }
+
+  /** Sends the queued transitions in one script call, in order. */
+  private sendTransitions(): void {
+    if (this.queueTimer) clearTimeout(this.queueTimer);
+    this.queueTimer = null;
+    const batch = this.queued;
+    if (batch.length === 0) return;
+    this.queued = [];
+    const args: (string | number)[] = [this.id];
+    for (const t of batch) args.push(t.kind === "join" ? "a" : "r", t.group, t.user, t.kind === "join" ? t.since : "");
+    this.scripts.transitions(NODES_KEY, ...args).then(
       (r) => {
-        const [status, count] = r as [number, number];
-        if (status === 1) this.emit({ kind, group, user, count });
-        else if (status === -1) this.markDirty(kind, group, user, "redis_restart");
-        // Reaped: the re-sync announces the node's whole share (this pair's state included).
-        else if (status === -2) this.resync("announce", "lease_lost");
+        const out = r as number[];
+        if (out[0] === -1) {
+          for (const t of batch) this.markDirty(t.kind, t.group, t.user, null);
+          return this.resync("silent", "redis_restart");
+        }
+        // Reaped: the re-sync announces the node's whole share (these pairs' state included).
+        if (out[0] === -2) return this.resync("announce", "lease_lost");
+        for (const [i, t] of batch.entries()) if (out[2 * i] === 1) this.emit({ kind: t.kind, group: t.group, user: t.user, count: out[2 * i + 1]! });
       },
       (err: Error) => {
         this.hooks.onError?.(err);
-        this.markDirty(kind, group, user, null);
+        for (const t of batch) this.markDirty(t.kind, t.group, t.user, null);
       },
     );
   }
@@ -183,6 +222,8 @@ export class RedisPresence implements Presence {
   }
 
   private async sync(announce: boolean): Promise<void> {
+    // Queued transitions go first, in order (the share sent below includes their outcome anyway).
+    this.sendTransitions();
     const args: (string | number)[] = [];
     for (const [key, since] of this.local.entries()) args.push(key, since);
     const out = (await this.scripts.sync(NODES_KEY, this.id, this.opts.ttlMs, announce ? 1 : 0, ...args)) as (string | number)[];

@@ -8,7 +8,7 @@
 //   {chatpresence}:reaped:<node>   STRING set for a day once the node was reaped
 //
 // A user is present while their holder count is > 0. Every script is O(log n) in the group's
-// size, except `sync` and `reap`, which are O(the node's pairs).
+// size (`transitions`: per transition), except `sync` and `reap`, which are O(the node's pairs).
 export const PREFIX = "{chatpresence}";
 export const NODES_KEY = `${PREFIX}:nodes`;
 export const groupKey = (group: string) => `${PREFIX}:g:${group}`;
@@ -50,24 +50,36 @@ local function unhold(group, user)
 end
 `;
 
-/** KEYS nodes; ARGV node, group, user, since -> {1, count} joined, {0, 0} already present, {-1|-2, 0} node unknown (see `unknown`). */
-export const ACQUIRE = `${COMMON}
-local node, group, user, since = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+/**
+ * A node's transitions, in order: `a` (acquire: its first socket of the pair) or `r` (release:
+ * its grace ran out). KEYS nodes; ARGV node, then op, group, user, since (`a` only, else empty)
+ * for each -> {status, count} for each: 1 and the group's count after a join or leave, 0 nothing
+ * changed for the cluster (held elsewhere too, or this node's share already said so: a re-sync
+ * may have registered the pair first); or {-1|-2, 0} alone when the node is unknown (see `unknown`).
+ */
+export const TRANSITIONS = `${COMMON}
+local node = ARGV[1]
 if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
-redis.call('HSET', P .. ':n:' .. node, group .. ' ' .. user, since)
-local c = hold(group, user, since)
-if c then return {1, c} end
-return {0, 0}
-`;
-
-/** KEYS nodes; ARGV node, group, user -> {1, count} left, {0, 0} still held elsewhere, {-1|-2, 0} node unknown. */
-export const RELEASE = `${COMMON}
-local node, group, user = ARGV[1], ARGV[2], ARGV[3]
-if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
-if redis.call('HDEL', P .. ':n:' .. node, group .. ' ' .. user) == 0 then return {0, 0} end
-local c = unhold(group, user)
-if c then return {1, c} end
-return {0, 0}
+local nkey = P .. ':n:' .. node
+local out = {}
+for i = 2, #ARGV, 4 do
+  local op, group, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local c = false
+  if op == 'a' then
+    local since = tonumber(ARGV[i + 3])
+    if redis.call('HSET', nkey, group .. ' ' .. user, since) == 1 then c = hold(group, user, since) end
+  elseif redis.call('HDEL', nkey, group .. ' ' .. user) == 1 then
+    c = unhold(group, user)
+  end
+  if c then
+    out[#out + 1] = 1
+    out[#out + 1] = c
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
+end
+return out
 `;
 
 /** KEYS nodes; ARGV node, ttlMs -> 1 renewed, 0 unknown (Redis lost its data), 2 expired or reaped. */

@@ -15,7 +15,7 @@ export const EntityId = v.pipe(
 );
 
 // No control characters, no lone surrogates, no bidi overrides: ids are shown to other users.
-const PRINTABLE = /^[^\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]+$/u;
+export const PRINTABLE = /^[^\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]+$/u;
 
 export const UserId = v.pipe(
   v.string("user must be a string"),

@@ -1,6 +1,8 @@
 // Join and leave frames are batched per tick (PRESENCE_BATCH_MS): a burst of arrivals in a group
 // reaches its sockets together, unchanged, in order, and no later than the tick; the tick is
-// capped at a quarter of the grace; a stopping node publishes what it holds at once.
+// capped at a quarter of the grace; a group that just published holds its next frames for the busy
+// period (PRESENCE_BUSY_BATCH_MS) while a quiet group's go within the tick; a stopping node
+// publishes what it holds at once.
 import t from "tap";
 import { PresenceBatch } from "../../src/chat/presence-batch.ts";
 import { loadConfig } from "../../src/config/env.ts";
@@ -47,11 +49,49 @@ t.test("PresenceBatch: tick 0 publishes at once; close publishes what is held an
   t.equal(held.groups, 0);
 });
 
-t.test("PRESENCE_BATCH_MS: default 250, 0 allowed, bad values refused with the variable named", async (t) => {
+t.test("PresenceBatch: a group that published within busyMs holds its next frames until busyMs after that publish; a quiet group's go within the tick", async (t) => {
+  const out: [group: string, frames: string[], at: number][] = [];
+  let wake: (() => void) | null = null;
+  const batch = new PresenceBatch<string>(20, (group, frames) => {
+    out.push([group, frames, performance.now()]);
+    wake?.();
+  }, 1_000);
+  const published = (n: number) => new Promise<void>((r) => (wake = () => out.length >= n && r()));
+  // The batch's timer does not keep a process alive (unref'd): this does, while the test waits for it.
+  const alive = setInterval(() => {}, 100);
+  t.teardown(() => {
+    clearInterval(alive);
+    batch.close();
+  });
+  let added = performance.now();
+  batch.add("a", "a1");
+  await published(1);
+  t.ok(out[0]![2] - added < 500, `a quiet group's frame went within the tick (${Math.round(out[0]![2] - added)} ms)`);
+  batch.add("a", "a2");
+  batch.add("a", "a3");
+  added = performance.now();
+  batch.add("b", "b1");
+  await published(2);
+  t.same(out.map(([g, f]) => [g, f]), [["a", ["a1"]], ["b", ["b1"]]], "the quiet group b goes first; busy a waits");
+  t.ok(out[1]![2] - added < 500, `b within the tick (${Math.round(out[1]![2] - added)} ms)`);
+  await published(3);
+  t.same(out[2]!.slice(0, 2), ["a", ["a2", "a3"]], "a's frames together, in order");
+  const gap = out[2]![2] - out[0]![2];
+  t.ok(gap >= 995 && gap < 2_000, `a published again busyMs after its last publish (${Math.round(gap)} ms)`);
+  t.equal(batch.groups, 0);
+  batch.close();
+  batch.add("a", "a4");
+  t.same(out[3]!.slice(0, 2), ["a", ["a4"]], "after close, at once even for a busy group");
+});
+
+t.test("PRESENCE_BATCH_MS: default 250, PRESENCE_BUSY_BATCH_MS: default 1000, 0 allowed, bad values refused with the variable named", async (t) => {
   t.equal(loadConfig({}).PRESENCE_BATCH_MS, 250);
   t.equal(loadConfig({ PRESENCE_BATCH_MS: "0" }).PRESENCE_BATCH_MS, 0);
   t.equal(loadConfig({ PRESENCE_BATCH_MS: "10000" }).PRESENCE_BATCH_MS, 10_000);
   for (const bad of ["-1", "abc", "1.5", "10001"]) t.throws(() => loadConfig({ PRESENCE_BATCH_MS: bad }), /PRESENCE_BATCH_MS/, `${bad} is refused`);
+  t.equal(loadConfig({}).PRESENCE_BUSY_BATCH_MS, 1_000);
+  t.equal(loadConfig({ PRESENCE_BUSY_BATCH_MS: "0" }).PRESENCE_BUSY_BATCH_MS, 0);
+  for (const bad of ["-1", "x", "10001"]) t.throws(() => loadConfig({ PRESENCE_BUSY_BATCH_MS: bad }), /PRESENCE_BUSY_BATCH_MS/, `busy ${bad} is refused`);
 });
 
 const url = await freshDatabase(t);

@@ -137,6 +137,41 @@ t.test("Redis work per join and per leave does not grow with the group: 2 presen
   t.ok(small.joins <= 50 * 6 + 60 && small.leaves <= 50 * 7 + 60, "a handful of commands per transition");
 });
 
+/** Script calls so far (EVALSHA, and EVAL where a script was not loaded yet), from INFO commandstats. */
+async function scriptCalls(): Promise<number> {
+  const { Redis } = await import("ioredis");
+  const r = new Redis(redis.url);
+  try {
+    const info = await r.info("commandstats");
+    let n = 0;
+    for (const m of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) n += Number(m[2]);
+    return n;
+  } finally {
+    r.disconnect();
+  }
+}
+
+t.test("a burst of transitions shares script calls; a re-sync while one waits counts its user once", async (t) => {
+  const changes: PresenceChange[] = [];
+  const g = uniqueGroup("burst");
+  const a = make(t, (c) => c.group === g && changes.push(c));
+  await a.start();
+  for (const timer of (a as unknown as { timers: NodeJS.Timeout[] }).timers) clearInterval(timer);
+  const before = await scriptCalls();
+  for (let i = 0; i < 200; i++) a.open(g, `u${i}`);
+  t.ok(await eventually(() => changes.length === 200, 5_000), "200 joins");
+  const calls = (await scriptCalls()) - before;
+  t.ok(calls <= 3, `200 transitions in ${calls} script call(s)`);
+  t.same(changes.map((c) => c.count), Array.from({ length: 200 }, (_, i) => i + 1), "in order, each with the count after it");
+
+  a.open(g, "racer");
+  (a as unknown as { resync(mode: string, reason: string): void }).resync("silent", "reconnect");
+  t.ok(await eventually(async () => (await a.snapshot(g, 1)).count === 201, 3_000), "the racer is present");
+  a.close(g, "racer");
+  t.ok(await eventually(() => changes.some((c) => c.kind === "leave" && c.user === "racer"), GRACE_MS + 3_000), "and leaves after the grace: held once, not twice");
+  t.equal((await a.snapshot(g, 1)).count, 200);
+});
+
 t.test("nothing is left in Redis once a group is empty and a stopped node was reaped", async (t) => {
   const { Redis } = await import("ioredis");
   const r = new Redis(redis.url);
