@@ -6,7 +6,7 @@ import t from "tap";
 import * as v from "valibot";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { Dispatcher } from "../../src/chat/dispatch.ts";
-import { serialize } from "../../src/chat/events.ts";
+import { seqOf, serialize } from "../../src/chat/events.ts";
 import { ChatService } from "../../src/chat/service.ts";
 import { isCleanTyping, typingEvent } from "../../src/chat/typing-fast.ts";
 import { createMetrics } from "../../src/metrics/metrics.ts";
@@ -122,7 +122,7 @@ t.test("a dispatcher answers and publishes typing as the service's typing() does
   }
   t.equal(await h.count("chat_frames_received_total", "typing"), cases.length, "every frame counted once, whichever path it took");
   t.equal(await h.count("chat_events_published_total", "typing"), 4, "every event published counted once");
-  t.equal((await h.metrics.busPublishDuration.get()).values.find((x) => x.metricName === "chat_bus_publish_duration_seconds_count")?.value, 4, "each publish timed");
+  t.equal((await h.metrics.busPublishDuration.histogram.get()).values.find((x) => x.metricName === "chat_bus_publish_duration_seconds_count")?.value, 4, "each publish timed");
 });
 
 t.test("with the bus down, typing is refused unavailable and nothing is published", async (t) => {
@@ -132,4 +132,29 @@ t.test("with the bus down, typing is refused unavailable and nothing is publishe
   t.match(JSON.parse(got!), { operation: "error", group: "g", code: "unavailable", request_id: "r" });
   t.same(h.published, []);
   t.equal(await h.count("chat_frames_received_total", "typing"), 1);
+});
+
+t.test("seqOf passes typing over without its regex and still reads every stored event's seq", async (t) => {
+  const reference = (p: string) => {
+    const m = /^\{"operation":"[a-z]+","seq":(\d+)[,}]/.exec(p.slice(0, 48));
+    return m ? Number(m[1]) : null;
+  };
+  const payloads = [
+    typingEvent("g", "bob", "typing"),
+    serialize({ operation: "seen", group: "g", message_id: "m", user: "u", seen_at: "2026-01-01T00:00:00.000Z" }),
+    serialize({ operation: "delete", seq: 12, group: "g", message_id: "m", user: "u", message_seq: 3, author: "u" }),
+    '{"operation":"create","seq":7,"group":"g"}',
+    '{"operation":"create","seq":7}',
+    '{"operation":"Create","seq":7}',
+    '{"operation":"create", "seq":7}',
+    '{"operation":"create","seq":x}',
+    '{"operation":"',
+    "",
+    "[1,2]",
+    '{"seq":3}',
+  ];
+  for (const p of payloads) {
+    t.equal(seqOf(p), reference(p), p);
+    t.equal(seqOf(Buffer.from(p)), reference(p), `${p} as bytes`);
+  }
 });
