@@ -20,6 +20,11 @@
 // moved, the connection lost mid-write) is sent again through the routed path, which follows the
 // redirection or waits out the failover. Before the slot map is loaded, or if ioredis' internals
 // ever change shape, every publish takes the routed path.
+//
+// Receiving and the slot map: each shard's subscriber connection hands its buffers straight to
+// the bus (sharded-receive.ts), and ioredis' periodic slot refresh (30-110 ms of CPU each time)
+// is replaced by a cheap check (cluster-slot-watch.ts).
+// bench/bus-instructions.ts counts both buses' instructions per payload.
 import calculateSlot from "cluster-key-slot";
 import { Cluster, type Redis } from "ioredis";
 import { withDeadline } from "../deadline.ts";
