@@ -177,7 +177,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
 
   const httpBudget = new HttpBudget({ maxBytes: config.HTTP_BUFFER_BYTES, maxFileReads: config.MAX_FILE_READS, fileChunkBytes: FILE_CHUNK_BYTES });
   metrics.setProbes({ httpHeld: () => httpBudget.held });
-  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES, (used) => metrics.bufferBytes.set(used));
+  // Its gauge is read at scrape: the budget moves twice per frame, and a prom-client set (labels
+  // checked and hashed) per move was a measurable share of a typing frame.
+  const budget = new ByteBudget(config.MAX_NODE_BUFFER_BYTES);
+  metrics.setProbes({ bufferBytes: () => budget.used });
   const uploads = new UploadBudget(config.MAX_UPLOAD_BYTES_PER_SECOND, config.MAX_UPLOAD_INFLIGHT_BYTES, (held) => metrics.uploadInflightBytes.set(held));
   subscriptions = new Subscriptions(
     service,

@@ -81,6 +81,8 @@ export interface Probes {
   presenceHeld?: () => number;
   /** Bytes of recent events kept for short resumes (src/chat/recent-events.ts). */
   resumeMemoryBytes?: () => number;
+  /** Bytes held under the node-wide budget (src/chat/budget.ts): read at scrape, since it moves with every frame. */
+  bufferBytes?: () => number;
 }
 
 /** Where a resume's events came from: none needed (the client was at the node's position), the node's recent events in memory, or the database. */
@@ -202,6 +204,9 @@ export function createMetrics() {
       name: "chat_buffer_bytes",
       help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions",
       registers: [registry],
+      collect() {
+        this.set(probes.bufferBytes?.() ?? 0);
+      },
     }),
     replays: new client.Gauge({
       name: "chat_replays",
