@@ -7,10 +7,7 @@
 export class ByteBudget {
   private usedBytes = 0;
 
-  constructor(
-    readonly limitBytes: number,
-    private readonly onChange: (used: number) => void = () => {},
-  ) {}
+  constructor(readonly limitBytes: number) {}
 
   get used(): number {
     return this.usedBytes;
@@ -20,13 +17,11 @@ export class ByteBudget {
   take(bytes: number): boolean {
     if (this.usedBytes + bytes > this.limitBytes) return false;
     this.usedBytes += bytes;
-    this.onChange(this.usedBytes);
     return true;
   }
 
   give(bytes: number): void {
     this.usedBytes -= bytes;
-    this.onChange(this.usedBytes);
   }
 }
 

@@ -250,8 +250,9 @@ export class ChatService {
     const user = actingUser(s, f.user);
     // Ephemeral: never stored, acknowledged once handed to the bus. A bus that is down would
     // queue it (and hold up this socket's later frames) until it is stale: refuse it instead.
-    if (!this.deps.bus.isUp()) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
-    await this.publishPayload(s.group, "typing", typingEvent(s.group, user, f.typing_status));
+    const published = this.typingNow(s.group, user, f.typing_status);
+    if (published === null) throw new ChatError("unavailable", "event bus unavailable, typing not sent");
+    await published;
     return { kind: "ack" };
   }
 
@@ -353,8 +354,9 @@ export class ChatService {
   }
 
   /**
-   * Typing's fast path (the dispatcher checked the frame and the acting user): what typing() does,
-   * with the event written by template. Null when the bus is down: typing() answers that.
+   * A typing event to the group, its frame already checked and its acting user known (typing()
+   * and the dispatcher's fast path): written by template. Null when the bus is down, which
+   * typing() answers with `unavailable`.
    */
   typingNow(group: string, user: string, typingStatus: string): Promise<void> | null {
     if (!this.deps.bus.isUp()) return null;

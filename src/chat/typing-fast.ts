@@ -7,6 +7,7 @@
 // field of another type, a malformed value) goes the generic way and gets the schemas' own error.
 // test/chat/typing-fast.test.ts feeds both the same good and bad frames.
 import { PRINTABLE } from "../protocol/names.ts";
+import { TYPING_STATUS } from "../protocol/client-frames.ts";
 
 /** A typing frame as the schemas would hand it on (unknown extra fields are ignored by both). */
 export interface CleanTyping {
@@ -15,8 +16,6 @@ export interface CleanTyping {
   user?: string;
   typing_status: string;
 }
-
-const TYPING_STATUS = /^[a-z_]{1,32}$/;
 
 /** Whether a parsed frame is a typing frame the schemas accept as it is. */
 export function isCleanTyping(frame: unknown): frame is CleanTyping {

@@ -161,7 +161,7 @@ export class RedisPresence implements Presence {
       (r) => {
         const out = r as number[];
         if (out[0] === -1) {
-          for (const t of batch) this.markDirty(t.kind, t.group, t.user, null);
+          for (const t of batch) this.markDirty(t.kind, t.group, t.user);
           return this.resync("silent", "redis_restart");
         }
         // Reaped: the re-sync announces the node's whole share (these pairs' state included).
@@ -170,16 +170,15 @@ export class RedisPresence implements Presence {
       },
       (err: Error) => {
         this.hooks.onError?.(err);
-        for (const t of batch) this.markDirty(t.kind, t.group, t.user, null);
+        for (const t of batch) this.markDirty(t.kind, t.group, t.user);
       },
     );
   }
 
-  private markDirty(kind: PresenceChange["kind"], group: string, user: string, reason: "redis_restart" | null): void {
+  private markDirty(kind: PresenceChange["kind"], group: string, user: string): void {
     if (this.stopped) return;
     this.dirty.set(pairKey(group, user), kind);
-    if (reason) this.resync("silent", reason);
-    else this.wanted ??= "silent"; // Redis is unreachable: the "ready" event or the next renewal re-syncs
+    this.wanted ??= "silent"; // Redis is unreachable or lost its data: a re-sync follows (the "ready" event, the next renewal, or the caller)
   }
 
   private emit(change: PresenceChange): void {

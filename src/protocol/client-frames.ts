@@ -31,6 +31,8 @@ const messageType = v.picklist(MESSAGE_TYPES, `type must be one of ${MESSAGE_TYP
 const body = v.pipe(v.string("body must be a string"), noNul("body"), wellFormed);
 const messageId = EntityId;
 const user = v.optional(UserId);
+/** What a typing_status may be (typing's fast path, src/chat/typing-fast.ts, checks the same). */
+export const TYPING_STATUS = /^[a-z_]{1,32}$/;
 
 export const ClientFrames = {
   create: v.object({ user, type: messageType, body: v.optional(body, ""), file: v.nullish(FileInput) }),
@@ -40,7 +42,7 @@ export const ClientFrames = {
   seen: v.object({ user, message_id: messageId }),
   typing: v.object({
     user,
-    typing_status: v.pipe(v.string("typing_status must be a string"), v.regex(/^[a-z_]{1,32}$/, "typing_status must match ^[a-z_]{1,32}$")),
+    typing_status: v.pipe(v.string("typing_status must be a string"), v.regex(TYPING_STATUS, `typing_status must match ${TYPING_STATUS.source}`)),
   }),
   presence: v.object({}),
   history: v.object({
