@@ -97,10 +97,9 @@ export function createMetrics() {
   const probes: Probes = { databaseUp: () => false, busUp: () => false, busChannels: () => 0 };
   defaultMetrics(registry);
   /** A gauge set at scrape from a live reading (a probe); undefined leaves it as it was. */
-  const probed = (name: string, help: string, read: () => number | undefined) =>
+  const probed = (meta: { name: string; help: string }, read: () => number | undefined) =>
     new client.Gauge({
-      name,
-      help,
+      ...meta,
       registers: [registry],
       collect() {
         const value = read();
@@ -158,15 +157,15 @@ export function createMetrics() {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registry,
     }),
-    busQueueBytes: probed("chat_bus_queue_bytes", "Bytes of published events waiting for the Redis connection or not yet acknowledged by Redis (budget MAX_BUS_QUEUE_BYTES)", () => probes.busQueueBytes?.() ?? 0),
+    busQueueBytes: probed({ name: "chat_bus_queue_bytes", help: "Bytes of published events waiting for the Redis connection or not yet acknowledged by Redis (budget MAX_BUS_QUEUE_BYTES)" }, () => probes.busQueueBytes?.() ?? 0),
     busPublishesDropped: new client.Counter({
       name: "chat_bus_publishes_dropped_total",
       help: "Events not published because MAX_BUS_QUEUE_BYTES were already waiting (receivers read them back from the database)",
       registers: [registry],
     }),
-    busChannels: probed("chat_bus_channels", "Bus channels (Redis: chat:<group>) this node is subscribed to", () => probes.busChannels()),
-    dbUp: probed("chat_db_up", "1 when the database answered the node's last background ping (every second)", () => probes.databaseUp() ? 1 : 0),
-    redisUp: probed("chat_redis_up", "1 when the event bus is connected (always 1 for the in-process bus)", () => probes.busUp() ? 1 : 0),
+    busChannels: probed({ name: "chat_bus_channels", help: "Bus channels (Redis: chat:<group>) this node is subscribed to" }, () => probes.busChannels()),
+    dbUp: probed({ name: "chat_db_up", help: "1 when the database answered the node's last background ping (every second)" }, () => probes.databaseUp() ? 1 : 0),
+    redisUp: probed({ name: "chat_redis_up", help: "1 when the event bus is connected (always 1 for the in-process bus)" }, () => probes.busUp() ? 1 : 0),
     tokenExpiries: new client.Counter({
       name: "chat_token_expiries_total",
       help: "Sockets closed with 4001 because their token expired (exp plus JWT_CLOCK_TOLERANCE_S) while they were open",
@@ -183,7 +182,7 @@ export function createMetrics() {
       help: "Bytes of uploads (frames and server-API bodies of 64 KiB or more) this node holds, from arrival until answered, under MAX_UPLOAD_INFLIGHT_BYTES",
       registers: [registry],
     }),
-    bufferBytes: probed("chat_buffer_bytes", "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions", () => probes.bufferBytes?.() ?? 0),
+    bufferBytes: probed({ name: "chat_buffer_bytes", help: "Bytes held under the node-wide budget (MAX_NODE_BUFFER_BYTES): frames awaiting an answer plus events held for resuming subscriptions" }, () => probes.bufferBytes?.() ?? 0),
     replays: new client.Gauge({
       name: "chat_replays",
       help: "Replay reads running, or waiting for a slot (MAX_CONCURRENT_REPLAYS), by state",
@@ -209,11 +208,11 @@ export function createMetrics() {
       buckets: RESUME_BUCKETS,
       registers: [registry],
     }),
-    resumeMemoryBytes: probed("chat_resume_memory_bytes", "Bytes of the node's recent events kept in memory for short resumes (RESUME_MEMORY_BYTES, RESUME_MEMORY_GROUP_BYTES per group)", () => probes.resumeMemoryBytes?.() ?? 0),
-    httpBufferBytes: probed("chat_http_buffer_bytes", "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES", () => probes.httpHeld?.().bytes ?? 0),
-    fileReads: probed("chat_file_reads", "File downloads being written; at most MAX_FILE_READS", () => probes.httpHeld?.().fileReads ?? 0),
-    ready: probed("chat_ready", "1 when the node reports ready (/readyz answers 200)", () => (probes.ready ? (probes.ready() ? 1 : 0) : undefined)),
-    presenceUsers: probed("chat_presence_users", "Distinct (group, user) pairs present through this node's sockets, grace included", () => probes.presenceHeld?.() ?? 0),
+    resumeMemoryBytes: probed({ name: "chat_resume_memory_bytes", help: "Bytes of the node's recent events kept in memory for short resumes (RESUME_MEMORY_BYTES, RESUME_MEMORY_GROUP_BYTES per group)" }, () => probes.resumeMemoryBytes?.() ?? 0),
+    httpBufferBytes: probed({ name: "chat_http_buffer_bytes", help: "Bytes held by HTTP answers being written (history pages, file chunks); at most HTTP_BUFFER_BYTES" }, () => probes.httpHeld?.().bytes ?? 0),
+    fileReads: probed({ name: "chat_file_reads", help: "File downloads being written; at most MAX_FILE_READS" }, () => probes.httpHeld?.().fileReads ?? 0),
+    ready: probed({ name: "chat_ready", help: "1 when the node reports ready (/readyz answers 200)" }, () => (probes.ready ? (probes.ready() ? 1 : 0) : undefined)),
+    presenceUsers: probed({ name: "chat_presence_users", help: "Distinct (group, user) pairs present through this node's sockets, grace included" }, () => probes.presenceHeld?.() ?? 0),
     presenceEvents: new client.Counter({
       name: "chat_presence_events_total",
       help: "Presence transitions this node decided, by event (join, leave) and whether they were broadcast (no: the group had more than PRESENCE_MAX_BROADCAST present users)",
