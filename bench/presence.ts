@@ -22,10 +22,12 @@
 // connects. --before: that build, presence on, is measured in the same rounds as a third mode.
 // --syscalls: the node's sendto/write/writev/epoll_wait calls per connect in the measured pass
 // (`perf stat` tracepoints: needs perf and the permission to trace the node).
+// BENCH_CPU_PROF_DIR=dir: V8 CPU profiles of every node, and the measured passes' windows, for
+// `npx tsx bench/profile-window.ts dir` (where the CPU of a connect goes, mode against mode).
 //
 // Writes bench/results/presence-<time>.json and prints every pair and the median ratios.
 import { spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { appendFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseOptions } from "./lib/args.ts";
@@ -116,6 +118,20 @@ async function heldPairs(target: Target): Promise<number> {
   return Number(/^chat_presence_users (\d+)/m.exec(text)?.[1] ?? 0);
 }
 
+/** Microseconds on the clock V8 stamps CPU profiles with (CLOCK_MONOTONIC on Linux, as process.hrtime). */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * BENCH_CPU_PROF_DIR=dir (every node writes a V8 CPU profile there when it exits, see
+ * bench/lib/targets.ts): notes the measured pass's window beside them, so that
+ * `npx tsx bench/profile-window.ts dir` reads only the samples of the measured pass, per connect.
+ */
+async function markProfileWindow(pid: number, tag: string, fromUs: number, toUs: number, connects: number): Promise<void> {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  if (!dir) return;
+  await appendFile(path.join(path.resolve(dir), "windows.jsonl"), `${JSON.stringify({ pid, tag, fromUs, toUs, connects })}\n`);
+}
+
 /** The reconnect storm (see the top of the file) against one node. */
 const SYSCALLS = ["sendto", "write", "writev", "epoll_wait"];
 /**
@@ -178,9 +194,11 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
     await sleep(syscalls ? 300 : 0); // perf attaches
     const cpu0 = totalCpuSeconds(pids);
+    const from = monotonicUs();
     const again = await connectAll(plans);
     await sleep(1_000); // frames still held for their tick go out
     const cpuS = totalCpuSeconds(pids) - cpu0;
+    await markProfileWindow(pids[0]!, tag, from, monotonicUs(), rateOf(again.reports).connected);
     const redis1 = redis && (await redisStats(redis));
     const calls = (await syscalls?.stop()) ?? {};
     await again.pool.close();

@@ -19,6 +19,7 @@ export const SIZE_FLAGS = {
   "source-addresses": "connections: spread sockets over 127.0.0.1..127.0.0.N (0 = let the kernel pick)",
   interval: "soak: seconds per sample",
   rounds: "cross-node: alternating one-Redis / Redis Cluster measurements",
+  pairs: "baseline/service measurements, alternating which goes first; ratios are the medians of the pairs' (default 1)",
 } as const;
 
 export type SizeFlag = keyof typeof SIZE_FLAGS;

@@ -126,7 +126,7 @@ const cell = (v: number | undefined | null) => (v === undefined || v === null ? 
 
 function row(r: ScenarioResult, m: Metric, first: string[] = []): string {
   // Recomputed rather than read back, so older result files follow the current rule.
-  const ratio = ratios(r.metrics, r.targets)[m.key];
+  const ratio = r.pairs ? r.ratio[m.key] : ratios(r.metrics, r.targets)[m.key];
   const cells = [
     ...first,
     m.unit ? `${m.label} (${m.unit})` : m.label,

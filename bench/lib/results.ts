@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { LatencySummary } from "./histogram.ts";
 import type { GitInfo, MachineInfo } from "./machine.ts";
+import { median } from "./stats.ts";
 import type { TargetKind } from "./targets.ts";
 
 /** A figure a scenario puts in the summary table and compares between targets. */
@@ -55,6 +56,8 @@ export interface ScenarioResult {
   targets: Partial<Record<TargetKind, TargetResult>>;
   /** service ÷ baseline for each metric; null when either side is missing, zero or negative. */
   ratio: Record<string, number | null>;
+  /** `--pairs N`: each pair's ratios and headlines; `targets` and `ratio` are then their medians. */
+  pairs?: { ratio: Record<string, number | null>; headline: Record<string, Record<string, number>> }[];
 }
 
 export interface RunResult {
@@ -79,6 +82,39 @@ export function ratios(metrics: Metric[], targets: ScenarioResult["targets"]): R
       return [m.key, b !== undefined && s !== undefined && b > 0 && s >= 0 ? round(s / b, 3) : null];
     }),
   );
+}
+
+/**
+ * Several pairs as one result: each target's headline figures are the medians of its pairs', each
+ * ratio the median of the pairs' ratios (not the ratio of the medians), and every pair is kept.
+ */
+export function medianOfPairs(
+  metrics: Metric[],
+  measured: ScenarioResult["targets"][],
+): Pick<ScenarioResult, "targets" | "ratio" | "pairs"> {
+  const pairRatios = measured.map((t) => ratios(metrics, t));
+  const ratio = Object.fromEntries(
+    metrics.map((m) => {
+      const xs = pairRatios.map((r) => r[m.key]).filter((x): x is number => typeof x === "number");
+      return [m.key, xs.length ? round(median(xs), 3) : null];
+    }),
+  );
+  const targets: ScenarioResult["targets"] = {};
+  for (const kind of new Set(measured.flatMap((t) => Object.keys(t) as TargetKind[]))) {
+    const runs = measured.map((t) => t[kind]).filter((r): r is TargetResult => r?.ok === true);
+    const last = measured.at(-1)![kind] ?? runs.at(-1)!;
+    const headline = Object.fromEntries(
+      [...new Set(runs.flatMap((r) => Object.keys(r.headline ?? {})))].map((k) => [k, round(median(runs.map((r) => r.headline?.[k]).filter((x): x is number => x !== undefined)), 5)]),
+    );
+    const failed = measured.length - runs.length;
+    targets[kind] = {
+      ...last,
+      ok: runs.length > 0,
+      headline,
+      notes: [`figures are the medians of ${runs.length} pairs${failed ? ` (${failed} failed)` : ""}; latency and details are the last pair's`, ...(last.notes ?? [])],
+    };
+  }
+  return { targets, ratio, pairs: measured.map((t, i) => ({ ratio: pairRatios[i]!, headline: Object.fromEntries(Object.entries(t).map(([k, r]) => [k, r?.headline ?? {}])) })) };
 }
 
 export function round(x: number, digits = 2): number {

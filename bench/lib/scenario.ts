@@ -2,7 +2,7 @@
 // compares the two; this file holds what they share.
 import type { Options } from "./args.ts";
 import type { LatencySummary } from "./histogram.ts";
-import { ratios, type Measurement, type Metric, type ScenarioResult, type TargetResult } from "./results.ts";
+import { medianOfPairs, ratios, type Measurement, type Metric, type ScenarioResult, type TargetResult } from "./results.ts";
 import { startTarget, type Target, type TargetKind } from "./targets.ts";
 
 /**
@@ -93,14 +93,14 @@ export async function runScenario(
     targets: {},
     ratio: {},
   };
-  for (const kind of opts.targets) {
+  const measureTarget = async (kind: TargetKind, pair: number): Promise<TargetResult | undefined> => {
     if (s.targets && !s.targets.includes(kind)) {
       log(`${s.name}: ${kind}: skipped (the scenario measures ${s.targets.join(" and ")} only)`);
-      continue;
+      return undefined;
     }
     // Per target and scenario: database names, Redis keys and group names never collide,
     // neither with each other nor with anyone else's run on the same servers.
-    const tag = `${runTag}${kind[0]}${s.name.replace(/[^a-z]/g, "").slice(0, 4)}`;
+    const tag = `${runTag}${kind[0]}${s.name.replace(/[^a-z]/g, "").slice(0, 4)}${pair > 0 ? pair : ""}`;
     log(`${s.name}: ${kind} …`);
     let target: Target | undefined;
     let services: ScenarioServices | undefined;
@@ -141,11 +141,31 @@ export async function runScenario(
       for (const e of endings) if (!/exited 0 /.test(e)) (res.notes ??= []).push(`node ${e}`);
     }
     await services?.stop().catch((err: Error) => (res.notes ??= []).push(`stopping the scenario's servers failed: ${err.message}`));
-    result.targets[kind] = res;
     log(res.ok ? `${s.name}: ${kind}: ${summaryLine(s, res)}` : `${s.name}: ${kind}: FAILED: ${res.error}`);
     for (const note of res.notes ?? []) log(`  note: ${note}`);
+    return res;
+  };
+  // --pairs N: N measurements of each target, alternating which goes first (a machine getting
+  // busier or quieter favours neither); each ratio is the median of the pairs' ratios.
+  const pairs = Math.max(1, Math.round(opts.sizes.pairs ?? 1));
+  const measured: ScenarioResult["targets"][] = [];
+  for (let pair = 0; pair < pairs; pair++) {
+    const order = pair % 2 === 0 ? opts.targets : [...opts.targets].reverse();
+    const targets: ScenarioResult["targets"] = {};
+    if (pairs > 1) log(`${s.name}: pair ${pair + 1} of ${pairs}`);
+    for (const kind of order) {
+      const res = await measureTarget(kind, pair);
+      if (res) targets[kind] = res;
+    }
+    measured.push(targets);
   }
-  result.ratio = ratios(s.metrics, result.targets);
+  if (pairs === 1) {
+    result.targets = measured[0]!;
+    result.ratio = ratios(s.metrics, result.targets);
+  } else {
+    Object.assign(result, medianOfPairs(s.metrics, measured));
+    log(`${s.name}: median of ${pairs} pairs: ${s.summary.map((k) => `${k} ×${result.ratio[k] ?? "–"}`).join(", ")}`);
+  }
   result.finishedAt = new Date().toISOString();
   return result;
 }
@@ -156,3 +176,4 @@ function summaryLine(s: AnyScenario, r: TargetResult): string {
     .map((m) => `${m.label} ${r.headline![m.key]}${m.unit === "%" ? "%" : m.unit ? ` ${m.unit}` : ""}`)
     .join(", ");
 }
+
