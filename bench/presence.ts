@@ -22,6 +22,7 @@
 // connects. --before: that build, presence on, is measured in the same rounds as a third mode.
 // --syscalls: the node's sendto/write/writev/epoll_wait calls per connect in the measured pass
 // (`perf stat` tracepoints: needs perf and the permission to trace the node).
+// --perf-record dir: the node's on-CPU samples in the measured pass (perf; see perfRecord).
 // BENCH_CPU_PROF_DIR=dir: V8 CPU profiles of every node, and the measured passes' windows, for
 // `npx tsx bench/profile-window.ts dir` (where the CPU of a connect goes, mode against mode).
 //
@@ -161,6 +162,27 @@ function countSyscalls(pid: number): { stop: () => Promise<Record<string, number
 }
 
 /**
+ * --perf-record <dir>: samples the node's CPU (user and kernel, `perf record -e cpu-clock`: on
+ * CPU time, unlike V8's profiler, which samples wall time and so charges a thread preempted in a
+ * system call to that call) during the measured pass, to <dir>/<tag>.data. Start the bench with
+ * NODE_OPTIONS=--perf-basic-prof so that JavaScript frames have names, then
+ * `perf report -i <file> --no-children --sort dso,sym`.
+ */
+function perfRecord(pid: number, tag: string): { stop: () => Promise<void> } | null {
+  const dir = arg("perf-record", "");
+  if (!dir) return null;
+  const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-p", String(pid), "-o", path.join(path.resolve(dir), `${tag}.data`)], { stdio: "ignore" });
+  perf.on("error", () => {});
+  const done = new Promise<void>((r) => perf.once("close", () => r()));
+  return {
+    stop: async () => {
+      perf.kill("SIGINT");
+      await done;
+    },
+  };
+}
+
+/**
  * Calls per command so far and the microseconds Redis spent executing each (INFO commandstats:
  * a script's time includes its inner commands, which are counted again under their own names),
  * and the redis-server's CPU seconds.
@@ -200,7 +222,8 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const pids = target.nodes.map((node) => node.pid);
     const redis0 = redis && (await redisStats(redis));
     const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
-    await sleep(syscalls ? 300 : 0); // perf attaches
+    const recording = perfRecord(pids[0]!, tag);
+    await sleep(syscalls || recording ? 300 : 0); // perf attaches
     const cpu0 = totalCpuSeconds(pids);
     const split0 = cpuSplit(pids[0]!);
     const from = monotonicUs();
@@ -211,6 +234,7 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     await markProfileWindow(pids[0]!, tag, from, monotonicUs(), rateOf(again.reports).connected);
     const redis1 = redis && (await redisStats(redis));
     const calls = (await syscalls?.stop()) ?? {};
+    await recording?.stop();
     await again.pool.close();
     const measured = rateOf(again.reports);
     const notes = measured.failed > 0 ? [`${measured.failed} of ${n} reconnects failed, e.g. ${measured.sample}`] : [];
