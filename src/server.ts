@@ -159,7 +159,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // Shared services are probed in the background; readiness fails only for this node's own
   // reasons (src/health/readiness.ts says why).
   const dependencies = new DependencyMonitor(
-    { database: () => db.store.ping(), redis: () => bus.isUp() },
+    { database: () => db.store.ping(), databaseAnsweredAt: () => chat.storeAnsweredAt, redis: () => bus.isUp() },
     { intervalMs: 1_000, timeoutMs: 2_000 },
     (name, state) => (state.up ? log.info({ dependency: name }, "dependency up") : log.warn({ dependency: name, err: state.error }, "dependency down")),
   );
@@ -285,6 +285,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       await gateway.shutdown(config.SHUTDOWN_TIMEOUT_MS / 2, config.DRAIN_SPREAD_MS);
       dependencies.stop();
       readiness.stop();
+      metrics.stop();
       if (metricsSocket) uws.us_listen_socket_close(metricsSocket);
       await presence.stop(); // its users leave after the grace unless they reconnect elsewhere
       service.flushPresence(); // join/leave frames still held for their tick go out before the bus closes

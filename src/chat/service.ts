@@ -100,6 +100,11 @@ export class ChatService {
   /** What the node delivered lately, per group, for resumes that need no database read. */
   readonly recentEvents: RecentEvents;
 
+  /** When a store call last succeeded (performance.now() ms): the database answered then (see StoreGuard). */
+  get storeAnsweredAt(): number {
+    return this.guard.answeredAt;
+  }
+
   constructor(private readonly deps: ServiceDeps) {
     this.recentEvents = new RecentEvents(deps.resumeMemory?.groupBytes ?? 0, deps.resumeMemory?.totalBytes ?? 0);
     const holdCap = Math.floor(deps.presenceGraceMs / 4);

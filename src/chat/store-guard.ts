@@ -2,7 +2,8 @@
 // that times out or loses its connection opens the circuit, and while it is open stored
 // operations answer `unavailable` at once instead of queueing behind a dead connection (and
 // running late when it comes back). A background ping closes the circuit when the database
-// answers again.
+// answers again. It also keeps when a store call last succeeded (answeredAt): proof that the
+// database answered then, which spares the node's dependency probe a query while calls succeed.
 import { withDeadline } from "../deadline.ts";
 import { ChatError } from "../protocol/index.ts";
 
@@ -32,6 +33,8 @@ export interface StoreGuardOptions {
 
 export class StoreGuard {
   private open = false;
+  /** performance.now() when a store call last succeeded (-Infinity before the first). */
+  private lastAnswer = -Infinity;
 
   constructor(
     private readonly ping: () => Promise<void>,
@@ -43,10 +46,17 @@ export class StoreGuard {
     return !this.open;
   }
 
+  /** When a store call last succeeded (performance.now() ms; -Infinity before the first). */
+  get answeredAt(): number {
+    return this.lastAnswer;
+  }
+
   async run<T>(call: () => Promise<T>): Promise<T> {
     if (this.open) throw new ChatError("unavailable", "storage is unavailable, try again");
     try {
-      return await this.bounded(call(), this.opts.deadlineMs);
+      const result = await this.bounded(call(), this.opts.deadlineMs);
+      this.lastAnswer = performance.now();
+      return result;
     } catch (err) {
       if (err instanceof DeadlineExceeded || isUnavailable(err)) {
         this.trip(err);

@@ -1,7 +1,15 @@
 // The state of the services a node shares with every other node (PostgreSQL, Redis), probed in
 // the background: /readyz and /metrics read the last result instead of reaching the database
 // on every request (a public or hostile caller must not be able to turn probes into queries).
+//
+// Guarantees: a round runs every intervalMs (on the housekeeping tick, so to within one tick;
+// one round at a time, a hung database is not asked twice): the database is reported down at
+// most intervalMs + timeoutMs (+ a tick) after it stops answering, and up again within a round
+// of answering. A round asks the database only when the node has no fresher proof that it
+// answers: a store call that succeeded within the last intervalMs is that proof (a busy node
+// queries it constantly), so only a node whose store is idle sends the probe's query.
 import { withDeadline } from "../deadline.ts";
+import { housekeeping, type Tick } from "./tick.ts";
 
 export interface DependencyState {
   up: boolean;
@@ -13,53 +21,74 @@ export interface DependencyState {
   error?: string;
 }
 
+export type Dependency = "database" | "redis";
+
 export interface DependencyChecks {
   /** Resolves when the database answers. */
   database: () => Promise<void>;
+  /** When the node's store last got an answer (performance.now() ms; -Infinity for never). */
+  databaseAnsweredAt?: () => number;
   /** Whether the event bus is connected (a local reading, no round trip). */
   redis: () => boolean;
 }
 
 export class DependencyMonitor {
-  private readonly states: Record<keyof DependencyChecks, DependencyState>;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly states: Record<Dependency, DependencyState>;
+  private off: (() => void) | null = null;
   private probing = false;
+  /** performance.now() when the last round was started. */
+  private lastRound = -Infinity;
+  /** Rounds that asked the database, for tests and the performance log. */
+  queries = 0;
 
   constructor(
     private readonly checks: DependencyChecks,
-    private readonly opts: { intervalMs: number; timeoutMs: number },
-    private readonly onChange: (name: keyof DependencyChecks, state: DependencyState) => void = () => {},
+    private readonly opts: { intervalMs: number; timeoutMs: number; tick?: Tick },
+    private readonly onChange: (name: Dependency, state: DependencyState) => void = () => {},
   ) {
     const now = new Date();
     // The node migrated the database and connected the bus to start, so both begin up.
     this.states = { database: { up: true, since: now, checked_at: now }, redis: { up: true, since: now, checked_at: now } };
   }
 
-  get state(): Readonly<Record<keyof DependencyChecks, DependencyState>> {
+  get state(): Readonly<Record<Dependency, DependencyState>> {
     return this.states;
   }
 
   start(): void {
+    if (this.off) return;
+    const tick = this.opts.tick ?? housekeeping;
+    // A round is due on the first tick at least intervalMs after the last one started (half a
+    // tick early rather than a whole tick late).
+    const every = this.opts.intervalMs - tick.everyMs / 2;
+    this.off = tick.on(() => {
+      if (performance.now() - this.lastRound >= every) void this.probe();
+    });
     void this.probe();
-    this.timer = setInterval(() => void this.probe(), this.opts.intervalMs);
-    this.timer.unref();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.off?.();
+    this.off = null;
   }
 
   /** One round of probes; a round still running (a database that hangs) is not doubled. */
   async probe(): Promise<void> {
     if (this.probing) return;
     this.probing = true;
+    const started = performance.now();
+    this.lastRound = started;
     try {
       const ms = this.opts.timeoutMs;
-      const database = await withDeadline(this.checks.database(), ms, () => new Error(`no answer within ${ms} ms`)).then(
-        () => undefined,
-        (err: Error) => err.message || String(err),
-      );
+      const answeredAt = this.checks.databaseAnsweredAt?.() ?? -Infinity;
+      let database: string | undefined;
+      if (started - answeredAt > this.opts.intervalMs) {
+        this.queries++;
+        database = await withDeadline(this.checks.database(), ms, () => new Error(`no answer within ${ms} ms`)).then(
+          () => undefined,
+          (err: Error) => err.message || String(err),
+        );
+      }
       this.record("database", database === undefined, database);
       this.record("redis", this.checks.redis(), "not connected");
     } finally {
@@ -67,7 +96,7 @@ export class DependencyMonitor {
     }
   }
 
-  private record(name: keyof DependencyChecks, up: boolean, error?: string): void {
+  private record(name: Dependency, up: boolean, error?: string): void {
     const s = this.states[name];
     const now = new Date();
     const changed = s.up !== up;

@@ -7,6 +7,7 @@
 // reconnect. A node without its database answers stored operations `unavailable` at once (the
 // store guard) and serves typing and live events; clients retry.
 import type { DependencyMonitor, DependencyState } from "./dependencies.ts";
+import { housekeeping, type Tick } from "./tick.ts";
 
 export interface ReadinessReport {
   ready: boolean;
@@ -18,48 +19,53 @@ export interface ReadinessReport {
   event_loop_delay_ms: number;
 }
 
-/** Samples how late a timer fires: the event loop's blocking, without a native histogram. */
+/**
+ * The event loop's blocking over the last WINDOW_MS, from how late the housekeeping tick ran (its
+ * resolution: a block of B ms reads as B − TICK_MS to B).
+ */
 class LoopDelay {
   private readonly samples: number[] = [];
-  private expected = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private off: (() => void) | null = null;
 
   constructor(
-    private readonly everyMs: number,
+    private readonly tick: Tick,
     private readonly keep: number,
   ) {}
 
   start(): void {
-    this.expected = performance.now() + this.everyMs;
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      this.samples.push(Math.max(0, now - this.expected));
+    this.off ??= this.tick.on((late) => {
+      this.samples.push(late);
       if (this.samples.length > this.keep) this.samples.shift();
-      this.expected = now + this.everyMs;
-    }, this.everyMs);
-    this.timer.unref();
+    });
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.off?.();
+    this.off = null;
   }
 
-  /** The worst delay seen recently, counting a timer that is late right now. */
+  /** The worst delay seen recently, counting a tick that is late right now. */
   get maxMs(): number {
-    const current = this.timer ? Math.max(0, performance.now() - this.expected) : 0;
+    const current = this.off ? this.tick.lateMs : 0;
     return Math.round(Math.max(current, ...this.samples));
   }
 }
 
+/** How far back readiness looks for a blocked event loop. */
+const WINDOW_MS = 5_000;
+
 export class Readiness {
   listening = false;
   draining = false;
-  private readonly loop = new LoopDelay(250, 20); // the last 5 s
+  private readonly loop: LoopDelay;
 
   constructor(
     private readonly dependencies: DependencyMonitor,
     private readonly maxLoopDelayMs: number,
-  ) {}
+    tick: Tick = housekeeping,
+  ) {
+    this.loop = new LoopDelay(tick, Math.ceil(WINDOW_MS / tick.everyMs));
+  }
 
   start(): void {
     this.loop.start();

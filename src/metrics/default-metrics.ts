@@ -1,12 +1,13 @@
 // The process metrics every Node service exposes (prom-client's default set: CPU, memory, file
-// descriptors, handles, heap spaces, GC, version), with the event-loop lag sampled every
-// LAG_SAMPLE_MS instead of prom-client's 10 ms. prom-client's sampler is a 10 ms timer: 100
-// wake-ups a second, which cost an idle node ~6 ms of CPU a second on our VMs (a socket write and
-// wake-up are the expensive part of a delivery) and a busy one a few per cent of its typing
-// fan-out (bench/performance-log.md, issue 11). The gauges keep prom-client's names; their values
-// are the lag itself (how late the sampler ran), not the sampling interval plus the lag. Each scrape
-// starts a new window; as with prom-client's, the first interval after a scrape records nothing.
-import { monitorEventLoopDelay } from "node:perf_hooks";
+// descriptors, handles, heap spaces, GC, version), with the event-loop lag taken from the node's
+// housekeeping tick (src/health/tick.ts, every TICK_MS) instead of a sampler of its own.
+// prom-client's sampler is a 10 ms timer: 100 wake-ups a second, which cost an idle node ~6 ms of
+// CPU a second on our VMs and a busy one a few per cent of its typing fan-out; a 100 ms sampler of
+// our own still cost 10 wake-ups a second beside the tick's 4 (bench/performance-log.md, issue 11).
+// The gauges keep prom-client's names; their values are the lag itself (how late the tick ran),
+// sampled every TICK_MS: a block of B ms shows as a lag between B − TICK_MS and B, and one shorter
+// than TICK_MS may fall between two ticks and not show. Each scrape starts a new window.
+import { createHistogram } from "node:perf_hooks";
 import client from "prom-client";
 import gc from "prom-client/lib/metrics/gc.js";
 import heapSizeAndUsed from "prom-client/lib/metrics/heapSizeAndUsed.js";
@@ -20,22 +21,22 @@ import processRequests from "prom-client/lib/metrics/processRequests.js";
 import processResources from "prom-client/lib/metrics/processResources.js";
 import processStartTime from "prom-client/lib/metrics/processStartTime.js";
 import version from "prom-client/lib/metrics/version.js";
+import { housekeeping, type Tick } from "../health/tick.ts";
 
-/** How often the event-loop sampler runs; each value it records is this plus the loop's lag. */
-export const LAG_SAMPLE_MS = 100;
-
-export function defaultMetrics(registry: client.Registry): void {
+/** Registers the default metrics; the returned function stops their event-loop sampling. */
+export function defaultMetrics(registry: client.Registry, tick: Tick = housekeeping): () => void {
   for (const register of [processCpuTotal, processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, processResources, processHandles, processRequests, heapSizeAndUsed, heapSpacesSizeAndUsed, version, gc]) {
     register(registry, {});
   }
-  eventLoopLag(registry);
+  return eventLoopLag(registry, tick);
 }
 
-/** prom-client's nodejs_eventloop_lag_* gauges, from a LAG_SAMPLE_MS sampler, in seconds of lag. */
-function eventLoopLag(registry: client.Registry): void {
-  const histogram = monitorEventLoopDelay({ resolution: LAG_SAMPLE_MS });
-  histogram.enable();
-  const lagOf = (ns: number) => Math.max(0, ns / 1e9 - LAG_SAMPLE_MS / 1000);
+/** prom-client's nodejs_eventloop_lag_* gauges, from the tick's lateness, in seconds. */
+function eventLoopLag(registry: client.Registry, tick: Tick): () => void {
+  // In ns, as prom-client's; a histogram records values from 1 (a tick on time records 1 ns).
+  const histogram = createHistogram();
+  const off = tick.on((lateMs) => histogram.record(Math.max(1, Math.round(lateMs * 1e6))));
+  const lagOf = (ns: number) => ns / 1e9;
   const gauge = (name: string, help: string) => new client.Gauge({ name: `nodejs_eventloop_lag_${name}`, help, registers: [registry] });
   // Registered first, as prom-client does, so that a scrape reads the others after this one's
   // collect has set them: it is how long a setImmediate takes from the scrape, and its collect
@@ -61,4 +62,5 @@ function eventLoopLag(registry: client.Registry): void {
   const mean = gauge("mean_seconds", "The mean of the recorded event loop delays.");
   const stddev = gauge("stddev_seconds", "The standard deviation of the recorded event loop delays.");
   const percentiles = ([50, 90, 99] as const).map((p) => [p, gauge(`p${p}_seconds`, `The ${p}th percentile of the recorded event loop delays.`)] as const);
+  return off;
 }

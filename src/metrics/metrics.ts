@@ -95,7 +95,7 @@ const RESUME_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 export function createMetrics() {
   const registry = new client.Registry();
   const probes: Probes = { databaseUp: () => false, busUp: () => false, busChannels: () => 0 };
-  defaultMetrics(registry);
+  const stopSampling = defaultMetrics(registry);
   /** A gauge set at scrape from a live reading (a probe); undefined leaves it as it was. */
   const probed = (meta: { name: string; help: string }, read: () => number | undefined) =>
     new client.Gauge({
@@ -108,6 +108,8 @@ export function createMetrics() {
     });
   const m = {
     registry,
+    /** Stops the event-loop lag sampling (at shutdown: the process may host other nodes). */
+    stop: stopSampling,
     /** Replaces the live readings behind the up/channel gauges. */
     setProbes(p: Partial<Probes>) {
       Object.assign(probes, p);
