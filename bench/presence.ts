@@ -22,6 +22,7 @@
 // connects. --before: that build, presence on, is measured in the same rounds as a third mode.
 // --syscalls: the node's sendto/write/writev/epoll_wait calls per connect in the measured pass
 // (`perf stat` tracepoints: needs perf and the permission to trace the node).
+// --perf-record dir: the node's on-CPU samples in the measured pass (perf; see perfRecord).
 // BENCH_CPU_PROF_DIR=dir: V8 CPU profiles of every node, and the measured passes' windows, for
 // `npx tsx bench/profile-window.ts dir` (where the CPU of a connect goes, mode against mode).
 //
@@ -37,7 +38,7 @@ import type { Measurement } from "./lib/results.ts";
 import type { AnyScenario, MeasureContext } from "./lib/scenario.ts";
 import { sleep } from "./lib/clock.ts";
 import type { ConnectReport, Plan } from "./lib/ipc.ts";
-import { cpuSeconds, totalCpuSeconds } from "./lib/proc.ts";
+import { cpuSeconds, cpuSplit, totalCpuSeconds } from "./lib/proc.ts";
 import { Redis } from "ioredis";
 import { startStandaloneRedis, type StandaloneRedis } from "../scripts/cluster/redis-processes.ts";
 import { groupName } from "./lib/traffic.ts";
@@ -160,14 +161,43 @@ function countSyscalls(pid: number): { stop: () => Promise<Record<string, number
   };
 }
 
-/** Calls per command so far (INFO commandstats), and the redis-server's CPU seconds. */
-async function redisStats(redis: StandaloneRedis): Promise<{ calls: Record<string, number>; cpuS: number }> {
+/**
+ * --perf-record <dir>: samples the node's CPU (user and kernel, `perf record -e cpu-clock`: on
+ * CPU time, unlike V8's profiler, which samples wall time and so charges a thread preempted in a
+ * system call to that call) during the measured pass, to <dir>/<tag>.data. Start the bench with
+ * NODE_OPTIONS=--perf-basic-prof so that JavaScript frames have names, then
+ * `perf report -i <file> --no-children --sort dso,sym`.
+ */
+function perfRecord(pid: number, tag: string): { stop: () => Promise<void> } | null {
+  const dir = arg("perf-record", "");
+  if (!dir) return null;
+  const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-p", String(pid), "-o", path.join(path.resolve(dir), `${tag}.data`)], { stdio: "ignore" });
+  perf.on("error", () => {});
+  const done = new Promise<void>((r) => perf.once("close", () => r()));
+  return {
+    stop: async () => {
+      perf.kill("SIGINT");
+      await done;
+    },
+  };
+}
+
+/**
+ * Calls per command so far and the microseconds Redis spent executing each (INFO commandstats:
+ * a script's time includes its inner commands, which are counted again under their own names),
+ * and the redis-server's CPU seconds.
+ */
+async function redisStats(redis: StandaloneRedis): Promise<{ calls: Record<string, number>; usec: Record<string, number>; cpuS: number }> {
   const r = new Redis(redis.url);
   try {
     const info = await r.info("commandstats");
     const calls: Record<string, number> = {};
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
-    return { calls, cpuS: cpuSeconds(redis.process.pid) };
+    const usec: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+      calls[m[1]!] = Number(m[2]);
+      usec[m[1]!] = Number(m[3]);
+    }
+    return { calls, usec, cpuS: cpuSeconds(redis.process.pid) };
   } finally {
     r.disconnect();
   }
@@ -192,15 +222,19 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const pids = target.nodes.map((node) => node.pid);
     const redis0 = redis && (await redisStats(redis));
     const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
-    await sleep(syscalls ? 300 : 0); // perf attaches
+    const recording = perfRecord(pids[0]!, tag);
+    await sleep(syscalls || recording ? 300 : 0); // perf attaches
     const cpu0 = totalCpuSeconds(pids);
+    const split0 = cpuSplit(pids[0]!);
     const from = monotonicUs();
     const again = await connectAll(plans);
     await sleep(1_000); // frames still held for their tick go out
     const cpuS = totalCpuSeconds(pids) - cpu0;
+    const split1 = cpuSplit(pids[0]!);
     await markProfileWindow(pids[0]!, tag, from, monotonicUs(), rateOf(again.reports).connected);
     const redis1 = redis && (await redisStats(redis));
     const calls = (await syscalls?.stop()) ?? {};
+    await recording?.stop();
     await again.pool.close();
     const measured = rateOf(again.reports);
     const notes = measured.failed > 0 ? [`${measured.failed} of ${n} reconnects failed, e.g. ${measured.sample}`] : [];
@@ -212,6 +246,10 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
       for (const c of names) redisFigures[`redis_${c}_per_connect`] = Math.round(per(c) * 1000) / 1000;
       redisFigures.redis_calls_per_connect = Math.round(names.reduce((a, c) => a + per(c), 0) * 1000) / 1000;
       redisFigures.redis_cpu_ms_per_1k = Math.round(((redis1.cpuS - redis0.cpuS) * 1e6) / measured.connected);
+      // Time Redis spent executing the scripts (their inner commands included) and the publishes, per connect (no I/O).
+      const usecOf = (name: string) => (redis1.usec[name] ?? 0) - (redis0.usec[name] ?? 0);
+      redisFigures.redis_script_us_per_connect = Math.round(((usecOf("evalsha") + usecOf("eval")) / measured.connected) * 100) / 100;
+      redisFigures.redis_publish_us_per_connect = Math.round((usecOf("publish") / measured.connected) * 100) / 100;
       notes.push(`Redis commands per connect: ${names.map((c) => `${c} ${redisFigures[`redis_${c}_per_connect`]}`).join(", ")}`);
     }
     return {
@@ -219,6 +257,9 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
         connected: measured.connected,
         connects_per_s: measured.perS,
         server_cpu_ms_per_1k: Math.round((cpuS * 1e6) / measured.connected), // µs per connect = ms per 1,000
+        // The node's user time (JavaScript, native code) and system time (system calls: socket writes and reads) apart.
+        server_user_ms_per_1k: Math.round(((split1.userS - split0.userS) * 1e6) / measured.connected),
+        server_sys_ms_per_1k: Math.round(((split1.sysS - split0.sysS) * 1e6) / measured.connected),
         first_connects_per_s: rateOf(first.reports).perS,
         ...redisFigures,
         ...Object.fromEntries(Object.entries(calls).map(([c, n]) => [`${c}_per_connect`, Math.round((n / measured.connected) * 100) / 100])),
@@ -262,8 +303,10 @@ const plans: { name: string; scenario: AnyScenario | "reconnect"; argv: string[]
     keys: [
       "connects_per_s",
       "server_cpu_ms_per_1k",
+      "server_user_ms_per_1k",
+      "server_sys_ms_per_1k",
       "first_connects_per_s",
-      ...(REDIS ? ["redis_calls_per_connect", "redis_cpu_ms_per_1k"] : []),
+      ...(REDIS ? ["redis_calls_per_connect", "redis_cpu_ms_per_1k", "redis_script_us_per_connect", "redis_publish_us_per_connect"] : []),
       ...(process.argv.includes("--syscalls") ? SYSCALLS.map((c) => `${c}_per_connect`) : []),
     ],
   },

@@ -19,6 +19,13 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
+/** User and system CPU seconds apart (JavaScript and native code run as user time; system calls, e.g. socket writes, as system time). */
+export function cpuSplit(pid: number): { userS: number; sysS: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { userS: Number(fields[11]) / clockTicks, sysS: Number(fields[12]) / clockTicks };
+}
+
 /** Resident set size in kB. */
 export function rssKb(pid: number): number {
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
