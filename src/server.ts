@@ -28,7 +28,7 @@ import { FILE_CHUNK_BYTES, HttpBudget } from "./http/budget.ts";
 import { registerProbeRoutes } from "./http/probes.ts";
 import { registerHttpRoutes } from "./http/routes.ts";
 import { sendJson } from "./uws/respond.ts";
-import { DependencyMonitor } from "./health/dependencies.ts";
+import { DATABASE_PROBE_MS, DependencyMonitor } from "./health/dependencies.ts";
 import { Readiness } from "./health/readiness.ts";
 import { uws, type us_listen_socket } from "./uws/uws.ts";
 import { CONTROL_GROUP, ControlChannel } from "./bus/control.ts";
@@ -160,7 +160,7 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
   // reasons (src/health/readiness.ts says why).
   const dependencies = new DependencyMonitor(
     { database: () => db.store.ping(), databaseAnsweredAt: () => chat.storeAnsweredAt, redis: () => bus.isUp() },
-    { intervalMs: 1_000, timeoutMs: 2_000 },
+    { intervalMs: DATABASE_PROBE_MS, timeoutMs: 2_000 },
     (name, state) => (state.up ? log.info({ dependency: name }, "dependency up") : log.warn({ dependency: name, err: state.error }, "dependency down")),
   );
   dependencies.start();

@@ -21,6 +21,11 @@ export interface SocketData {
 }
 
 export class Connection implements Outlet {
+  /**
+   * Frames sent to one socket (answers, replays, errors: everything but group events), by every
+   * Connection of the process: the slow-consumer checks rest only while this stands still.
+   */
+  static directSends = 0;
   private ws: WebSocket<SocketData> | null = null;
   private isOpen = false;
   /** A close waiting for the queue to drain. */
@@ -100,7 +105,9 @@ export class Connection implements Outlet {
   }
 
   send(payload: Payload): void {
-    if (this.open) this.ws!.send(payload, false);
+    if (!this.open) return;
+    Connection.directSends++;
+    this.ws!.send(payload, false);
   }
 
   buffered(): number {

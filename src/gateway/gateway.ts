@@ -12,9 +12,9 @@ import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
 import type { IdentityProvider } from "../identity/identity.ts";
-import { SlowConsumers } from "./backpressure.ts";
+import { CHECK_EVERY_MS, SlowConsumers } from "./backpressure.ts";
 import { pacedClose } from "./drain.ts";
-import type { Connection, SocketData } from "./connection.ts";
+import { Connection, type SocketData } from "./connection.ts";
 import { FrameLoop, type FrameLimits } from "./frames.ts";
 import { ConnectionLimits, type LimitOptions } from "./limits.ts";
 import type { UploadBudget } from "./upload-budget.ts";
@@ -75,7 +75,7 @@ export class Gateway {
     private readonly opts: GatewayOptions,
   ) {
     this.limits = new ConnectionLimits(opts.limits, deps.metrics);
-    this.slow = new SlowConsumers(opts.maxBackpressureBytes, (conn) => this.slowConsumer(conn));
+    this.slow = new SlowConsumers(opts.maxBackpressureBytes, (conn) => this.slowConsumer(conn), CHECK_EVERY_MS, () => Connection.directSends);
     this.frames = new FrameLoop(deps.dispatcher, this.limits, deps.budget, deps.uploads, this.slow, deps.metrics, opts, (conn) => this.expired(conn));
     // A socket is watched for its buffer in every group it follows, resuming or live.
     deps.subscriptions.on("open", (sub) => this.slow.watch(sub.group, sub.outlet as Connection));

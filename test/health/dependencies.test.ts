@@ -7,7 +7,7 @@ import { Tick } from "../../src/health/tick.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function monitor(opts: { answeredAt?: () => number; database?: () => Promise<void> } = {}) {
+function monitor(opts: { answeredAt?: () => number; database?: () => Promise<void>; intervalMs?: number } = {}) {
   let asked = 0;
   let redis = true;
   const changes: [string, boolean][] = [];
@@ -21,7 +21,7 @@ function monitor(opts: { answeredAt?: () => number; database?: () => Promise<voi
       ...(opts.answeredAt ? { databaseAnsweredAt: opts.answeredAt } : {}),
       redis: () => redis,
     },
-    { intervalMs: 100, timeoutMs: 150, tick },
+    { intervalMs: opts.intervalMs ?? 100, timeoutMs: 150, tick },
     (name, s: DependencyState) => changes.push([name, s.up]),
   );
   return { m, tick, changes, asked: () => asked, setRedis: (up: boolean) => (redis = up) };
@@ -72,7 +72,7 @@ t.test("a database that hangs is reported down after timeoutMs, with no second q
   t.ok(m.queries > 1);
 });
 
-t.test("a store answer within intervalMs stands for the query; an older one does not", async (t) => {
+t.test("a store answer within the last tick stands for the query; an older one does not", async (t) => {
   let answeredAt = performance.now();
   const { m, asked } = monitor({ answeredAt: () => answeredAt });
   t.teardown(() => m.stop());
@@ -80,24 +80,44 @@ t.test("a store answer within intervalMs stands for the query; an older one does
   t.equal(asked(), 0, "the store answered just now: no query");
   t.equal(m.state.database.up, true);
   // A busy store: it answers all the time.
-  const busy = setInterval(() => (answeredAt = performance.now()), 10);
+  const busy = setInterval(() => (answeredAt = performance.now()), 5);
   await sleep(350);
   clearInterval(busy);
   t.equal(asked(), 0, "no query while the store keeps answering");
-  // An idle store: its last answer ages past intervalMs, and the probe asks again.
-  await sleep(300);
+  // An idle store: its last answer ages past a tick, and the probe asks again.
+  await sleep(150);
   t.ok(asked() >= 1, `the probe queries once the store is idle (${asked()})`);
 });
 
-t.test("a store answer does not hide Redis: the bus is read every round", async (t) => {
-  const { m, changes, setRedis } = monitor({ answeredAt: () => performance.now() });
+t.test("a store answer cannot delay finding the database down past intervalMs + timeoutMs + two ticks", async (t) => {
+  let answeredAt = -Infinity;
+  let hang = false;
+  const { m } = monitor({ answeredAt: () => answeredAt, database: () => (hang ? new Promise<void>(() => {}) : Promise.resolve()) });
   t.teardown(() => m.stop());
   m.start();
+  await sleep(105); // just after a round
+  answeredAt = performance.now(); // a last store answer, then the database stops answering
+  // (Were a store answer within intervalMs proof enough, the next round would skip its query on
+  // it, the one after would ask: down 345 ms after the answer here, 2 x interval + timeout.)
+  hang = true;
+  const cut = performance.now();
+  while (m.state.database.up && performance.now() - cut < 2_000) await sleep(5);
+  const ms = performance.now() - cut;
+  t.equal(m.state.database.up, false);
+  t.ok(ms <= 100 + 150 + 2 * 20 + 15, `reported down ${ms.toFixed(0)} ms after its last answer (interval 100, timeout 150, tick 20)`);
+});
+
+t.test("the bus is read at every tick, whatever the database's interval", async (t) => {
+  const { m, changes, setRedis, asked } = monitor({ intervalMs: 60_000 });
+  t.teardown(() => m.stop());
+  m.start();
+  t.equal(asked(), 1);
   setRedis(false);
-  await sleep(150);
+  await sleep(70);
   t.match(m.state.redis, { up: false, error: "not connected" });
   setRedis(true);
-  await sleep(150);
+  await sleep(70);
   t.equal(m.state.redis.up, true);
   t.same(changes, [["redis", false], ["redis", true]]);
+  t.equal(asked(), 1, "no database round meanwhile");
 });
