@@ -63,8 +63,6 @@ export class RedisPresence implements Presence {
   ) {
     this.renewMs = Math.max(100, Math.floor(opts.ttlMs / 3));
     this.reapMs = Math.min(1_000, Math.max(100, Math.floor(opts.graceMs / 2)));
-    // No auto-pipelining: transitions are batched already (one script call per window), and
-    // ioredis' pipeline per tick (an object, promises and a deferred write) saved no write.
     this.redis = redisClient(target, { connectionName: "chatroom-presence" });
     this.redis.on("error", (err: Error) => hooks.onError?.(err));
     let readyBefore = false;
