@@ -13,7 +13,7 @@
 // Targets: on ÷ off connect rate >= 0.95, CPU per delivery <= 1.10. Each figure comes with the
 // load average before it was taken (a shared machine):
 //
-//   npx tsx bench/presence.ts [--rounds 3] [--connections 6000] [--groups 100] [--typing-duration 10] [--only reconnect|connections|typing]
+//   npx tsx bench/presence.ts [--rounds 3] [--warmup 1] [--connections 6000] [--groups 100] [--typing-duration 10] [--only reconnect|connections|typing]
 //                             [--redis] [--before <another build's dist/main.js>] [--mode name:KEY=value,...] [--syscalls]
 //
 // --redis: each node gets a private redis-server of its own (Redis bus and Redis presence, as a
@@ -52,6 +52,7 @@ const arg = (name: string, def: string) => {
   return i > 0 ? process.argv[i + 1]! : def;
 };
 const ROUNDS = Number(arg("rounds", "3"));
+const WARMUP = Number(arg("warmup", "1"));
 const CONNECTIONS = arg("connections", "6000");
 const GROUPS = arg("groups", "100");
 const TYPING_DURATION = arg("typing-duration", "10");
@@ -162,7 +163,7 @@ function countSyscalls(pid: number): { stop: () => Promise<Record<string, number
 }
 
 /**
- * --perf-record <dir>: samples the node's CPU (user and kernel, `perf record -e cpu-clock`: on
+ * --perf-record <dir>: samples the node's CPU (and with --redis the redis-server's, to <tag>-redis.data) (user and kernel, `perf record -e cpu-clock`: on
  * CPU time, unlike V8's profiler, which samples wall time and so charges a thread preempted in a
  * system call to that call) during the measured pass, to <dir>/<tag>.data. Start the bench with
  * NODE_OPTIONS=--perf-basic-prof so that JavaScript frames have names, then
@@ -223,6 +224,7 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const redis0 = redis && (await redisStats(redis));
     const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
     const recording = perfRecord(pids[0]!, tag);
+    const redisRecording = redis && perfRecord(redis.process.pid, `${tag}-redis`);
     await sleep(syscalls || recording ? 300 : 0); // perf attaches
     const cpu0 = totalCpuSeconds(pids);
     const split0 = cpuSplit(pids[0]!);
@@ -235,6 +237,7 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const redis1 = redis && (await redisStats(redis));
     const calls = (await syscalls?.stop()) ?? {};
     await recording?.stop();
+    await redisRecording?.stop();
     await again.pool.close();
     const measured = rateOf(again.reports);
     const notes = measured.failed > 0 ? [`${measured.failed} of ${n} reconnects failed, e.g. ${measured.sample}`] : [];
@@ -328,6 +331,14 @@ const run = { at: new Date().toISOString(), git: gitInfo(), rounds: ROUNDS, cpus
 try {
   for (const plan of plans) {
     const rounds: Figure[][] = [];
+    // The run's first measurement reads high (the machine's state as the run starts: the build,
+    // a cold PostgreSQL and page cache), and it always fell to the first mode: a discarded
+    // measurement goes first (--warmup 0 to skip it).
+    for (let w = 0; w < WARMUP; w++) {
+      const mode = Object.keys(MODES)[0]!;
+      const f = await measure(plan.scenario, plan.argv, mode, `pr${Date.now().toString(36)}${mode}`);
+      log(`${plan.name} warm-up, discarded: presence ${mode} (load ${f.loadBefore.join(" ")}): ${plan.keys.map((k) => `${k} ${f.headline[k]}`).join(", ")}`);
+    }
     for (let r = 0; r < ROUNDS; r++) {
       const names = Object.keys(MODES);
       const order: Mode[] = r % 2 === 0 ? names : names.reverse();

@@ -13,7 +13,7 @@ import { redisClient, type RedisTarget } from "../redis/client.ts";
 import { withDeadline } from "../deadline.ts";
 import { LocalHolds, pairKey, splitPair } from "./holds.ts";
 import type { Presence, PresenceChange, PresenceHooks, PresenceListener, PresenceOptions, PresenceSnapshot } from "./presence.ts";
-import { CHECK, CUT, FIELD, groupKey, LINE, NODES_KEY, REAP, RENEW, SYNC, TRANSITIONS } from "./redis-scripts.ts";
+import { CHECK, CUT, groupKey, NODES_KEY, REAP, RENEW, SYNC, TRANSITIONS } from "./redis-scripts.ts";
 
 type Script = (key: string, ...args: (string | number)[]) => Promise<unknown>;
 type Scripts = Record<"transitions" | "renew" | "cut" | "sync" | "reap" | "check", Script>;
@@ -30,13 +30,6 @@ interface Transition {
 export const TRANSITION_WINDOW_MS = 10;
 /** Transitions per script call at most (a full batch goes at once). */
 const TRANSITION_BATCH = 500;
-
-/** Fields of a comma-separated list (an empty string is one empty field). */
-function fieldsIn(list: string): number {
-  let n = 1;
-  for (let i = list.indexOf(","); i !== -1; i = list.indexOf(",", i + 1)) n++;
-  return n;
-}
 
 /** Pairs released per reap script call, so a dead node with many users never blocks Redis long. */
 const REAP_BATCH = 500;
@@ -70,8 +63,6 @@ export class RedisPresence implements Presence {
   ) {
     this.renewMs = Math.max(100, Math.floor(opts.ttlMs / 3));
     this.reapMs = Math.min(1_000, Math.max(100, Math.floor(opts.graceMs / 2)));
-    // No auto-pipelining: transitions are batched already (one call per window), and ioredis'
-    // pipeline per tick cost more than the single write it saves.
     this.redis = redisClient(target, { connectionName: "chatroom-presence" });
     this.redis.on("error", (err: Error) => hooks.onError?.(err));
     let readyBefore = false;
@@ -156,37 +147,25 @@ export class RedisPresence implements Presence {
     this.queueTimer.unref();
   }
 
-  /** Sends the queued transitions in one script call, in order (one packed argument, see TRANSITIONS). */
+  /** Sends the queued transitions in one script call, in order. */
   private sendTransitions(): void {
     if (this.queueTimer) clearTimeout(this.queueTimer);
     this.queueTimer = null;
     const batch = this.queued;
     if (batch.length === 0) return;
     this.queued = [];
-    let packed = "";
-    for (const t of batch) packed += t.kind === "join" ? `a${FIELD}${t.group}${FIELD}${t.user}${FIELD}${t.since}${LINE}` : `r${FIELD}${t.group}${FIELD}${t.user}${FIELD}${LINE}`;
-    this.scripts.transitions(NODES_KEY, this.id, packed).then(
+    const args: (string | number)[] = [this.id];
+    for (const t of batch) args.push(t.kind === "join" ? "a" : "r", t.group, t.user, t.kind === "join" ? t.since : "");
+    this.scripts.transitions(NODES_KEY, ...args).then(
       (r) => {
-        if (r === -1) {
+        const out = r as number[];
+        if (out[0] === -1) {
           for (const t of batch) this.markDirty(t.kind, t.group, t.user);
           return this.resync("silent", "redis_restart");
         }
         // Reaped: the re-sync announces the node's whole share (these pairs' state included).
-        if (r === -2) return this.resync("announce", "lease_lost");
-        const counts = String(r);
-        // A field per transition: a mismatch (never expected) leaves these pairs to a re-sync rather than misread them.
-        if (fieldsIn(counts) !== batch.length) {
-          this.hooks.onError?.(new Error(`presence: ${batch.length} transitions sent, ${fieldsIn(counts)} answered`));
-          for (const t of batch) this.markDirty(t.kind, t.group, t.user);
-          return this.resync("silent", "reconnect");
-        }
-        let start = 0;
-        for (const t of batch) {
-          let end = counts.indexOf(",", start);
-          if (end === -1) end = counts.length;
-          if (end > start) this.emit({ kind: t.kind, group: t.group, user: t.user, count: Number(counts.slice(start, end)) });
-          start = end + 1;
-        }
+        if (out[0] === -2) return this.resync("announce", "lease_lost");
+        for (const [i, t] of batch.entries()) if (out[2 * i] === 1) this.emit({ kind: t.kind, group: t.group, user: t.user, count: out[2 * i + 1]! });
       },
       (err: Error) => {
         this.hooks.onError?.(err);

@@ -13,7 +13,7 @@ export const PREFIX = "{chatpresence}";
 export const NODES_KEY = `${PREFIX}:nodes`;
 export const groupKey = (group: string) => `${PREFIX}:g:${group}`;
 
-/** What every script starts with (exported so that tests can rebuild an earlier node's script on the same layout). */
+/** What every script starts with (exported so that bench/presence-script.ts can build the packed form it compares against). */
 export const COMMON = `
 local P = '${PREFIX}'
 local NODES = KEYS[1]
@@ -51,44 +51,41 @@ local function unhold(group, user)
 end
 `;
 
-/** Separates a transition's fields in `TRANSITIONS`' packed argument (names hold no control character). */
-export const FIELD = "\t";
-/** Ends each transition in that argument. */
-export const LINE = "\n";
-
 /**
  * A node's transitions, in order: `a` (acquire: its first socket of the pair) or `r` (release:
- * its grace ran out). KEYS nodes; ARGV node, then all the transitions packed in one argument,
- * one line each: op TAB group TAB user TAB since (`a` only, else empty) LF. Group and user names
- * never hold a control character (src/protocol/names.ts), so a tab and a newline cannot occur in
- * them. -> one string, a field per transition in order, comma-separated: the group's count
- * after the join or leave, or empty when nothing changed for the cluster (held elsewhere too, or
- * this node's share already said so: a re-sync may have registered the pair first); or the
- * integer -1 or -2 alone when the node is unknown (see `unknown`).
+ * its grace ran out). KEYS nodes; ARGV node, then op, group, user, since (`a` only, else empty)
+ * for each -> {status, count} for each: 1 and the group's count after a join or leave, 0 nothing
+ * changed for the cluster (held elsewhere too, or this node's share already said so: a re-sync
+ * may have registered the pair first); or {-1|-2, 0} alone when the node is unknown (see `unknown`).
  *
- * One argument and one string back instead of four arguments and two integers per transition:
- * building, writing and reading the call cost the node about half as much per transition. The
- * layout is unchanged, so nodes calling an earlier form of this script work beside it.
+ * Measured against one packed argument (a line per transition) and one string back
+ * (bench/presence-script.ts, issue 13 h13redis): packing saves the node 1-2 µs per transition
+ * (ioredis' work per argument) but costs Redis 0.7-1.5 µs more (Lua splitting the string), and
+ * Redis is the fleet's one shared core where the node's CPU scales out: not kept.
  */
 export const TRANSITIONS = `${COMMON}
 local node = ARGV[1]
-if not redis.call('ZSCORE', NODES, node) then return unknown(node)[1] end
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
 local nkey = P .. ':n:' .. node
 local out = {}
-for line in string.gmatch(ARGV[2], '([^\\n]*)\\n') do
-  -- The user is everything between the group and the last tab: a line that does not read is
-  -- answered empty, and the node, counting its fields, sees a name that broke the format.
-  local op, group, user, since = string.match(line, '^(%a)\\t([^\\t]+)\\t(.+)\\t(%d*)$')
+for i = 2, #ARGV, 4 do
+  local op, group, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local c = false
   if op == 'a' then
-    since = tonumber(since)
+    local since = tonumber(ARGV[i + 3])
     if redis.call('HSET', nkey, group .. ' ' .. user, since) == 1 then c = hold(group, user, since) end
-  elseif op == 'r' and redis.call('HDEL', nkey, group .. ' ' .. user) == 1 then
+  elseif redis.call('HDEL', nkey, group .. ' ' .. user) == 1 then
     c = unhold(group, user)
   end
-  out[#out + 1] = c and tostring(c) or ''
+  if c then
+    out[#out + 1] = 1
+    out[#out + 1] = c
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
 end
-return table.concat(out, ',')
+return out
 `;
 
 /** KEYS nodes; ARGV node, ttlMs -> 1 renewed, 0 unknown (Redis lost its data), 2 expired or reaped. */

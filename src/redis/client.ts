@@ -13,18 +13,16 @@ export type RedisTarget = string | ClusterBusOptions;
 export interface ClientOptions {
   /** CLIENT SETNAME, to tell the node's connections apart in `CLIENT LIST`. */
   connectionName: string;
-  /** Commands issued in one tick go out in one write. Default off. */
-  autoPipelining?: boolean;
 }
 
 export function redisClient(target: RedisTarget, opts: ClientOptions): Redis | Cluster {
-  const pipelining = opts.autoPipelining ?? false;
-  const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: pipelining, connectionName: opts.connectionName };
+  // No auto-pipelining: both callers send a command every few milliseconds at most (presence
+  // batches its transitions), where ioredis' pipeline per tick costs more than the write it saves.
+  const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: opts.connectionName };
   if (typeof target === "string") return new Redis(target, options);
   return new Cluster(target.nodes, {
     lazyConnect: true,
     enableOfflineQueue: false,
-    enableAutoPipelining: pipelining,
     redisOptions: { ...options, ...(target.password ? { password: target.password } : {}), ...(target.tls ? { tls: {} } : {}) },
     // Managed clusters behind TLS announce host names that must not be resolved to IPs first
     // (as the bus does, src/bus/redis-cluster-bus.ts).
