@@ -1,6 +1,7 @@
 // The presence transitions script alone (issue 13): node CPU and redis-server time per transition,
-// the form in use (four arguments and two integers back per transition;
-// src/presence/redis-scripts.ts) against a packed one (one argument, one string back), on a private
+// the form in use (four arguments and two integers back per transition, arguments to redis.call
+// kept strings; src/presence/redis-scripts.ts) against a packed one (one argument, one string
+// back) and the session-start one (Lua numbers to redis.call), on a private
 // redis-server, with the reconnect storm's state: 6,000 users over 100 groups join, 80 per call,
 // then leave. Alternates the two forms `--passes` times:
 //
@@ -37,6 +38,37 @@ end
 return table.concat(out, ',')
 `;
 
+/**
+ * The form in use at the start of issue 13's fourth session: the same, but `since` and the holder
+ * count's increments reach redis.call as Lua numbers, which Redis 7.0 formats back to strings
+ * with printf for every call.
+ */
+const NUMBERS = `${COMMON.replace("user, '1')", "user, 1)").replace("user, '-1')", "user, -1)")}
+local node = ARGV[1]
+if not redis.call('ZSCORE', NODES, node) then return unknown(node) end
+local nkey = P .. ':n:' .. node
+local out = {}
+for i = 2, #ARGV, 4 do
+  local op, group, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local c = false
+  if op == 'a' then
+    local since = tonumber(ARGV[i + 3])
+    if redis.call('HSET', nkey, group .. ' ' .. user, since) == 1 then c = hold(group, user, since) end
+  elseif redis.call('HDEL', nkey, group .. ' ' .. user) == 1 then
+    c = unhold(group, user)
+  end
+  if c then
+    out[#out + 1] = 1
+    out[#out + 1] = c
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
+end
+return out
+`;
+if (NUMBERS.includes("'1'")) throw new Error("COMMON changed: rebuild NUMBERS");
+
 const i = process.argv.indexOf("--passes");
 const PASSES = i > 0 ? Number(process.argv[i + 1]) : 4;
 const BATCH = 80;
@@ -48,8 +80,9 @@ const r = new Redis(redis.url);
 try {
   r.defineCommand("packed", { numberOfKeys: 1, lua: PACKED });
   r.defineCommand("fourArgs", { numberOfKeys: 1, lua: TRANSITIONS });
+  r.defineCommand("numbers", { numberOfKeys: 1, lua: NUMBERS });
   const call = (name: string) => (r as unknown as Record<string, Call>)[name]!.bind(r);
-  const [packed, fourArgs] = [call("packed"), call("fourArgs")];
+  const [packed, fourArgs, numbers] = [call("packed"), call("fourArgs"), call("numbers")];
   await r.zadd(NODES_KEY, Date.now() + 3_600_000, NODE);
   const users = Array.from({ length: 6_000 }, (_, k) => [`bench-conn-${k % 100}`, `u${k}`] as const);
   // As in the storm, each group keeps one user throughout.
@@ -70,6 +103,15 @@ try {
       const now = Date.now();
       for (const [g, u] of batch) args.push(op, g, u, op === "a" ? now : "");
       const out = (await fourArgs(NODES_KEY, ...args)) as number[];
+      let changed = 0;
+      for (let k = 0; k < batch.length; k++) if (out[2 * k] === 1) changed++;
+      return changed;
+    },
+    "numbers": async (batch: (readonly [string, string])[], op: "a" | "r") => {
+      const args: (string | number)[] = [NODE];
+      const now = Date.now();
+      for (const [g, u] of batch) args.push(op, g, u, op === "a" ? now : "");
+      const out = (await numbers(NODES_KEY, ...args)) as number[];
       let changed = 0;
       for (let k = 0; k < batch.length; k++) if (out[2 * k] === 1) changed++;
       return changed;

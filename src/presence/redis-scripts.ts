@@ -30,10 +30,12 @@ local function unknown(node)
   if redis.call('EXISTS', P .. ':reaped:' .. node) == 1 then return {-2, 0} end
   return {-1, 0}
 end
+-- Arguments to redis.call are strings where they can be: Redis 7.0 formats a Lua number with
+-- printf's %.17g for each call, a measurable share of a transition.
 -- One more node holds the user: the group count after a join, or false.
 local function hold(group, user, since)
   local g = P .. ':g:' .. group
-  if redis.call('HINCRBY', P .. ':r:' .. group, user, 1) == 1 then
+  if redis.call('HINCRBY', P .. ':r:' .. group, user, '1') == 1 then
     redis.call('ZADD', g, since, user)
     return redis.call('ZCARD', g)
   end
@@ -42,7 +44,7 @@ local function hold(group, user, since)
 end
 -- One node fewer holds the user: the group count after a leave, or false.
 local function unhold(group, user)
-  local r = redis.call('HINCRBY', P .. ':r:' .. group, user, -1)
+  local r = redis.call('HINCRBY', P .. ':r:' .. group, user, '-1')
   if r > 0 then return false end
   redis.call('HDEL', P .. ':r:' .. group, user)
   redis.call('ZREM', P .. ':g:' .. group, user)
@@ -72,7 +74,8 @@ for i = 2, #ARGV, 4 do
   local op, group, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local c = false
   if op == 'a' then
-    local since = tonumber(ARGV[i + 3])
+    local since = ARGV[i + 3] -- kept a string: see the note above hold()
+    if not tonumber(since) then return redis.error_reply('since must be a number') end
     if redis.call('HSET', nkey, group .. ' ' .. user, since) == 1 then c = hold(group, user, since) end
   elseif redis.call('HDEL', nkey, group .. ' ' .. user) == 1 then
     c = unhold(group, user)
@@ -135,7 +138,7 @@ end
 for f, since in pairs(want) do
   redis.call('HSET', nkey, f, since)
   local g, u = split(f)
-  local c = hold(g, u, tonumber(since))
+  local c = hold(g, u, since)
   if c and announce then out[#out + 1] = 'join'; out[#out + 1] = g; out[#out + 1] = u; out[#out + 1] = c end
 end
 redis.call('ZADD', NODES, now_ms() + ttl, node)
