@@ -14,6 +14,11 @@ export type BusHandler = (group: string, payload: Uint8Array | string) => void;
 
 export interface EventBus {
   publish(group: string, payload: string): Promise<void>;
+  /**
+   * A bus that delivers inside the call (the in-process one): publishes and delivers before it
+   * returns, throwing what delivery threw. Lets the typing path skip a promise per frame.
+   */
+  publishNow?(group: string, payload: string): void;
   subscribe(group: string): Promise<void>;
   unsubscribe(group: string): Promise<void>;
   /** Whether the bus can deliver now (for readiness). */

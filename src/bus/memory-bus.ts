@@ -11,11 +11,15 @@ export class MemoryBus implements EventBus {
 
   publish(group: string, payload: string): Promise<void> {
     try {
-      if (this.groups.has(group)) this.onPayload(group, payload);
+      this.publishNow(group, payload);
     } catch (err) {
       return Promise.reject(err as Error);
     }
     return DELIVERED;
+  }
+
+  publishNow(group: string, payload: string): void {
+    if (this.groups.has(group)) this.onPayload(group, payload);
   }
 
   async subscribe(group: string): Promise<void> {

@@ -7,7 +7,7 @@ import { ChatError, ClientFrames, Envelope, GroupName, isOperation, type ClientF
 import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
 import { isUnavailable } from "./store-guard.ts";
 import { actingUser, type Session } from "./identity.ts";
-import { isCleanTyping, type CleanTyping } from "./typing-fast.ts";
+import { isCleanTyping, SENT, type CleanTyping } from "./typing-fast.ts";
 import type { ReadState } from "./read-state.ts";
 import type { Multiplex } from "./multiplex.ts";
 import type { ChatService, Outcome } from "./service.ts";
@@ -21,6 +21,15 @@ export interface DispatchLog {
 
 /** A successful frame without request_id gets no answer. */
 const noAnswer = (): null => null;
+
+/**
+ * A frame's answer: the frame to send back (null: none), at once when it was handled inside the
+ * call (typing on the in-process bus), else once it has been.
+ */
+export type Answer = string | null | Promise<string | null>;
+
+/** The typing fast path left the frame to the generic path. */
+const NOT_TAKEN = Symbol("not taken");
 
 /** What dispatch hands on for a frame that is not JSON. */
 const NOT_JSON = Symbol("not JSON");
@@ -105,7 +114,7 @@ export class Dispatcher {
    * session names its group; a multiplexed socket (`mux`) passes a session whose group is ""
    * and each frame names its own.
    */
-  dispatch(session: Session, text: string, mux?: Multiplex): Promise<string | null> {
+  dispatch(session: Session, text: string, mux?: Multiplex): Answer {
     // Parsed here, before anything waits, so the text is not kept while the frame is handled: a
     // file at the cap is a 7 MB text, held otherwise until its store write is over.
     let raw: unknown = NOT_JSON;
@@ -116,7 +125,7 @@ export class Dispatcher {
     }
     if (mux === undefined && isCleanTyping(raw)) {
       const answer = this.typing(session, raw);
-      if (answer !== null) return answer;
+      if (answer !== NOT_TAKEN) return answer;
     }
     return this.handle(session, raw, mux);
   }
@@ -125,15 +134,17 @@ export class Dispatcher {
    * Typing's fast path (typing-fast.ts): a frame the schemas accept as it is, on a per-group
    * socket, published at once. Null for every case the service answers with an error (a `user`
    * that is not the connection's, or none in open dev mode; the bus down): the generic path
-   * answers those, as it would have.
+   * answers those, as it would have (NOT_TAKEN). On the in-process bus, which delivers inside
+   * the call, the answer is there at once (no promise).
    */
-  private typing(session: Session, frame: CleanTyping): Promise<string | null> | null {
+  private typing(session: Session, frame: CleanTyping): Answer | typeof NOT_TAKEN {
     const user = session.user ?? frame.user;
-    if (user === undefined || (frame.user !== undefined && frame.user !== user)) return null;
+    if (user === undefined || (frame.user !== undefined && frame.user !== user)) return NOT_TAKEN;
     const published = this.service.typingNow(session.group, user, frame.typing_status);
-    if (published === null) return null;
+    if (published === null) return NOT_TAKEN;
     this.metrics.framesReceived.add("typing");
     const rid = frame.request_id;
+    if (published === SENT) return rid === undefined ? null : ackFrame(session.group, rid, {});
     return published.then(
       rid === undefined ? noAnswer : () => ackFrame(session.group, rid, {}),
       (err: unknown) => this.failed(err, session, rid, "typing"),

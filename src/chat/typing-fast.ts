@@ -36,3 +36,6 @@ export function isCleanTyping(frame: unknown): frame is CleanTyping {
  */
 export const typingEvent = (group: string, user: string, typingStatus: string): string =>
   `{"operation":"typing","group":${JSON.stringify(group)},"user":${JSON.stringify(user)},"typing_status":"${typingStatus}"}`;
+
+/** What `ChatService.typingNow` returns when the bus delivered the event inside the call. */
+export const SENT = Symbol("typing sent");

@@ -9,6 +9,7 @@
 // backlog saw 1006 instead of the code. Meanwhile the socket is out of every topic, gets no
 // answers and its frames are ignored; after `endGraceMs` it is ended anyway.
 import type { Payload } from "../chat/sequencer.ts";
+import type { Session } from "../chat/identity.ts";
 import type { Multiplex } from "../chat/multiplex.ts";
 import type { Subscriber } from "../chat/subscriber.ts";
 import type { Outlet } from "../chat/subscription.ts";
@@ -55,7 +56,12 @@ export class Connection implements Outlet {
     private readonly endGraceMs: number,
     /** When its identity expires (ms since the epoch: a token's exp plus the tolerance); null: never. */
     readonly expiresAt: number | null = null,
-  ) {}
+  ) {
+    this.session = { group, user };
+  }
+
+  /** The session its frames are dispatched under (one object for every frame). */
+  readonly session: Session;
 
   get draining(): boolean {
     return this.drainClose !== null;

@@ -146,14 +146,19 @@ export class FrameLoop {
     // Handed over at once, not after the previous frame's answer: the dispatcher reaches the
     // store synchronously, and the store commits a group's writes in the order they arrive, so a
     // sender's messages keep their order while several are in flight.
-    void this.dispatcher.dispatch({ group: conn.group, user: conn.user }, text, conn.mux ?? undefined).then((reply) => {
-      if (reply !== null && conn.open) {
-        conn.cork(() => conn.send(reply));
-        this.slow.check(conn);
-      }
-      if (upload) this.uploads.done(bytes);
-      this.settle(conn, bytes);
-    });
+    // Typing on the in-process bus is answered inside the call (see Dispatcher.dispatch).
+    const answer = this.dispatcher.dispatch(conn.session, text, conn.mux ?? undefined);
+    if (answer instanceof Promise) void answer.then((reply) => this.answered(conn, reply, bytes, upload));
+    else this.answered(conn, answer, bytes, upload);
+  }
+
+  private answered(conn: Connection, reply: string | null, bytes: number, upload: boolean): void {
+    if (reply !== null && conn.open) {
+      conn.cork(() => conn.send(reply));
+      this.slow.check(conn);
+    }
+    if (upload) this.uploads.done(bytes);
+    this.settle(conn, bytes);
   }
 
   /** A frame of the socket is answered (or dropped): its share of the budgets is given back. */

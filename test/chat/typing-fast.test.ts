@@ -4,6 +4,7 @@
 // publishes the same whichever way a frame went.
 import t from "tap";
 import * as v from "valibot";
+import type { EventBus } from "../../src/bus/bus.ts";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { Dispatcher } from "../../src/chat/dispatch.ts";
 import { seqOf, serialize } from "../../src/chat/events.ts";
@@ -69,20 +70,29 @@ t.test("the template writes what JSON.stringify of the event writes", async (t) 
   }
 });
 
-/** A dispatcher over an in-process bus, recording what it publishes. */
-function harness(opts: { busUp?: boolean } = {}) {
+/**
+ * A dispatcher over an in-process bus, recording what it publishes. `viaPromise`: the bus
+ * without publishNow, as the Redis buses are (delivery after publish's promise).
+ */
+function harness(opts: { busUp?: boolean; viaPromise?: boolean; deliverThrows?: boolean } = {}) {
   const metrics = createMetrics();
   const published: string[] = [];
   let service: ChatService;
-  const bus = new MemoryBus((group, payload) => service.receive(group, payload));
-  if (opts.busUp === false) bus.isUp = () => false;
+  const memory = new MemoryBus((group, payload) => service.receive(group, payload));
+  if (opts.busUp === false) memory.isUp = () => false;
+  const bus: EventBus = opts.viaPromise
+    ? { publish: (g, p) => memory.publish(g, p), subscribe: (g) => memory.subscribe(g), unsubscribe: (g) => memory.unsubscribe(g), isUp: () => memory.isUp(), close: () => memory.close() }
+    : memory;
   const silent = { error() {}, info() {}, warn() {} };
   service = new ChatService({
     store: { lastSeq: async () => 0, ping: async () => {} } as never,
     bus,
     limits: { maxBodyChars: 4000, maxFileBytes: 1 << 20 },
     metrics,
-    deliver: (_group, payload) => published.push(String(payload)),
+    deliver: (_group, payload) => {
+      if (opts.deliverThrows) throw new Error("delivery failed");
+      published.push(String(payload));
+    },
     delivery: { gapWaitMs: 100, retryWindowMs: 60_000 },
     storeGuard: { deadlineMs: 5_000, probeMs: 1_000 },
     presence: { open() {}, close() {}, snapshot: async () => ({ count: 0, users: [] }), start: async () => {}, stop: async () => {}, held: 0 } as never,
@@ -98,8 +108,8 @@ function harness(opts: { busUp?: boolean } = {}) {
   return { service, dispatcher, metrics, published, count };
 }
 
-t.test("a dispatcher answers and publishes typing as the service's typing() does", async (t) => {
-  const h = harness();
+for (const viaPromise of [false, true]) t.test(`a dispatcher answers and publishes typing as the service's typing() does (${viaPromise ? "bus without publishNow" : "in-process bus"})`, async (t) => {
+  const h = harness({ viaPromise });
   await h.service.join("g");
   const open = { group: "g", user: null };
   const alice = { group: "g", user: "alice" };
@@ -123,6 +133,37 @@ t.test("a dispatcher answers and publishes typing as the service's typing() does
   t.equal(await h.count("chat_frames_received_total", "typing"), cases.length, "every frame counted once, whichever path it took");
   t.equal(await h.count("chat_events_published_total", "typing"), 4, "every event published counted once");
   t.equal((await h.metrics.busPublishDuration.histogram.get()).values.find((x) => x.metricName === "chat_bus_publish_duration_seconds_count")?.value, 4, "each publish timed");
+});
+
+t.test("on the in-process bus a clean typing frame is published and answered inside the call; any other frame or bus gets a promise", async (t) => {
+  const h = harness();
+  await h.service.join("g");
+  const open = { group: "g", user: null };
+  const answer = h.dispatcher.dispatch(open, JSON.stringify({ operation: "typing", user: "bob", typing_status: "typing", request_id: "r1" }));
+  t.equal(answer, '{"operation":"ack","group":"g","request_id":"r1"}', "the ack, not a promise of it");
+  t.equal(h.published.length, 1, "published before dispatch returned");
+  t.equal(h.dispatcher.dispatch(open, JSON.stringify({ operation: "typing", user: "bob", typing_status: "typing" })), null, "no request_id: no answer, at once");
+  t.equal(h.published.length, 2);
+  t.ok(h.dispatcher.dispatch(open, JSON.stringify({ operation: "typing", typing_status: "typing", request_id: "r2" })) instanceof Promise, "a frame the fast path leaves (no user) goes the generic way");
+  const other = harness({ viaPromise: true });
+  await other.service.join("g");
+  const later = other.dispatcher.dispatch(open, JSON.stringify({ operation: "typing", user: "bob", typing_status: "typing", request_id: "r3" }));
+  t.ok(later instanceof Promise, "a bus without publishNow: a promise");
+  t.equal(await later, '{"operation":"ack","group":"g","request_id":"r3"}');
+});
+
+for (const viaPromise of [false, true]) t.test(`a delivery that throws is answered internal, counted and timed (${viaPromise ? "bus without publishNow" : "in-process bus"})`, async (t) => {
+  const h = harness({ viaPromise, deliverThrows: true });
+  await h.service.join("g");
+  const got = await h.dispatcher.dispatch({ group: "g", user: null }, JSON.stringify({ operation: "typing", user: "bob", typing_status: "typing", request_id: "r" }));
+  t.same(JSON.parse(got!), { operation: "error", group: "g", code: "internal", message: "internal error", request_id: "r" });
+  t.equal(await h.count("chat_frames_received_total", "typing"), 1);
+  t.equal(await h.count("chat_events_published_total", "typing"), 1);
+  t.equal((await h.metrics.busPublishDuration.histogram.get()).values.find((x) => x.metricName === "chat_bus_publish_duration_seconds_count")?.value, 1, "the failed publish timed");
+  const errors = (await h.metrics.registry.getSingleMetric("chat_errors_total")!.get()).values.find((x) => x.labels.code === "internal")?.value;
+  t.equal(errors, 1, "the error counted");
+  // The service's own typing() (the generic path) answers the same.
+  await t.rejects(h.service.typing({ group: "g", user: null }, { user: "bob", typing_status: "typing" }), { message: "delivery failed" });
 });
 
 t.test("with the bus down, typing is refused unavailable and nothing is published", async (t) => {
