@@ -99,7 +99,7 @@ export class FrameLoop {
     conn.pendingBytes += bytes;
     this.inflight++;
     const queue = this.queues.get(conn);
-    if (!queue && at <= now) return this.run(conn, Buffer.from(data).toString("utf8"), bytes, upload !== null);
+    if (!queue && at <= now) return this.run(conn, utf8.decode(data), bytes, upload !== null);
     // Its turn has not come, or an earlier frame of the socket waits: copied now (uWS reuses the buffer).
     const waiting: Waiting = { bytes: Buffer.from(new Uint8Array(data)), at: Math.max(at, queue?.frames.at(-1)!.at ?? at), upload };
     if (queue) queue.frames.push(waiting);
@@ -192,6 +192,12 @@ export class FrameLoop {
     this.slow.check(conn);
   }
 }
+
+/**
+ * A text frame's UTF-8 (uWS has checked it is valid), a leading BOM kept as Buffer's toString
+ * keeps it (so such a frame is still not JSON); no Buffer object per frame.
+ */
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 const mib = (bytes: number) => Math.round((bytes / (1024 * 1024)) * 10) / 10;
 

@@ -87,3 +87,14 @@ t.test("a socket whose turn to drain came closes once its typing frame is answer
   await new Promise((r) => setImmediate(r));
   t.same(h.ended, [1001], "closed once answered");
 });
+
+t.test("a frame's text is read as UTF-8 as it came: non-ASCII kept, a leading BOM still not JSON", async (t) => {
+  const h = await harness();
+  h.frames.message(h.conn, new TextEncoder().encode(JSON.stringify({ operation: "typing", user: "é😀", typing_status: "typing" })).buffer as ArrayBuffer, false);
+  t.same(h.delivered, ['{"operation":"typing","group":"g","user":"é😀","typing_status":"typing"}']);
+  const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(JSON.stringify({ operation: "typing", user: "bob", typing_status: "typing", request_id: "r5" }))]);
+  h.frames.message(h.conn, bom.buffer, false);
+  await new Promise((r) => setImmediate(r));
+  t.equal(h.delivered.length, 1, "nothing published for it");
+  t.same(JSON.parse(h.sent.at(-1)!), { operation: "error", group: "g", code: "bad_request", message: "frame is not valid JSON" });
+});
