@@ -33,6 +33,8 @@ export interface MixStats {
   rtts: number[];
   /** Victim frames that got no ack within the deadline. */
   victimLost: number;
+  /** Share of the mix the victim's main thread waited for a core (0 to 1). */
+  victimWaited: number;
   /** What each actor did: its sessions, and how they ended (close codes). */
   actors: Record<string, { sessions: number; closes: Record<string, number> }>;
 }
@@ -125,7 +127,7 @@ export async function runMix(target: MixTarget, durationMs: number, opts: { vict
   const sign = signer(target.jwtSecret);
   const until = Date.now() + durationMs;
   const running = () => Date.now() < until;
-  const stats: MixStats = { rtts: [], victimLost: 0, actors: {} };
+  const stats: MixStats = { rtts: [], victimLost: 0, victimWaited: 0, actors: {} };
   const actor = (name: string) => (stats.actors[name] ??= { sessions: 0, closes: {} });
   const ended = (name: string, how: string) => {
     const a = actor(name);
@@ -257,10 +259,11 @@ export async function runMix(target: MixTarget, durationMs: number, opts: { vict
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    const result = JSON.parse(out.trim().split("\n").at(-1) || "{}") as { rtts?: number[]; unanswered?: number; error?: string };
+    const result = JSON.parse(out.trim().split("\n").at(-1) || "{}") as { rtts?: number[]; unanswered?: number; waited?: number; error?: string };
     if (!result.rtts) throw new Error(`the victim failed (exit ${code}): ${result.error ?? out}`);
     stats.rtts = result.rtts;
     stats.victimLost = result.unanswered ?? 0;
+    stats.victimWaited = result.waited ?? 0;
   };
 
   await Promise.all([

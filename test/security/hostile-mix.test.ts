@@ -24,8 +24,11 @@
 // The 500 ms is the node's own doing, not the machine's: when other processes keep the node's
 // event loop waiting for a core (the kernel's run-queue delay of its main thread,
 // /proc/<pid>/schedstat), the budget grows by the share of the mix it spent waiting, so
-// 500 / (1 - waited). On a quiet machine that is ~500 ms; a CI run beside three engineers' builds
-// (load 8 to 9 on 2 cores) saw a p99 of 916 ms. The wait counted is capped at 90 %.
+// 500 / (1 - waited). The victim, a process of its own, waits for a core too, and a round trip
+// needs both to run: waited = 1 - (1 - node's share) x (1 - victim's share). On a quiet machine
+// that is ~500 ms; CI runs beside engineers' builds and benchmarks (load 8 to 9 on 2 cores) saw
+// p99s of 916 ms and (node 50 % waiting, victim not counted: budget 1,009 ms) 1,159 ms. The wait
+// counted is capped at 90 %.
 import { readFileSync } from "node:fs";
 import t from "tap";
 import { percentile, prepareMix, RSS_BUDGET_MIB, runMix } from "../helpers/hostile-mix.ts";
@@ -75,14 +78,15 @@ t.test("under a minute of hostile clients the node stays up, the victim's p99 st
   );
   clearInterval(sampler);
   const schedAfter = schedOf();
-  const waited = Math.min(0.9, (schedAfter.waited - schedBefore.waited) / 1e6 / (performance.now() - mixStart));
+  const nodeWaited = Math.min(1, (schedAfter.waited - schedBefore.waited) / 1e6 / (performance.now() - mixStart));
+  const waited = Math.min(0.9, 1 - (1 - nodeWaited) * (1 - Math.min(1, stats.victimWaited)));
   const p99Budget = P99_BUDGET_MS / (1 - waited);
 
   t.equal(node.child.exitCode, null, "the node is still running");
   t.equal(await statusOf(port, "/healthz"), 200, "and answers");
   const p99 = percentile(stats.rtts, 99);
   t.comment(`victim: ${stats.rtts.length} round trips, p50 ${percentile(stats.rtts, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...stats.rtts).toFixed(1)} ms, ${stats.victimLost} unanswered`);
-  t.comment(`node main thread: ran ${((schedAfter.ran - schedBefore.ran) / 1e9).toFixed(1)} s, waited for a core ${(waited * 100).toFixed(0)} % of the mix: p99 budget ${p99Budget.toFixed(0)} ms`);
+  t.comment(`node main thread: ran ${((schedAfter.ran - schedBefore.ran) / 1e9).toFixed(1)} s, waited for a core ${(nodeWaited * 100).toFixed(0)} % of the mix, the victim ${(stats.victimWaited * 100).toFixed(0)} %: p99 budget ${p99Budget.toFixed(0)} ms`);
   t.comment(`node RSS: ${(rssBefore / MiB).toFixed(0)} MiB before the mix, peak ${(peak / MiB).toFixed(0)} MiB (budget ${RSS_BUDGET / MiB} MiB)`);
   t.comment(`actors: ${JSON.stringify(stats.actors)}`);
   t.ok(stats.rtts.length >= (MIX_MS / 100) * 0.8, `the victim kept sending (${stats.rtts.length} answered)`);
