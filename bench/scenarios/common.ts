@@ -15,10 +15,10 @@ export const trafficMetrics: Metric[] = [
   { key: "machine_busy_pct", label: "whole machine CPU busy", unit: "%", better: "lower" },
 ];
 
-/** Run-shape parameters shared by the traffic scenarios. */
-export function runShape(opts: Options, duration: number) {
+/** Run-shape parameters shared by the traffic scenarios (`warmup`: seconds of traffic before measuring, 3 unless a scenario says). */
+export function runShape(opts: Options, duration: number, warmup = 3) {
   return {
-    warmup: pick(opts.sizes.warmup, 3),
+    warmup: pick(opts.sizes.warmup, warmup),
     duration: pick(opts.sizes.duration, duration),
     workers: opts.workers,
     connectConcurrency: pick(opts.sizes.concurrency, 100),

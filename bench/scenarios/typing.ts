@@ -1,5 +1,8 @@
 // Typing fan-out on one node: the cheapest broadcast the service does (no storage), so it shows
-// the per-event cost of the gateway and bus alone.
+// the per-event cost of the gateway and bus alone. It warms up for 10 s: at 400 frames/s a fresh
+// node is still compiling its typing path with TurboFan for the first seconds, which a 3 s
+// warm-up measured as per-delivery cost (bench/performance-log.md, issue 11); the figure is a
+// running node's.
 import { headlineLatency, latencyMetrics, pick, type Scenario } from "../lib/scenario.ts";
 import { groupName, runTraffic } from "../lib/traffic.ts";
 import { runShape, trafficMetrics } from "./common.ts";
@@ -16,7 +19,7 @@ export const typing: Scenario<Params> = {
     subscribers: pick(opts.sizes.subscribers, 50),
     publishers: pick(opts.sizes.publishers, 1),
     rate: pick(opts.sizes.rate, 400),
-    ...runShape(opts, 20),
+    ...runShape(opts, 20, 10),
   }),
   nodes: () => 1,
   redis: () => false,
