@@ -8,10 +8,11 @@ import type { EventBus } from "../../src/bus/bus.ts";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { Dispatcher } from "../../src/chat/dispatch.ts";
 import { seqOf, serialize } from "../../src/chat/events.ts";
-import { ChatService } from "../../src/chat/service.ts";
+import type { ChatService } from "../../src/chat/service.ts";
 import { isCleanTyping, typingEvent } from "../../src/chat/typing-fast.ts";
 import { createMetrics } from "../../src/metrics/metrics.ts";
 import { ClientFrames, Envelope } from "../../src/protocol/index.ts";
+import { storelessService } from "../helpers/memory-service.ts";
 
 const ABSENT = Symbol("absent");
 const requestIds = [ABSENT, "r", "x".repeat(64), "x".repeat(65), "", 7, null, "a\u0000b", "é", {}];
@@ -84,23 +85,9 @@ function harness(opts: { busUp?: boolean; viaPromise?: boolean; deliverThrows?: 
     ? { publish: (g, p) => memory.publish(g, p), subscribe: (g) => memory.subscribe(g), unsubscribe: (g) => memory.unsubscribe(g), isUp: () => memory.isUp(), close: () => memory.close() }
     : memory;
   const silent = { error() {}, info() {}, warn() {} };
-  service = new ChatService({
-    store: { lastSeq: async () => 0, ping: async () => {} } as never,
-    bus,
-    limits: { maxBodyChars: 4000, maxFileBytes: 1 << 20 },
-    metrics,
-    deliver: (_group, payload) => {
-      if (opts.deliverThrows) throw new Error("delivery failed");
-      published.push(String(payload));
-    },
-    delivery: { gapWaitMs: 100, retryWindowMs: 60_000 },
-    storeGuard: { deadlineMs: 5_000, probeMs: 1_000 },
-    presence: { open() {}, close() {}, snapshot: async () => ({ count: 0, users: [] }), start: async () => {}, stop: async () => {}, held: 0 } as never,
-    presenceMaxBroadcast: 100,
-    presenceBatchMs: 0,
-    presenceBusyBatchMs: 0,
-    presenceGraceMs: 5_000,
-    presenceBundles: () => false,
+  service = storelessService(bus, metrics, (_group, payload) => {
+    if (opts.deliverThrows) throw new Error("delivery failed");
+    published.push(payload);
   });
   const dispatcher = new Dispatcher(service, metrics, silent, { touch() {} } as never);
   const count = async (name: string, operation: string) =>

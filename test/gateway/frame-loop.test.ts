@@ -5,34 +5,21 @@ import t from "tap";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { ByteBudget } from "../../src/chat/budget.ts";
 import { Dispatcher } from "../../src/chat/dispatch.ts";
-import { ChatService } from "../../src/chat/service.ts";
+import type { ChatService } from "../../src/chat/service.ts";
 import { SlowConsumers } from "../../src/gateway/backpressure.ts";
 import { Connection } from "../../src/gateway/connection.ts";
 import { FrameLoop } from "../../src/gateway/frames.ts";
 import { ConnectionLimits } from "../../src/gateway/limits.ts";
 import { UploadBudget } from "../../src/gateway/upload-budget.ts";
 import { createMetrics } from "../../src/metrics/metrics.ts";
+import { storelessService } from "../helpers/memory-service.ts";
 
 async function harness() {
   const metrics = createMetrics();
   const delivered: string[] = [];
   let service: ChatService;
   const bus = new MemoryBus((group, payload) => service.receive(group, payload));
-  service = new ChatService({
-    store: { lastSeq: async () => 0, ping: async () => {} } as never,
-    bus,
-    limits: { maxBodyChars: 4000, maxFileBytes: 1 << 20 },
-    metrics,
-    deliver: (_group, payload) => delivered.push(String(payload)),
-    delivery: { gapWaitMs: 100, retryWindowMs: 60_000 },
-    storeGuard: { deadlineMs: 5_000, probeMs: 1_000 },
-    presence: { open() {}, close() {}, snapshot: async () => ({ count: 0, users: [] }), start: async () => {}, stop: async () => {}, held: 0 } as never,
-    presenceMaxBroadcast: 100,
-    presenceBatchMs: 0,
-    presenceBusyBatchMs: 0,
-    presenceGraceMs: 5_000,
-    presenceBundles: () => false,
-  });
+  service = storelessService(bus, metrics, (_group, payload) => delivered.push(payload));
   await service.join("g");
   const dispatcher = new Dispatcher(service, metrics, { error() {} }, { touch() {} } as never);
   const limits = new ConnectionLimits({ framesPerSecond: 1e6, framesBurst: 1e6, userFramesPerSecond: 1e6, userUploadBytesPerSecond: 1e9, maxSocketsPerUser: 100, maxGroupsPerNode: 100, allowedOrigins: null }, metrics);
