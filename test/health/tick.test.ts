@@ -104,9 +104,9 @@ t.test("a listener may remove itself (or another) while the tick runs them", asy
 t.test("the tick never keeps a process alive", async (t) => {
   const code = `import { Tick } from ${JSON.stringify(new URL("../../src/health/tick.ts", import.meta.url).pathname)};
 new Tick(10).on(() => {}); setTimeout(() => console.log("done"), 50);`;
-  const started = performance.now();
-  const r = spawnSync(process.execPath, ["--import=tsx", "--input-type=module", "-e", code], { encoding: "utf8", timeout: 20_000 });
+  // A process the tick kept alive would run until this timeout kills it (status null): generous,
+  // because starting node with tsx takes seconds on a starved machine.
+  const r = spawnSync(process.execPath, ["--import=tsx", "--input-type=module", "-e", code], { encoding: "utf8", timeout: 90_000 });
   t.equal(r.stdout.trim(), "done", r.stderr);
   t.equal(r.status, 0, "the process ended by itself");
-  t.ok(performance.now() - started < 15_000);
 });
