@@ -2,6 +2,7 @@
 import * as v from "valibot";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import { isUnavailable } from "../chat/store-guard.ts";
 import { ChatError, EntityId, HISTORY_MAX_LIMIT, HistoryLimit } from "../protocol/index.ts";
 import { refusalCode, type IdentityProvider, type IdentityResult } from "../identity/identity.ts";
 import { groupParam } from "../protocol/params.ts";
@@ -40,8 +41,14 @@ const CODE_STATUS: Record<string, Status> = {
   unavailable: 503,
 };
 
+/**
+ * What an HTTP route answers for an error. A database that cannot be reached or does not answer in
+ * time (the pool's connect timeout under overload, a connection lost) is `unavailable` (503, retry),
+ * as it is for a frame (dispatch.ts), whether or not the call went through the store guard.
+ */
 export function errorStatus(err: unknown): { status: Status; code: string; message: string } {
   if (err instanceof ChatError) return { status: CODE_STATUS[err.code] ?? 500, code: err.code, message: err.message };
+  if (isUnavailable(err)) return { status: 503, code: "unavailable", message: "storage is unavailable, try again" };
   return { status: 500, code: "internal", message: "internal error" };
 }
 
