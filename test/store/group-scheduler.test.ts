@@ -1,7 +1,8 @@
 // The write scheduler on its own (no database): a group's jobs run in submission order, one
 // batch at a time per group; unrelated groups do not wait for each other; at most
 // `concurrency` batches run at once; queued items are batched; stale jobs are refused unrun.
-import t from "tap";
+import { mock } from "node:test";
+import t, { type Test } from "tap";
 import { loadConfig } from "../../src/config/env.ts";
 import { GroupScheduler, type SchedulerOptions, type Settled } from "../../src/store/group-scheduler.ts";
 
@@ -225,18 +226,38 @@ t.test("with a batch in flight, another starts only once fillBatch items wait", 
   t.same(await Promise.all(acks), ["a:1", "b:1", "c:1", "d:1"]);
 });
 
+/**
+ * The scheduler's clock and timers, mocked: what starts "at once" and what waits for lingerMs or
+ * stallMs is then decided by the clock, not by how long a loop turn takes on a busy machine.
+ */
+function fakeClock(t: Test) {
+  let at = 1_000;
+  mock.timers.enable({ apis: ["setTimeout"] });
+  t.teardown(() => mock.timers.reset());
+  return {
+    now: () => at,
+    /** Moves the clock on by `ms`, runs the timers due, and lets what they started settle. */
+    advance: async (ms: number) => {
+      at += ms;
+      mock.timers.tick(ms);
+      await tick();
+    },
+  };
+}
+
 t.test("with a batch in flight, a waiting group starts its own batch once it waited stallMs", async (t) => {
-  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 1, stallMs: 30 });
+  const clock = fakeClock(t);
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 1, stallMs: 30, now: clock.now });
   const a = s.submit("a", { group: "a", n: 1 }); // hangs: a lock wait, say
   await tick();
-  const started = performance.now();
+  t.equal(running(), 1);
   const b = s.submit("b", { group: "b", n: 1 });
   await tick();
   t.equal(running(), 1, "b waits: one item is not worth a second batch yet");
-  while (running() < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
-  t.equal(running(), 2, "b's batch started beside the hanging one");
-  const waited = performance.now() - started;
-  t.ok(waited >= 25, `b started after stallMs (${waited.toFixed(1)} ms), beside the hanging batch`);
+  await clock.advance(29);
+  t.equal(running(), 1, "still, 29 ms later");
+  await clock.advance(1);
+  t.equal(running(), 2, "b's batch started beside the hanging one once b waited stallMs");
   batches[1]!.release();
   t.equal(await b, "b:1", "b is acknowledged while a still hangs");
   batches[0]!.release();
@@ -244,22 +265,24 @@ t.test("with a batch in flight, a waiting group starts its own batch once it wai
 });
 
 t.test("under load batches start at most every lingerMs; a lone write goes at once", async (t) => {
-  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 40 });
+  const clock = fakeClock(t);
+  const { s, batches, running } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 40, now: clock.now });
   const acks = [s.submit("a", { group: "a", n: 1 })];
   await tick();
   t.equal(running(), 1, "nothing in flight, none started lately: a goes at once");
-  const started = performance.now();
   for (const g of ["b", "c"]) acks.push(s.submit(g, { group: g, n: 1 }));
+  await clock.advance(10);
   batches[0]!.release();
   await acks[0];
   await tick();
   t.equal(batches.length, 1, "a's batch is over, but the next waits for the linger");
-  while (batches.length < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
-  const waited = performance.now() - started;
-  t.same(batches[1]?.items.map((i) => i.group), ["b", "c"], "b and c together in the next batch");
-  t.ok(waited >= 35, `it started one linger after a's (${waited.toFixed(1)} ms)`);
+  await clock.advance(29);
+  t.equal(batches.length, 1, "39 ms after a's");
+  await clock.advance(1);
+  t.same(batches[1]?.items.map((i) => i.group), ["b", "c"], "b and c together in the next batch, one linger after a's");
   batches[1]!.release();
-  await new Promise((r) => setTimeout(r, 60));
+  await acks[2];
+  await clock.advance(40);
   acks.push(s.submit("d", { group: "d", n: 1 }));
   await tick();
   t.equal(batches.length, 3, "after a quiet linger, a lone write goes at once again");
@@ -269,16 +292,18 @@ t.test("under load batches start at most every lingerMs; a lone write goes at on
 });
 
 t.test("a batch that ends early brings the next one forward: the stall wait armed meanwhile does not hold it", async (t) => {
-  const { s, batches } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 20, stallMs: 2_000 });
+  const clock = fakeClock(t);
+  const { s, batches } = harness({ concurrency: 4, fillBatch: 1_000, lingerMs: 20, stallMs: 2_000, now: clock.now });
   const a = s.submit("a", { group: "a", n: 1 });
   await tick();
-  const started = performance.now();
   const b = s.submit("b", { group: "b", n: 1 }); // waits: a is in flight, a wake-up is armed for its stall
+  await clock.advance(5);
   batches[0]!.release();
   await a;
-  while (batches.length < 2 && performance.now() - started < 5_000) await new Promise((r) => setTimeout(r, 2));
-  const waited = performance.now() - started;
-  t.ok(waited < 1_000, `b started one linger after a, not after the stall wait (${waited.toFixed(1)} ms)`);
+  await tick();
+  t.equal(batches.length, 1, "not at once: a's batch started 5 ms ago");
+  await clock.advance(15);
+  t.equal(batches.length, 2, "b started one linger after a, not after the stall wait");
   batches[1]!.release();
   t.equal(await b, "b:1");
 });
