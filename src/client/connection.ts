@@ -17,6 +17,7 @@ import * as v from "valibot";
 import { ClientFrames, GroupName, ServerEvent, type AckEvent, type ConversationView, type GroupsEvent, type Operation } from "../protocol/index.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { Emitter } from "./emitter.ts";
+import { fetchRetrying } from "./http-retry.ts";
 import { ChatRequestError } from "./errors.ts";
 import { GroupView, type ViewConnection } from "./group-view.ts";
 import { Outbox, type Answer, type Pending } from "./outbox.ts";
@@ -294,7 +295,7 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
     }
   }
 
-  /** GET on the server with this connection's identity (`?user=`, or the token as Bearer). */
+  /** GET on the server with this connection's identity (`?user=`, or the token as Bearer); a busy server (503, 429) is asked again (http-retry.ts). */
   async fetchJson(path: string): Promise<unknown> {
     const http = this.http;
     if (!http) throw new Error("not connected yet");
@@ -306,7 +307,7 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
     url.pathname = `${url.pathname.replace(/\/+$/, "")}${pathname}`;
     url.search = query ?? "";
     if (this.options.user !== undefined) url.searchParams.set("user", this.options.user);
-    const res = await fetch(url, { headers: http.token ? { authorization: `Bearer ${http.token}` } : {} });
+    const res = await fetchRetrying(url, { headers: http.token ? { authorization: `Bearer ${http.token}` } : {} });
     if (!res.ok) {
       await res.body?.cancel().catch(() => {});
       throw new Error(`HTTP ${res.status} for ${url.pathname}`);
