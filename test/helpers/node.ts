@@ -32,6 +32,9 @@ export interface NodeProcess {
   exited: Promise<number | string>;
 }
 
+/** Preloaded into spawned nodes: they end when the test process is gone (see the file). */
+export const PARENT_WATCH = fileURLToPath(new URL("./parent-watch.mjs", import.meta.url));
+
 /** The production start command, relative to the repository root (the Dockerfile's CMD). */
 export const COMPILED_ENTRY = "dist/main.js";
 
@@ -58,7 +61,7 @@ export function spawnNode(
   } = {},
 ): Promise<NodeProcess> {
   if (!opts.argv) ensureBuilt();
-  const child = spawn(process.execPath, opts.argv ?? [COMPILED_ENTRY], {
+  const child = spawn(process.execPath, ["--import", PARENT_WATCH, ...(opts.argv ?? [COMPILED_ENTRY])], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
