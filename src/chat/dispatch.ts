@@ -5,7 +5,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { operationLabel } from "../metrics/metrics.ts";
 import { ChatError, ClientFrames, Envelope, GroupName, isOperation, type ClientFrame, type ErrorCode, type Operation } from "../protocol/index.ts";
 import { ackFrame, errorFrame, groupsFrame, historyFrame, presenceFrame } from "./events.ts";
-import { isUnavailable } from "./store-guard.ts";
+import { clientError } from "./store-guard.ts";
 import { actingUser, type Session } from "./identity.ts";
 import { isCleanTyping, SENT, type CleanTyping } from "./typing-fast.ts";
 import type { ReadState } from "./read-state.ts";
@@ -132,9 +132,9 @@ export class Dispatcher {
 
   /**
    * Typing's fast path (typing-fast.ts): a frame the schemas accept as it is, on a per-group
-   * socket, published at once. Null for every case the service answers with an error (a `user`
-   * that is not the connection's, or none in open dev mode; the bus down): the generic path
-   * answers those, as it would have (NOT_TAKEN). On the in-process bus, which delivers inside
+   * socket, published at once. NOT_TAKEN for every case the service answers with an error (a
+   * `user` that is not the connection's, or none in open dev mode; the bus down): the generic path
+   * answers those, as it would have. On the in-process bus, which delivers inside
    * the call, the answer is there at once (no promise).
    */
   private typing(session: Session, frame: CleanTyping): Answer | typeof NOT_TAKEN {
@@ -194,14 +194,12 @@ export class Dispatcher {
   private failed(err: unknown, session: Session, requestId: string | undefined, operation: unknown): string {
     let code: ErrorCode = "internal";
     let message = "internal error";
-    if (err instanceof ChatError) {
-      ({ code, message } = err);
+    const known = clientError(err);
+    if (known) {
+      ({ code, message } = known);
       // The service's body check is the one too_large that carries no tag.
-      const limit = err.limit ?? (code === "too_large" ? "body_length" : undefined);
+      const limit = known.limit ?? (code === "too_large" ? "body_length" : undefined);
       if (limit) this.metrics.limitHits.inc({ limit });
-    } else if (isUnavailable(err)) {
-      code = "unavailable";
-      message = "storage is unavailable, try again";
     } else {
       this.log.error({ err, group: session.group, request_id: requestId, operation: operationLabel(operation) }, "frame failed");
     }

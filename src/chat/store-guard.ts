@@ -22,6 +22,19 @@ export function isUnavailable(err: unknown, depth = 0): boolean {
   return isUnavailable(e.cause, depth + 1) || isUnavailable(e.meta?.driverAdapterError, depth + 1);
 }
 
+/** What a client is told when the database cannot be reached or does not answer in time. */
+export const storageUnavailable = () => new ChatError("unavailable", "storage is unavailable, try again");
+
+/**
+ * A failure as the client is told it, the same for frames, HTTP routes and the server API: a
+ * ChatError as it is, a database that could not answer (isUnavailable) as `unavailable`, and
+ * null for anything else (the node's own fault: `internal`, logged by the caller).
+ */
+export function clientError(err: unknown): ChatError | null {
+  if (err instanceof ChatError) return err;
+  return isUnavailable(err) ? storageUnavailable() : null;
+}
+
 class DeadlineExceeded extends Error {}
 
 export interface StoreGuardOptions {
@@ -52,7 +65,7 @@ export class StoreGuard {
   }
 
   async run<T>(call: () => Promise<T>): Promise<T> {
-    if (this.open) throw new ChatError("unavailable", "storage is unavailable, try again");
+    if (this.open) throw storageUnavailable();
     try {
       const result = await this.bounded(call(), this.opts.deadlineMs);
       this.lastAnswer = performance.now();
@@ -60,7 +73,7 @@ export class StoreGuard {
     } catch (err) {
       if (err instanceof DeadlineExceeded || isUnavailable(err)) {
         this.trip(err);
-        throw new ChatError("unavailable", "storage is unavailable, try again");
+        throw storageUnavailable();
       }
       throw err;
     }

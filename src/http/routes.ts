@@ -2,8 +2,8 @@
 import * as v from "valibot";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import { isUnavailable } from "../chat/store-guard.ts";
-import { ChatError, EntityId, HISTORY_MAX_LIMIT, HistoryLimit } from "../protocol/index.ts";
+import { clientError } from "../chat/store-guard.ts";
+import { EntityId, HISTORY_MAX_LIMIT, HistoryLimit } from "../protocol/index.ts";
 import { refusalCode, type IdentityProvider, type IdentityResult } from "../identity/identity.ts";
 import { groupParam } from "../protocol/params.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../uws/uws.ts";
@@ -47,8 +47,8 @@ const CODE_STATUS: Record<string, Status> = {
  * as it is for a frame (dispatch.ts), whether or not the call went through the store guard.
  */
 export function errorStatus(err: unknown): { status: Status; code: string; message: string } {
-  if (err instanceof ChatError) return { status: CODE_STATUS[err.code] ?? 500, code: err.code, message: err.message };
-  if (isUnavailable(err)) return { status: 503, code: "unavailable", message: "storage is unavailable, try again" };
+  const known = clientError(err);
+  if (known) return { status: CODE_STATUS[known.code] ?? 500, code: known.code, message: known.message };
   return { status: 500, code: "internal", message: "internal error" };
 }
 

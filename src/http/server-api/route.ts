@@ -5,7 +5,7 @@
 import { performance } from "node:perf_hooks";
 import * as v from "valibot";
 import type { ByteBudget } from "../../chat/budget.ts";
-import { isUnavailable } from "../../chat/store-guard.ts";
+import { clientError } from "../../chat/store-guard.ts";
 import { UPLOAD_FRAME_BYTES, type UploadBudget } from "../../gateway/upload-budget.ts";
 import { ChatError } from "../../protocol/index.ts";
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../../uws/uws.ts";
@@ -102,12 +102,10 @@ export function registerRoute(app: TemplatedApp, spec: AnyRoute, deps: RunnerDep
       let code: HttpErrorCode = "internal";
       let message = "internal error";
       let limit: string | undefined;
-      if (err instanceof ApiError || err instanceof ChatError) {
-        ({ code, message } = err);
-        if (err instanceof ChatError) limit = err.limit ?? (code === "too_large" ? "body_length" : undefined);
-      } else if (isUnavailable(err)) {
-        code = "unavailable";
-        message = "storage is unavailable, try again";
+      const known = err instanceof ApiError ? err : clientError(err);
+      if (known) {
+        ({ code, message } = known);
+        if (known instanceof ChatError) limit = known.limit ?? (code === "too_large" ? "body_length" : undefined);
       } else deps.onError(err, spec.path);
       const status = ERROR_STATUS[code];
       deps.count(spec.path, status, limit);
