@@ -50,9 +50,9 @@ t.test("many events over several turns: each socket is read once, within the int
 });
 
 t.test("the events since the last check reaching half the limit check the group at once", async (t) => {
+  mockedTimers(t);
   const slow: Sock[] = [];
   const s = new SlowConsumers<Sock>(1_000, (x) => slow.push(x), EVERY_MS);
-  mockedTimers(t);
   const a = new Sock(1_200);
   s.watch("g", a);
   s.published("g", 300);

@@ -4,13 +4,11 @@
 import t from "tap";
 import { DependencyMonitor, type DependencyState } from "../../src/health/dependencies.ts";
 import { Tick } from "../../src/health/tick.ts";
+import { eventually } from "../helpers/probe.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Waits until `done()` holds, polling every 5 ms, for at most `ms` (then the assertion after it fails). */
-async function until(done: () => boolean, ms = 5_000): Promise<void> {
-  const from = performance.now();
-  while (!done() && performance.now() - from < ms) await sleep(5);
-}
+const until = (done: () => boolean, ms = 5_000) => eventually(done, ms, 5);
 
 function monitor(opts: { answeredAt?: () => number; database?: () => Promise<void>; intervalMs?: number } = {}) {
   let asked = 0;

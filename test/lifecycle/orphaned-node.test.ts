@@ -6,7 +6,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import t from "tap";
 import { PARENT_WATCH } from "../helpers/node.ts";
-import { tempDir } from "../helpers/probe.ts";
+import { eventually, tempDir } from "../helpers/probe.ts";
 
 /** Whether the process runs: a zombie (ended, not yet reaped by whoever adopted it) does not. */
 const alive = (pid: number) => {
@@ -30,10 +30,10 @@ console.log(c.pid); setInterval(() => {}, 1000);`;
   const child = Number(await new Promise<string>((r) => createInterface({ input: parent.stdout! }).once("line", r)));
   t.teardown(() => alive(child) && process.kill(child, "SIGKILL"));
   // (Bounded: starting node takes seconds on a starved machine.)
-  for (const from = performance.now(); !existsSync(ready) && performance.now() - from < 60_000; ) await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => existsSync(ready), 60_000, 50);
   t.ok(existsSync(ready) && alive(child), "the child runs while its parent does");
   parent.kill("SIGKILL");
   const from = performance.now();
-  while (alive(child) && performance.now() - from < 30_000) await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => !alive(child), 30_000, 50);
   t.notOk(alive(child), `ended ${(performance.now() - from).toFixed(0)} ms after its parent (checked every 500 ms)`);
 });
