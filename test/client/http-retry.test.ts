@@ -46,6 +46,19 @@ t.test("Retry-After is the wait, capped at maxMs; 429 is retried too", async (t)
   t.ok(waited >= 49 && waited < 60_000, `an hour's Retry-After waits maxMs (${waited.toFixed(0)} ms)`);
 });
 
+t.test("the defaults: 4 requests in all, the waits growing from 250 ms; a Retry-After waits at most 4 s", async (t) => {
+  const { url, times } = await server(t, [{ status: 503 }]);
+  t.equal((await fetchRetrying(url, {})).status, 503);
+  t.equal(times.length, 4, "4 requests");
+  const waits = times.slice(1).map((x, i) => x - times[i]!);
+  // Equal jitter: 125-250, 250-500, 500-1,000 ms.
+  t.ok(waits[0]! >= 124 && waits[1]! >= 249 && waits[2]! >= 499, `waited ${waits.map((w) => w.toFixed(0)).join(", ")} ms`);
+  const capped = await server(t, [{ status: 503, headers: { "retry-after": "3600" } }, { status: 200 }]);
+  t.equal((await fetchRetrying(capped.url, {})).status, 200);
+  const waited = capped.times[1]! - capped.times[0]!;
+  t.ok(waited >= 3_999 && waited < 60_000, `an hour's Retry-After waits the default 4 s (${waited.toFixed(0)} ms)`);
+});
+
 t.test("every other answer is the caller's at once: no retry for 404, 500 or 200", async (t) => {
   for (const status of [200, 404, 500]) {
     const { url, times } = await server(t, [{ status }]);
