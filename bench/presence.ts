@@ -22,7 +22,11 @@
 // connects. --before: that build, presence on, is measured in the same rounds as a third mode.
 // --syscalls: the node's sendto/write/writev/epoll_wait calls per connect in the measured pass
 // (`perf stat` tracepoints: needs perf and the permission to trace the node).
-// --perf-record dir: the node's on-CPU samples in the measured pass (perf; see perfRecord).
+// --perf-record dir: the node's on-CPU samples in the measured pass (perf; see perfRecord); with
+// --perf-event syscalls:sys_enter_sendto, every write instead (`perf script`: socket, length, time).
+// Every run reports presence_flushes_per_group and presence_frames_per_flush: how many times each
+// group's held join/leave frames went out in the measured pass (each is one write to each of the
+// group's sockets connected by then), from the node's chat_presence_batch_frames histogram.
 // BENCH_CPU_PROF_DIR=dir: V8 CPU profiles of every node, and the measured passes' windows, for
 // `npx tsx bench/profile-window.ts dir` (where the CPU of a connect goes, mode against mode).
 //
@@ -120,6 +124,13 @@ async function heldPairs(target: Target): Promise<number> {
   return Number(/^chat_presence_users (\d+)/m.exec(text)?.[1] ?? 0);
 }
 
+/** The node's presence publishes so far (one per group per flush of held frames) and the frames they carried. */
+async function presencePublishes(target: Target): Promise<{ publishes: number; frames: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${target.nodes[0]!.port}/metrics`)).text();
+  const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? 0);
+  return { publishes: read("chat_presence_batch_frames_count"), frames: read("chat_presence_batch_frames_sum") };
+}
+
 /** Microseconds on the clock V8 stamps CPU profiles with (CLOCK_MONOTONIC on Linux, as process.hrtime). */
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -172,7 +183,10 @@ function countSyscalls(pid: number): { stop: () => Promise<Record<string, number
 function perfRecord(pid: number, tag: string): { stop: () => Promise<void> } | null {
   const dir = arg("perf-record", "");
   if (!dir) return null;
-  const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-p", String(pid), "-o", path.join(path.resolve(dir), `${tag}.data`)], { stdio: "ignore" });
+  // --perf-event e.g. syscalls:sys_enter_sendto: every such event instead (`perf script` then shows each write's socket, length and time).
+  const event = arg("perf-event", "");
+  const what = event ? ["-e", event] : ["-e", "cpu-clock", "-F", "2000", "-g"];
+  const perf = spawn("perf", ["record", "-q", ...what, "-p", String(pid), "-o", path.join(path.resolve(dir), `${tag}.data`)], { stdio: "ignore" });
   perf.on("error", () => {});
   const done = new Promise<void>((r) => perf.once("close", () => r()));
   return {
@@ -225,7 +239,8 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     const syscalls = process.argv.includes("--syscalls") ? countSyscalls(pids[0]!) : null;
     const recording = perfRecord(pids[0]!, tag);
     const redisRecording = redis && perfRecord(redis.process.pid, `${tag}-redis`);
-    await sleep(syscalls || recording ? 300 : 0); // perf attaches
+    await sleep(syscalls || recording ? 1_000 : 0); // perf attaches
+    const published0 = await presencePublishes(target);
     const cpu0 = totalCpuSeconds(pids);
     const split0 = cpuSplit(pids[0]!);
     const from = monotonicUs();
@@ -233,6 +248,7 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
     await sleep(1_000); // frames still held for their tick go out
     const cpuS = totalCpuSeconds(pids) - cpu0;
     const split1 = cpuSplit(pids[0]!);
+    const published1 = await presencePublishes(target);
     await markProfileWindow(pids[0]!, tag, from, monotonicUs(), rateOf(again.reports).connected);
     const redis1 = redis && (await redisStats(redis));
     const calls = (await syscalls?.stop()) ?? {};
@@ -264,6 +280,9 @@ async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedi
         server_user_ms_per_1k: Math.round(((split1.userS - split0.userS) * 1e6) / measured.connected),
         server_sys_ms_per_1k: Math.round(((split1.sysS - split0.sysS) * 1e6) / measured.connected),
         first_connects_per_s: rateOf(first.reports).perS,
+        // Flushes of held join/leave frames per group in the pass, and frames per flush (0 with presence off).
+        presence_flushes_per_group: Math.round(((published1.publishes - published0.publishes) / groups) * 100) / 100,
+        presence_frames_per_flush: Math.round(((published1.frames - published0.frames) / Math.max(1, published1.publishes - published0.publishes)) * 10) / 10,
         ...redisFigures,
         ...Object.fromEntries(Object.entries(calls).map(([c, n]) => [`${c}_per_connect`, Math.round((n / measured.connected) * 100) / 100])),
       },
@@ -309,6 +328,8 @@ const plans: { name: string; scenario: AnyScenario | "reconnect"; argv: string[]
       "server_user_ms_per_1k",
       "server_sys_ms_per_1k",
       "first_connects_per_s",
+      "presence_flushes_per_group",
+      "presence_frames_per_flush",
       ...(REDIS ? ["redis_calls_per_connect", "redis_cpu_ms_per_1k", "redis_script_us_per_connect", "redis_publish_us_per_connect"] : []),
       ...(process.argv.includes("--syscalls") ? SYSCALLS.map((c) => `${c}_per_connect`) : []),
     ],
