@@ -165,6 +165,10 @@ export async function runTraffic(target: Target, p: TrafficParams, groups: strin
       m.notes.push(`${failed} sockets failed to connect, e.g. ${connected.flatMap((c) => c.errorSamples)[0]}`);
     }
     m.details.connectFailures = failed;
+    // The connect phase's rate, first attempt to last open over every worker (each socket's join,
+    // membership and handshake; bench/presence.ts compares it with presence on and off).
+    const connectS = (Math.max(...connected.map((c) => c.lastOpenUs)) - Math.min(...connected.map((c) => c.firstAttemptUs))) / 1e6;
+    m.details.connectsPerS = Math.round(connected.reduce((a, c) => a + c.connected, 0) / connectS);
     m.details.drainMs = drainMs;
     if (intervals) m.intervals = intervals;
     return m;
