@@ -13,6 +13,8 @@
 // Targets: on ÷ off connect rate >= 0.95, CPU per delivery <= 1.10. Each figure comes with the
 // load average before it was taken (a shared machine):
 //
+//   With --asking every socket asks for join/leave events (`?presence=1`, as the SDK does with
+//   `presence: true`): each connect's join then reaches the group's sockets; without it none asks.
 // - quiet reconnects (`reconnect --within-grace`): the same storm, but the users come back 1 s after
 //   they closed, within the grace: presence's bookkeeping alone (no join or leave is sent);
 //
@@ -102,6 +104,8 @@ interface Figure {
   notes: string[];
 }
 
+/** --asking: every storm socket asks for its group's join/leave events (`?presence=1`); without it none does, as a client that shows no presence. */
+const ASKING = process.argv.includes("--asking");
 /** --within-grace: the measured pass reconnects 1 s after the closes, inside the grace (no join, no leave). */
 const WITHIN_GRACE = process.argv.includes("--within-grace");
 /** PRESENCE_GRACE_MS at its default: the reconnect storm waits it out between its two passes. */
@@ -226,7 +230,7 @@ async function redisStats(redis: StandaloneRedis): Promise<{ calls: Record<strin
 async function reconnectStorm(target: Target, tag: string, redis: StandaloneRedis | null): Promise<Measurement> {
   const n = Number(CONNECTIONS);
   const groups = Number(GROUPS);
-  const url = (g: number, user: string) => `${target.nodes[0]!.wsBase}/ws/chat/${groupName(tag, "conn", g)}/?user=${user}`;
+  const url = (g: number, user: string) => `${target.nodes[0]!.wsBase}/ws/chat/${groupName(tag, "conn", g)}/?user=${user}${ASKING ? "&presence=1" : ""}`;
   const plans = Array.from({ length: WORKERS }, () => idlePlan([], 100));
   for (let i = 0; i < n; i++) plans[i % WORKERS]!.subscribers.push({ url: url(i % groups, `i${i}`), group: i % groups, localAddress: `127.0.0.${1 + (i % 8)}` });
   // One socket per group stays from start to end, so the node follows every group throughout:

@@ -123,6 +123,10 @@ export async function startNode(config: Config, log: Logger): Promise<ChatNode> 
       gateway?.publish(group, payload);
       subscriptions?.deliver(group, payload, seq);
     },
+    deliverPresence: (group, payload) => {
+      gateway?.publishPresence(group, payload);
+      subscriptions?.deliverPresence(group, payload);
+    },
     delivery: { gapWaitMs: config.ORDER_GAP_WAIT_MS, retryWindowMs: config.RETRY_WINDOW_S * 1000 },
     resumeMemory: { groupBytes: config.RESUME_MEMORY_GROUP_BYTES, totalBytes: config.RESUME_MEMORY_BYTES },
     // A write sends its COMMIT by STORE_TIMEOUT_MS or rolls back; the margin is for the COMMIT's answer.

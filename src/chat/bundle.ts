@@ -57,3 +57,17 @@ export function splitBundle(payload: Uint8Array | string): (Uint8Array | string)
   }
   return parts;
 }
+
+// A join or leave frame on its own (a fleet that does not read bundles yet sends them one by one):
+// serialised by events.ts with `operation` first, so its first bytes tell.
+const JOIN = '{"operation":"join"';
+const LEAVE = '{"operation":"leave"';
+const JOIN_BYTES = Buffer.from(JOIN);
+const LEAVE_BYTES = Buffer.from(LEAVE);
+const startsWith = (payload: Uint8Array, head: Buffer) => payload.byteLength >= head.length && head.equals(payload.subarray(0, head.length));
+
+/** Whether a bus payload is one join or leave frame (which go only to the sockets that asked for them). */
+export function isPresenceFrame(payload: Uint8Array | string): boolean {
+  if (typeof payload === "string") return payload.startsWith(JOIN) || payload.startsWith(LEAVE);
+  return startsWith(payload, JOIN_BYTES) || startsWith(payload, LEAVE_BYTES);
+}

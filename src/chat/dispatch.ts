@@ -90,8 +90,8 @@ export class Dispatcher {
   private async multiplexed(mux: Multiplex, session: Session, op: string, frame: unknown): Promise<Outcome | null> {
     if (op === "groups") return null; // about no one group
     if (op === "subscribe") {
-      const { since } = frame as ClientFrame<"subscribe">;
-      const { seq, start } = await mux.subscribe(session.group, since ?? null);
+      const { since, presence } = frame as ClientFrame<"subscribe">;
+      const { seq, start } = await mux.subscribe(session.group, since ?? null, presence ?? false);
       // After the ack has gone out (the caller sends it when this resolves): ack, then replay.
       setImmediate(start);
       return { kind: "ack", seq };

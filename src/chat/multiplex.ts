@@ -10,9 +10,10 @@ export interface Multiplex {
    * MAX_SUBSCRIPTIONS_PER_SOCKET (`too_large`), waits until the node hears the group, and returns
    * the group's last seq with `start`, which begins the delivery (a replay from `since`, then
    * `resumed`, then live; or live at once). The dispatcher calls `start` after the ack is sent.
-   * Already following: the seq, and a `start` that does nothing.
+   * `presence`: the group's join/leave events too. Already following: the seq, and a `start`
+   * that does nothing (to change `presence`, unsubscribe first).
    */
-  subscribe(group: string, since: number | null): Promise<{ seq: number; start: () => void }>;
+  subscribe(group: string, since: number | null, presence?: boolean): Promise<{ seq: number; start: () => void }>;
   /** Stops following the group; false when it did not. */
   unsubscribe(group: string): boolean;
 }

@@ -15,7 +15,7 @@ import { SENT, typingEvent } from "./typing-fast.ts";
 import type { Presence, PresenceChange } from "../presence/presence.ts";
 import { PRESENCE_MAX_USERS, type PresenceChangeEvent } from "../protocol/index.ts";
 import { PresenceBatch } from "./presence-batch.ts";
-import { encodeBundle, isBundle, splitBundle } from "./bundle.ts";
+import { encodeBundle, isBundle, isPresenceFrame, splitBundle } from "./bundle.ts";
 import { Sequencer, type Deliver, type Payload } from "./sequencer.ts";
 import { RecentEvents } from "./recent-events.ts";
 import { StoreGuard, type StoreGuardOptions } from "./store-guard.ts";
@@ -42,6 +42,8 @@ export interface ServiceDeps {
   metrics: Metrics;
   /** Hands a group's events, in seq order, to the local sockets. */
   deliver: Deliver;
+  /** Hands a join/leave frame of the group to the sockets that asked for them (and to resuming ones that did). */
+  deliverPresence: (group: string, payload: Payload) => void;
   delivery: { gapWaitMs: number; retryWindowMs: number };
   storeGuard: StoreGuardOptions;
   onStoreHealth?: (up: boolean, err?: unknown) => void;
@@ -122,6 +124,7 @@ export class ChatService {
     const deliver: Deliver = (group, payload, seq) => {
       if (seq !== null) this.recentEvents.push(group, seq, payload);
       else if (isBundle(payload)) return this.deliverBundle(group, payload);
+      else if (isPresenceFrame(payload)) return deps.deliverPresence(group, payload); // one by one: a fleet not reading bundles yet
       deps.deliver(group, payload, seq);
     };
     this.sequencer = new Sequencer(deliver, (g, after, until) => this.eventsAfter(g, after, until), {
@@ -423,7 +426,7 @@ export class ChatService {
   private deliverBundle(group: string, payload: Payload): void {
     const frames = splitBundle(payload);
     if (frames === null) return this.deps.onBadBundle?.(group);
-    for (const f of frames) this.deps.deliver(group, f, null);
+    for (const f of frames) this.deps.deliverPresence(group, f);
   }
 
   /** After a commit: the event is durable, so the ack does not wait for the bus. */

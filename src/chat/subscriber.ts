@@ -16,13 +16,14 @@ export class Subscriber implements SubscriptionOwner {
   ) {}
 
   /**
-   * Starts following `group` (live at once, or replaying from `since` first). The caller has
+   * Starts following `group` (live at once, or replaying from `since` first), with its join/leave
+   * events when `presence`. The caller has
    * taken one membership of the group (`Subscriptions.join`); the subscription gives it back when
    * it closes. Returns null when this socket already follows the group or has closed.
    */
-  subscribe(group: string, since: number | null): Subscription | null {
+  subscribe(group: string, since: number | null, presence = false): Subscription | null {
     if (this.closed || this.byGroup.has(group)) return null;
-    const sub = this.node.open(group, this);
+    const sub = this.node.open(group, this, presence);
     this.byGroup.set(sub.group, sub);
     sub.start(since);
     this.node.opened(sub);

@@ -33,8 +33,8 @@ export interface Outlet {
   buffered(): number;
   /** Runs `fn` with the socket's sends written together. */
   cork(fn: () => void): void;
-  /** Joins (or leaves) the group's live fan-out: every event the node delivers afterwards is sent by the transport. */
-  live(group: string, join: boolean): void;
+  /** Joins (or leaves) a fan-out topic (a group's, or its join/leave events': `presenceTopic`): every event the node delivers to it afterwards is sent by the transport. */
+  live(topic: string, join: boolean): void;
   /** Closes the whole socket (a broken budget: 4008; a failed replay: 1013). */
   end(code: number, reason: string): void;
 }
@@ -81,6 +81,15 @@ const LIVE = 2;
 const CLOSED = 3;
 const STATE = 3;
 const ANNOUNCED = 4;
+/** The client asked for the group's join/leave events (`?presence=1`, or `presence: true` in `subscribe`). */
+const PRESENCE = 8;
+
+/**
+ * The fan-out topic of a group's join/leave events, beside the group's own: only the sockets that
+ * asked for them follow it, so a socket that shows no presence costs a join nothing. Group names
+ * have no space (src/protocol/names.ts), so it cannot be another group's topic.
+ */
+export const presenceTopic = (group: string) => `${group} presence`;
 const STATES: readonly SubscriptionState[] = ["replaying", "holding", "live", "closed"];
 
 interface Held {
@@ -152,7 +161,16 @@ export class Subscription {
     readonly group: string,
     /** The socket's Subscriber: its outlet, its user, and the node. */
     readonly owner: SubscriptionOwner,
-  ) {}
+    /** Whether the client asked for the group's join/leave events. */
+    presence = false,
+  ) {
+    if (presence) this.word |= PRESENCE;
+  }
+
+  /** Whether it gets the group's join/leave events. */
+  get presence(): boolean {
+    return (this.word & PRESENCE) !== 0;
+  }
 
   get state(): SubscriptionState {
     return STATES[this.word & STATE]!;
@@ -188,7 +206,7 @@ export class Subscription {
   start(since: number | null): void {
     if (since === null) {
       this.set(LIVE);
-      this.owner.outlet.live(this.group, true);
+      this.join(true);
       return;
     }
     const resume = (this.resume = new Resume(this, since));
@@ -212,6 +230,11 @@ export class Subscription {
     if (r.liveAt !== null && seq !== null && seq >= r.liveAt) this.goLive();
   }
 
+  /** A join/leave frame of the group while this subscription is not live yet: held only if it asked for them. */
+  holdPresence(payload: Payload): void {
+    if (this.word & PRESENCE) this.hold(payload, null);
+  }
+
   /** The socket's send buffer drained. */
   drained(): void {
     this.resume?.wake?.();
@@ -223,10 +246,17 @@ export class Subscription {
     const wasLive = (this.word & STATE) === LIVE;
     this.set(CLOSED);
     const r = this.dropResume();
-    if (wasLive && this.owner.outlet.open) this.owner.outlet.live(this.group, false);
+    if (wasLive && this.owner.outlet.open) this.join(false);
     r?.wake?.();
     this.owner.forget(this);
     this.owner.node.closed(this);
+  }
+
+  /** Joins (or leaves) the group's live fan-out, and its join/leave events' if it asked for them. */
+  private join(on: boolean): void {
+    const { outlet } = this.owner;
+    outlet.live(this.group, on);
+    if (this.word & PRESENCE) outlet.live(presenceTopic(this.group), on);
   }
 
   private set(state: number): void {
@@ -261,7 +291,7 @@ export class Subscription {
     // The held events the client lacks and the join happen in one tick: nothing slips in between.
     outlet.cork(() => {
       for (const h of r.held) if (h.seq === null || h.seq > r.upTo) outlet.send(h.payload);
-      outlet.live(this.group, true);
+      this.join(true);
     });
   }
 

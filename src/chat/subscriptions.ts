@@ -97,13 +97,19 @@ export class Subscriptions implements SubscriptionContext {
     if (subs) for (const sub of [...subs]) sub.hold(payload, seq);
   }
 
+  /** A join/leave frame of the group, after its fan-out: resuming subscriptions that asked for them hold it. */
+  deliverPresence(group: string, payload: Payload): void {
+    const subs = this.resumingByGroup.get(group);
+    if (subs) for (const sub of [...subs]) sub.holdPresence(payload);
+  }
+
   /**
    * Used by Subscriber: a new subscription of `owner` (which holds one membership of the group).
    * Its group is the node's own copy of the name when the node has one, so that the sockets of a
    * group share one string instead of each keeping the one its frame was parsed into.
    */
-  open(group: string, owner: SubscriptionOwner): Subscription {
-    return new Subscription(this.service.groupName?.(group) ?? group, owner);
+  open(group: string, owner: SubscriptionOwner, presence = false): Subscription {
+    return new Subscription(this.service.groupName?.(group) ?? group, owner, presence);
   }
 
   /** Used by Subscriber once the subscription has started (a live one is in the fan-out already, so it hears what its own opening causes, such as its user's `join`). */

@@ -82,7 +82,10 @@ export interface ChatConnectionOptions {
   outboxStorage?: OutboxStorage;
   /** The oldest saved operation sent again after a reload. Default 86400000 (24 h, the server's default RETRY_WINDOW_S). */
   outboxMaxAgeMs?: number;
-  /** Keep each view's `presence` (who is online) current: asked each time the group goes live. Default false. */
+  /**
+   * Keep each view's `presence` (who is online) current: its subscription asks for the group's
+   * join/leave events, and the list is asked each time the group goes live. Default false.
+   */
   presence?: boolean;
   /**
    * Load the members' markers ("seen by") and ask `presence` only for focused views
@@ -386,6 +389,8 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
       if (this.single !== undefined) {
         const seq = this.views.get(this.single)?.lastSeq ?? null;
         if (seq !== null) params.set("since", String(seq));
+        // Join/leave events come only to the sockets that ask for them.
+        if (this.opts.presence) params.set("presence", "1");
         url = socketUrl(b, this.single, params);
       } else {
         url = muxUrl(b, params);
@@ -511,7 +516,9 @@ export class ChatConnection extends Emitter<ChatConnectionEvents> implements Vie
     const since = view.lastSeq;
     view.resubscribing();
     // Answered synchronously: the replay and `resumed` may follow the ack in the same read.
-    this.internalRequest(view.group, "subscribe", since === null ? {} : { since }, (ack, err) => {
+    // Join/leave events come only to the subscriptions that ask for them.
+    const fields = { ...(since === null ? {} : { since }), ...(this.opts.presence ? { presence: true } : {}) };
+    this.internalRequest(view.group, "subscribe", fields, (ack, err) => {
       if (this.views.get(view.group) !== view) return;
       if (ack) return view.subscribeAnswered(ack.seq ?? 0, since !== null);
       if (!err) return; // lost with the socket: the next one subscribes afresh

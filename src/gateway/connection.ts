@@ -56,6 +56,8 @@ export class Connection implements Outlet {
     private readonly endGraceMs: number,
     /** When its identity expires (ms since the epoch: a token's exp plus the tolerance); null: never. */
     readonly expiresAt: number | null = null,
+    /** `?presence=1`: the group's join/leave events too. */
+    readonly presence = false,
   ) {
     this.session = { group, user };
   }

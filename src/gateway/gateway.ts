@@ -8,6 +8,7 @@ import type { Dispatcher } from "../chat/dispatch.ts";
 import type { Payload } from "../chat/sequencer.ts";
 import { Subscriber } from "../chat/subscriber.ts";
 import type { Subscriptions } from "../chat/subscriptions.ts";
+import { presenceTopic } from "../chat/subscription.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED } from "../protocol/index.ts";
@@ -114,6 +115,12 @@ export class Gateway {
     this.slow.published(group, typeof payload === "string" ? payload.length * 3 : payload.byteLength);
   }
 
+  /** A join/leave frame of the group, to its local sockets that asked for them (`presenceTopic`). */
+  publishPresence(group: string, payload: Payload): void {
+    this.app.publish(presenceTopic(group), payload, false);
+    this.slow.published(group, typeof payload === "string" ? payload.length * 3 : payload.byteLength);
+  }
+
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
@@ -195,7 +202,7 @@ export class Gateway {
         maxSubscriptions: this.opts.maxSubscriptionsPerSocket,
         lastSeq: (group) => this.deps.service.lastSeq(group),
       });
-    } else conn.subscriber.subscribe(conn.group, conn.since);
+    } else conn.subscriber.subscribe(conn.group, conn.since, conn.presence);
     this.deps.metrics.connections.set(this.sockets.size);
     this.deps.metrics.groups.set(this.deps.service.memberships.size);
     this.deps.log.info({ conn: conn.id, group: conn.group, user: conn.user }, "connection open");

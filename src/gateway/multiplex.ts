@@ -33,7 +33,7 @@ export class SocketMultiplex implements Multiplex {
     return this.conn.subscriber?.get(group) !== undefined || this.starting.has(group);
   }
 
-  async subscribe(group: string, since: number | null): Promise<{ seq: number; start: () => void }> {
+  async subscribe(group: string, since: number | null, presence = false): Promise<{ seq: number; start: () => void }> {
     const subscriber = this.conn.subscriber;
     if (!subscriber || !this.conn.open) throw new ChatError("unavailable", "the socket is closing");
     if (this.allowed !== null && !this.allowed.includes(group)) throw new ChatError("forbidden", `token does not allow group ${group}`);
@@ -64,7 +64,7 @@ export class SocketMultiplex implements Multiplex {
       start: () => {
         this.starting.delete(group);
         // The membership taken above goes to the subscription, or back when there is none.
-        if (!this.conn.open || this.conn.subscriber?.subscribe(group, since) == null) this.deps.subscriptions.leave(group);
+        if (!this.conn.open || this.conn.subscriber?.subscribe(group, since, presence) == null) this.deps.subscriptions.leave(group);
       },
     };
   }

@@ -8,7 +8,7 @@ import { asksForUpgrade, upgradeLater, type CorkElsewhere } from "../uws/late-up
 import { Connection, type SocketData } from "./connection.ts";
 import type { IdentityProvider } from "../identity/identity.ts";
 import type { ConnectionLimits, GroupCount } from "./limits.ts";
-import { groupParam, parseSince } from "../protocol/params.ts";
+import { groupParam, parseFlag, parseSince } from "../protocol/params.ts";
 import type { HttpRequest, HttpResponse, us_socket_context_t } from "../uws/uws.ts";
 
 export interface UpgradeDeps {
@@ -51,6 +51,8 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
   if (group === null) return send(res, 400, "invalid group name: 1 to 99 characters of A-Z a-z 0-9 - _ .");
   const since = parseSince(query.get("since"));
   if (since === undefined) return send(res, 400, "since must be an integer >= 0");
+  const presence = parseFlag(query.get("presence"));
+  if (presence === undefined) return send(res, 400, "presence must be 1 or 0");
   if (deps.closing()) return send(res, 503, "server shutting down");
   if (!deps.limits.originAllowed(origin)) return send(res, 403, "origin not allowed");
   void (async () => {
@@ -67,7 +69,7 @@ export function upgradeChat(deps: UpgradeDeps, res: HttpResponse, req: HttpReque
       deps.log.warn({ err, group }, "could not subscribe to group");
       return send(res, 503, "event bus unavailable", {}, aborted);
     }
-    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null) };
+    const data: SocketData = { conn: new Connection(randomUUID(), group, who.user, since, quota, deps.endGraceMs, who.expiresAt ?? null, presence) };
     upgradeLater(res, data, { key, protocol, extensions, ctx }, deps.corkElsewhere, () => !aborted() && !deps.closing(), () => {
       deps.subscriptions.leave(group);
       deps.limits.release(quota);

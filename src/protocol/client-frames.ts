@@ -59,7 +59,7 @@ export const ClientFrames = {
   /** The sender's conversation list, most recent activity first; `before` is a previous answer's `next`. */
   groups: v.object({ user, before: v.optional(GroupsCursor), limit: v.optional(HistoryLimit, 50) }),
   /** `/ws/` only: follow the frame's `group`, resuming after `since` when given. */
-  subscribe: v.object({ since: v.optional(Seq) }),
+  subscribe: v.object({ since: v.optional(Seq), presence: v.optional(v.boolean("presence must be true or false")) }),
   /** `/ws/` only: stop following the frame's `group`. */
   unsubscribe: v.object({}),
 } as const;

@@ -13,6 +13,13 @@ export function groupParam(raw: string): string | null {
   return v.is(GroupName, decoded) ? decoded : null;
 }
 
+/** A yes/no query parameter (`?presence=`): 1 or true, 0 or false; false when absent, undefined when invalid. */
+export function parseFlag(raw: string | null): boolean | undefined {
+  if (raw === null || raw === "0" || raw === "false") return false;
+  if (raw === "1" || raw === "true") return true;
+  return undefined;
+}
+
 /** `?since=` as the contract allows it: an integer >= 0; null when absent, undefined when invalid. */
 export function parseSince(raw: string | null): number | null | undefined {
   if (raw === null) return null;

@@ -3,7 +3,7 @@
 // nodes before bundles send) is never taken for one; anything else that starts like a bundle is
 // refused whole.
 import t from "tap";
-import { encodeBundle, isBundle, splitBundle } from "../../src/chat/bundle.ts";
+import { encodeBundle, isBundle, isPresenceFrame, splitBundle } from "../../src/chat/bundle.ts";
 import { seqOf, serialize } from "../../src/chat/events.ts";
 
 const frames = [
@@ -47,4 +47,19 @@ t.test("what starts like a bundle but is not one this node reads is refused whol
     t.equal(splitBundle(b), null, JSON.stringify(b));
     t.equal(splitBundle(Buffer.from(b)), null, `${JSON.stringify(b)} as bytes`);
   }
+});
+
+t.test("isPresenceFrame: a join or leave frame on its own, as a string or bytes; nothing else", async (t) => {
+  const frames = [
+    { operation: "join", group: "g", user: "bob" },
+    { operation: "leave", group: "g", user: "bob" },
+    { operation: "typing", group: "g", user: "bob", typing_status: "typing" },
+    { operation: "create", seq: 1, group: "g" },
+    { operation: "read", group: "g", user: "joiner" },
+  ].map((f) => JSON.stringify(f));
+  const expected = [true, true, false, false, false];
+  t.same(frames.map((f) => isPresenceFrame(f)), expected, "strings");
+  t.same(frames.map((f) => isPresenceFrame(Buffer.from(f))), expected, "bytes");
+  t.notOk(isPresenceFrame(encodeBundle([frames[0]!, frames[1]!])), "a bundle is not one frame");
+  t.notOk(isPresenceFrame(Buffer.from('{"operation":"jo')), "a short payload");
 });

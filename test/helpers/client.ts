@@ -118,7 +118,8 @@ async function open(t: Test, url: string, opts: { presence?: boolean } = {}): Pr
 
 /** Connects and waits for the open (retrying a 503, as clients do); closed at teardown. */
 export function connect(t: Test, port: number, group: string, query: Record<string, string> = {}, opts: { presence?: boolean } = {}): Promise<ChatClient> {
-  return open(t, wsUrl(port, group, query), opts);
+  // Join/leave events come only to the sockets that ask for them (`?presence=1`).
+  return open(t, wsUrl(port, group, opts.presence ? { presence: "1", ...query } : query), opts);
 }
 
 /** The HTTP status an upgrade attempt gets (101 when it succeeds). */

@@ -1,6 +1,7 @@
 // A ChatService with no store behind it (lastSeq 0, ping ok), presence that does nothing and
 // batches nothing: for unit tests of the paths that never reach the database (typing, the
-// frame loop). `deliver` gets what the service hands to the group's sockets.
+// frame loop). `deliver` gets what the service hands to the group's sockets (join/leave frames
+// included, which a node gives only to the sockets that asked for them).
 import type { EventBus } from "../../src/bus/bus.ts";
 import { ChatService } from "../../src/chat/service.ts";
 import type { Metrics } from "../../src/metrics/metrics.ts";
@@ -12,6 +13,7 @@ export function storelessService(bus: EventBus, metrics: Metrics, deliver: (grou
     limits: { maxBodyChars: 4000, maxFileBytes: 1 << 20 },
     metrics,
     deliver: (group, payload) => deliver(group, String(payload)),
+    deliverPresence: (group, payload) => deliver(group, String(payload)),
     delivery: { gapWaitMs: 100, retryWindowMs: 60_000 },
     storeGuard: { deadlineMs: 5_000, probeMs: 1_000 },
     presence: { open() {}, close() {}, snapshot: async () => ({ count: 0, users: [] }), start: async () => {}, stop: async () => {}, held: 0 } as never,

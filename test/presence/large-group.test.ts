@@ -34,7 +34,7 @@ function rawUser(port: number, user: string): Promise<net.Socket> {
     const timer = setTimeout(() => reject(new Error(`upgrade of ${user} took over 30 s`)), 30_000);
     s.on("error", reject);
     s.once("connect", () =>
-      s.write(`GET /ws/chat/${g}/?user=${user} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+      s.write(`GET /ws/chat/${g}/?user=${user}&presence=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`),
     );
     const onData = (chunk: Buffer) => {
       head += chunk.toString("latin1");

@@ -29,8 +29,8 @@ t.test("a /ws/ subscription is presence; with a per-group socket of the same use
   const watcher = await connect(t, node.port, g1, { user: "watcher" }, { presence: true });
   await watcher.next((f) => f.operation === "join" && f.user === "watcher");
   const mux = await connectMux("alice");
-  await mux.request({ operation: "subscribe", group: g1 });
-  await mux.request({ operation: "subscribe", group: g2 });
+  await mux.request({ operation: "subscribe", group: g1, presence: true });
+  await mux.request({ operation: "subscribe", group: g2, presence: true });
   t.same(await watcher.next((f) => f.operation === "join", 3_000), { operation: "join", group: g1, user: "alice" });
   t.same(await mux.next((f) => f.operation === "join" && f.group === g2, 3_000), { operation: "join", group: g2, user: "alice" }, "her join in the other group");
   const answer = await mux.request({ operation: "presence", group: g2 });
