@@ -1,4 +1,4 @@
-// The WebSocket upgrade of /ws/chat/<group>/: the group rule and `since` (400), the origin (403),
+// The WebSocket upgrade of /ws/chat/<group>/: the group rule, `since` and `presence` (400), the origin (403),
 // identity (401/403/503), the node's limits (429/503), then one membership of the group (503 when
 // the bus does not answer), all before the socket exists. A refused upgrade takes nothing.
 import { randomUUID } from "node:crypto";
