@@ -116,6 +116,11 @@ async function open(t: Test, url: string, opts: { presence?: boolean } = {}): Pr
   }
 }
 
+/** Opens any WebSocket URL of the node (retrying a 503, as clients do); closed at teardown. `presence`: keep join/leave frames, whatever the URL asked. */
+export function connectUrl(t: Test, url: string, opts: { presence?: boolean } = {}): Promise<ChatClient> {
+  return open(t, url, opts);
+}
+
 /** Connects and waits for the open (retrying a 503, as clients do); closed at teardown. */
 export function connect(t: Test, port: number, group: string, query: Record<string, string> = {}, opts: { presence?: boolean } = {}): Promise<ChatClient> {
   // Join/leave events come only to the sockets that ask for them (`?presence=1`).

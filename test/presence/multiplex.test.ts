@@ -2,8 +2,7 @@
 // user on both counts once, `unsubscribe` ends presence like a close (after the grace), and the
 // `presence` frame on `/ws/` answers for the group it names.
 import t from "tap";
-import WebSocket from "ws";
-import { ChatClient, connect } from "../helpers/client.ts";
+import { connect, connectUrl } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -14,15 +13,8 @@ const node = await startInProcess(t, { DATABASE_URL: url, PRESENCE_GRACE_MS: Str
 await untilReady(node.port); // warms the database pool: a cold one on a loaded machine answers the first upgrade 503
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function connectMux(user: string): Promise<ChatClient> {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/ws/?user=${user}`, { perMessageDeflate: false });
-  const client = new ChatClient(ws, { presence: true });
-  t.teardown(() => ws.terminate());
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(client));
-    ws.once("error", reject);
-  });
-}
+/** A /ws/ socket that keeps join/leave frames (its subscriptions ask for them). */
+const connectMux = (user: string) => connectUrl(t, `ws://127.0.0.1:${node.port}/ws/?user=${user}`, { presence: true });
 
 t.test("a /ws/ subscription is presence; with a per-group socket of the same user it counts once", async (t) => {
   const [g1, g2] = [uniqueGroup("pmux-a"), uniqueGroup("pmux-b")];

@@ -3,8 +3,7 @@
 // can ask who is online (the `presence` frame), but a join costs it nothing.
 import t from "tap";
 import type { Test } from "tap";
-import WebSocket from "ws";
-import { ChatClient, connect, upgradeStatus, wsUrl } from "../helpers/client.ts";
+import { connect, connectUrl, upgradeStatus, wsUrl } from "../helpers/client.ts";
 import { startInProcess } from "../helpers/node.ts";
 import { uniqueGroup, untilReady } from "../helpers/probe.ts";
 import { freshDatabase } from "../helpers/services.ts";
@@ -16,15 +15,7 @@ await untilReady(node.port);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A socket that keeps every frame it gets, join and leave included, whatever its URL asked. */
-function keepAll(t: Test, target: string): Promise<ChatClient> {
-  const ws = new WebSocket(target, { perMessageDeflate: false });
-  const client = new ChatClient(ws, { presence: true });
-  t.teardown(() => ws.terminate());
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(client));
-    ws.once("error", reject);
-  });
-}
+const keepAll = (t: Test, target: string) => connectUrl(t, target, { presence: true });
 
 t.test("/ws/chat/<group>/: only the socket with ?presence=1 gets join and leave", async (t) => {
   const g = uniqueGroup("optin");
