@@ -129,15 +129,19 @@ const idlePlan = (subscribers: Plan["subscribers"], connectConcurrency: number):
 
 /** The node's `chat_presence_users` (pairs held, grace included); 0 with presence off. */
 async function heldPairs(target: Target): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${target.nodes[0]!.port}/metrics`)).text();
-  return Number(/^chat_presence_users (\d+)/m.exec(text)?.[1] ?? 0);
+  return (await nodeMetrics(target, ["chat_presence_users"]))[0]!;
 }
 
 /** The node's presence publishes so far (one per group per flush of held frames) and the frames they carried. */
 async function presencePublishes(target: Target): Promise<{ publishes: number; frames: number }> {
+  const [publishes, frames] = await nodeMetrics(target, ["chat_presence_batch_frames_count", "chat_presence_batch_frames_sum"]);
+  return { publishes: publishes!, frames: frames! };
+}
+
+/** Unlabelled metrics of the (first) node, in the order named; 0 for one it does not show. */
+async function nodeMetrics(target: Target, names: string[]): Promise<number[]> {
   const text = await (await fetch(`http://127.0.0.1:${target.nodes[0]!.port}/metrics`)).text();
-  const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? 0);
-  return { publishes: read("chat_presence_batch_frames_count"), frames: read("chat_presence_batch_frames_sum") };
+  return names.map((name) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? 0));
 }
 
 /** Microseconds on the clock V8 stamps CPU profiles with (CLOCK_MONOTONIC on Linux, as process.hrtime). */

@@ -32,6 +32,13 @@ export function isBundle(payload: Uint8Array | string): boolean {
   return typeof payload === "string" ? payload.charCodeAt(0) === HASH : payload[0] === HASH;
 }
 
+/** Whether `payload`'s first bytes are the ASCII `head` (no copy). */
+function startsWith(payload: Uint8Array, head: string): boolean {
+  if (payload.byteLength < head.length) return false;
+  for (let i = 0; i < head.length; i++) if (payload[i] !== head.charCodeAt(i)) return false;
+  return true;
+}
+
 /**
  * The frames of a bundle, in order: slices of `payload` (no copy for bytes). Null for a payload
  * that starts like a bundle but is not one this node reads (another head, or a part that is not a
@@ -44,8 +51,7 @@ export function splitBundle(payload: Uint8Array | string): (Uint8Array | string)
     for (const p of parts) if (p.charCodeAt(0) !== OPEN || p.charCodeAt(p.length - 1) !== CLOSE) return null;
     return parts;
   }
-  if (payload.byteLength < HEAD.length) return null;
-  for (let i = 0; i < HEAD.length; i++) if (payload[i] !== HEAD.charCodeAt(i)) return null;
+  if (!startsWith(payload, HEAD)) return null;
   const parts: Uint8Array[] = [];
   let start = HEAD.length;
   while (start <= payload.byteLength) {
@@ -59,15 +65,13 @@ export function splitBundle(payload: Uint8Array | string): (Uint8Array | string)
 }
 
 // A join or leave frame on its own (a fleet that does not read bundles yet sends them one by one):
-// serialised by events.ts with `operation` first, so its first bytes tell.
+// serialised by events.ts with `operation` first, so its first bytes tell. Asked of every
+// ephemeral payload a node delivers (each typing frame too), so it allocates nothing.
 const JOIN = '{"operation":"join"';
 const LEAVE = '{"operation":"leave"';
-const JOIN_BYTES = Buffer.from(JOIN);
-const LEAVE_BYTES = Buffer.from(LEAVE);
-const startsWith = (payload: Uint8Array, head: Buffer) => payload.byteLength >= head.length && head.equals(payload.subarray(0, head.length));
 
 /** Whether a bus payload is one join or leave frame (which go only to the sockets that asked for them). */
 export function isPresenceFrame(payload: Uint8Array | string): boolean {
   if (typeof payload === "string") return payload.startsWith(JOIN) || payload.startsWith(LEAVE);
-  return startsWith(payload, JOIN_BYTES) || startsWith(payload, LEAVE_BYTES);
+  return startsWith(payload, JOIN) || startsWith(payload, LEAVE);
 }

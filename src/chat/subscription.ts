@@ -167,11 +167,6 @@ export class Subscription {
     if (presence) this.word |= PRESENCE;
   }
 
-  /** Whether it gets the group's join/leave events. */
-  get presence(): boolean {
-    return (this.word & PRESENCE) !== 0;
-  }
-
   get state(): SubscriptionState {
     return STATES[this.word & STATE]!;
   }

@@ -110,14 +110,18 @@ export class Gateway {
 
   /** Hands a group event to every live local socket of the group: serialised once, fanned out natively. */
   publish(group: string, payload: Payload): void {
-    this.app.publish(group, payload, false);
-    // A string's UTF-8 bytes are at most three per UTF-16 unit.
-    this.slow.published(group, typeof payload === "string" ? payload.length * 3 : payload.byteLength);
+    this.fanOut(group, group, payload);
   }
 
   /** A join/leave frame of the group, to its local sockets that asked for them (`presenceTopic`). */
   publishPresence(group: string, payload: Payload): void {
-    this.app.publish(presenceTopic(group), payload, false);
+    this.fanOut(presenceTopic(group), group, payload);
+  }
+
+  /** Publishes to `topic`'s sockets; the slow-consumer check counts the bytes against the group's. */
+  private fanOut(topic: string, group: string, payload: Payload): void {
+    this.app.publish(topic, payload, false);
+    // A string's UTF-8 bytes are at most three per UTF-16 unit.
     this.slow.published(group, typeof payload === "string" ? payload.length * 3 : payload.byteLength);
   }
 
